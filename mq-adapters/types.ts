@@ -1,0 +1,191 @@
+/**
+ * The one broker API every pilot and coordinator speaks. Three implementations live beside this file
+ * (`rabbitmq/`, `nats/`, `pulsar/`); `connect()` in `index.ts` picks one by URL scheme or broker type.
+ *
+ * The contract is at-least-once with explicit acknowledgement: a message leaves its queue only when a
+ * consumer acks it (or it is moved to the dead-letter queue). Everything here is wire-format agnostic:
+ * bodies are bytes; encoding lives in `common/wire.ts`.
+ */
+
+/** Which broker an adapter talks to. */
+export type BrokerType = 'rabbitmq' | 'nats' | 'pulsar';
+
+/** A minimal structured logger (pino's shape), so adapters never depend on a logging library. */
+export interface AdapterLogger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** How to reach a broker. Either a full `url`, or a `type` plus a Python-MQClient-style `address`. */
+export interface ConnectOptions {
+  /**
+   * `amqp://` / `amqps://` (RabbitMQ), `nats://` / `tls://` (NATS), `pulsar://` / `pulsar+ssl://` (Pulsar),
+   * or a bare `[user@]host[:port][/vhost]` when `type` is given (the `EWMS_PILOT_QUEUE_*_BROKER_ADDRESS` form).
+   */
+  address: string;
+  /** Required when `address` has no scheme; must agree with the scheme when it has one. */
+  type?: BrokerType;
+  /**
+   * Secret: RabbitMQ password or OAuth2 JWT, NATS token, Pulsar token. Overrides a password in `address`.
+   * Never logged, never placed in an error message.
+   */
+  authToken?: string;
+  /** Give up connecting after this long, with a `BrokerUnreachableError` (default 10,000 ms). */
+  connectTimeoutMs?: number;
+  /** Keep retrying a lost connection for this long before failing pending work (default 60,000 ms). */
+  reconnectWindowMs?: number;
+  /** Most unconfirmed publishes in flight per connection; further `publish` calls wait (default 1,000). */
+  maxInFlightPublishes?: number;
+  /**
+   * RabbitMQ only: the management HTTP API (default `http://<host>:15672`), used to install the
+   * dead-letter/delivery-limit policy without touching the queue's declare arguments. When it is not
+   * reachable or we lack the rights, the client-side delivery limit still holds; a warning says so.
+   */
+  managementUrl?: string;
+  /** Structured logger; silent when absent. */
+  logger?: AdapterLogger;
+}
+
+/** A queue together with the dead-letter queue and delivery limit that protect it. */
+export interface QueueSpec {
+  /** The user's queue name (EWMS queue id or alias); mapped to broker names by each adapter. */
+  name: string;
+  /** Where events go after `maxDeliveries` failed attempts. Default: `<name>.dlq`. */
+  deadLetterQueue?: string;
+  /**
+   * Attempts before an event is dead-lettered (default 3). Also installed broker-side as a backstop for
+   * events that crash a consumer outright, where the broker lets us do so without breaking interop.
+   */
+  maxDeliveries?: number;
+}
+
+/** A message to publish. */
+export interface OutgoingMessage {
+  /** The encoded body (see `common/wire.ts`). */
+  body: Uint8Array;
+  /** Application headers; string values only so every broker carries them natively. */
+  headers?: Record<string, string>;
+  /** Stable id across redeliveries; a random UUID when absent. */
+  eventId?: string;
+}
+
+/** Why an event was dead-lettered; carried as headers on the dead-letter message. */
+export interface DeadLetterReason {
+  /** One line a human can act on, e.g. `task exited with code 3`. */
+  reason: string;
+  /** More context (stderr tail, host, attempt, pilot version, …); keys become `x-ewms-dlq-<key>` headers. */
+  details?: Record<string, string>;
+}
+
+/** One delivery of one message to one consumer. Settle it exactly once: ack, nack or deadLetter. */
+export interface Delivery {
+  /** The body as published. */
+  readonly body: Uint8Array;
+  /** Application headers as published (broker-internal headers removed). */
+  readonly headers: Readonly<Record<string, string>>;
+  /**
+   * The publisher's event id, stable across redeliveries. For messages published without one (e.g. by the
+   * Python MQClient) a content hash of the body, which is stable too.
+   */
+  readonly eventId: string;
+  /** 1 on the first delivery, 2 on the first redelivery, … */
+  readonly deliveryCount: number;
+  /** Remove the message from the queue. Resolves when the broker has been told. */
+  ack(): Promise<void>;
+  /**
+   * Return the message for redelivery (to any consumer). On its final allowed delivery the adapter moves it
+   * to the dead-letter queue instead, so a nack never loses a message and never loops forever.
+   */
+  nack(): Promise<void>;
+  /** Publish the message to the dead-letter queue with the reason (broker-confirmed), then ack it. */
+  deadLetter(reason: DeadLetterReason): Promise<void>;
+  /** Tell the broker a long task is still working on this message, so its lease is not given away. */
+  extendLease(): Promise<void>;
+}
+
+/** Options for `Broker.consume`. */
+export interface ConsumeOptions {
+  /** Most unacked messages this consumer holds at once (>= 1). */
+  prefetch: number;
+  /** Dead-letter settings; must match the queue's `declareQueue` spec (defaults are the same). */
+  deadLetterQueue?: string;
+  maxDeliveries?: number;
+  /**
+   * How long the broker waits for an ack before redelivering to someone else, where the broker has such a
+   * lease (NATS AckWait, Pulsar ack timeout). `Delivery.extendLease` renews it. Default 60,000 ms.
+   */
+  leaseMs?: number;
+}
+
+/**
+ * An open subscription: iterate it to receive deliveries. Iteration waits (without polling) until a message
+ * arrives or `close()` is called; it never holds more than `prefetch` unacked deliveries.
+ */
+export interface Subscription extends AsyncIterable<Delivery> {
+  /**
+   * Stop intake. Messages received but not yet yielded are returned to the queue; deliveries already
+   * yielded stay settle-able until the broker connection closes. Ends the iteration.
+   */
+  close(): Promise<void>;
+}
+
+/** A connection to one broker. */
+export interface Broker {
+  readonly type: BrokerType;
+  /** Host and port only, for logs and errors; never credentials. */
+  readonly displayAddress: string;
+  /**
+   * Make sure the queue and its dead-letter queue exist. Idempotent, safe when several processes race, and
+   * binds to queues another client (e.g. the Python MQClient) created without failing on their settings.
+   */
+  declareQueue(spec: QueueSpec): Promise<void>;
+  /**
+   * Publish one message; resolves with its event id once the broker has confirmed it is stored. Calls
+   * beyond `maxInFlightPublishes` wait their turn (backpressure), so a tight loop cannot exhaust memory.
+   */
+  publish(queue: string, message: OutgoingMessage): Promise<string>;
+  /** Start consuming from a declared queue. */
+  consume(queue: string, options: ConsumeOptions): Promise<Subscription>;
+  /** Messages waiting in the queue, ready or in flight to consumers (for progress and scaling). */
+  depth(queue: string): Promise<number>;
+  /**
+   * Delete the queue and every message in it (tests and workflow clean-up only). Deletes the matching
+   * dead-letter queue too when `withDeadLetterQueue` is given.
+   */
+  deleteQueue(queue: string, options?: { deadLetterQueue?: string | false }): Promise<void>;
+  /** Wait for unconfirmed publishes, then close. Unacked deliveries return to their queue. */
+  close(): Promise<void>;
+}
+
+/** Header names this project sets on messages, the same on every broker. */
+export const HEADERS = {
+  /** Event id, when the broker has no native message-id field we can use. */
+  eventId: 'x-ewms-event-id',
+  /** On outputs: the event id of the input this answers. */
+  inputEventId: 'x-ewms-input-event-id',
+  /** On dead letters: one-line reason. */
+  deadLetterReason: 'x-ewms-dlq-reason',
+  /** On dead letters: the queue the event came from. */
+  deadLetterSource: 'x-ewms-dlq-source-queue',
+  /** On dead letters: how many deliveries it had. */
+  deadLetterDeliveries: 'x-ewms-dlq-deliveries',
+  /** Prefix of the free-form dead-letter details. */
+  deadLetterDetailPrefix: 'x-ewms-dlq-',
+} as const;
+
+/** Defaults shared by every adapter. */
+export const DEFAULTS = {
+  maxDeliveries: 3,
+  connectTimeoutMs: 10_000,
+  reconnectWindowMs: 60_000,
+  maxInFlightPublishes: 1_000,
+  leaseMs: 60_000,
+  deadLetterSuffix: '.dlq',
+} as const;
+
+/** The default dead-letter queue name for a queue. */
+export function defaultDeadLetterQueue(queue: string): string {
+  return `${queue}${DEFAULTS.deadLetterSuffix}`;
+}
