@@ -1,0 +1,265 @@
+/**
+ * The event loop's rules (ack-last, bounded concurrency, retries then dead letter, fail-fast, stop and
+ * release) checked against an in-memory subscription and processor. Broker behaviour itself is covered
+ * by the conformance suite against real brokers; here only the loop's decisions are under test.
+ */
+import { describe, expect, test } from 'vitest';
+import { pino } from 'pino';
+import type { DeadLetterReason, Delivery, OutgoingMessage, Subscription } from '../../mq-adapters/types.js';
+import { EventLoop, type EventProcessor, type TaskOutcome } from '../../pilot/event-loop.js';
+import { PilotStats } from '../../pilot/stats.js';
+
+type Settle = 'ack' | 'nack' | 'dead-letter';
+
+class FakeDelivery implements Delivery {
+  readonly body: Uint8Array;
+  readonly headers = {};
+  settled: Settle | undefined;
+  deadLetterReason: DeadLetterReason | undefined;
+  leaseRenewals = 0;
+  constructor(
+    readonly eventId: string,
+    readonly deliveryCount = 1,
+    private readonly log: string[] = [],
+  ) {
+    this.body = new TextEncoder().encode(eventId);
+  }
+  private mark(how: Settle): void {
+    if (this.settled) throw new Error(`${this.eventId} settled twice (${this.settled}, then ${how})`);
+    this.settled = how;
+    this.log.push(`${how}:${this.eventId}`);
+  }
+  async ack(): Promise<void> {
+    this.mark('ack');
+  }
+  async nack(): Promise<void> {
+    this.mark('nack');
+  }
+  async deadLetter(reason: DeadLetterReason): Promise<void> {
+    this.deadLetterReason = reason;
+    this.mark('dead-letter');
+  }
+  async extendLease(): Promise<void> {
+    this.leaseRenewals += 1;
+  }
+}
+
+/** A subscription fed by the test; honours close() like a real one (ends iteration). */
+class FakeSubscription implements Subscription {
+  private readonly queue: Delivery[] = [];
+  private waiter: (() => void) | undefined;
+  closed = false;
+  push(...deliveries: Delivery[]): void {
+    this.queue.push(...deliveries);
+    this.waiter?.();
+  }
+  async close(): Promise<void> {
+    this.closed = true;
+    this.waiter?.();
+  }
+  async *[Symbol.asyncIterator](): AsyncIterator<Delivery> {
+    for (;;) {
+      if (this.closed) return;
+      const next = this.queue.shift();
+      if (next) {
+        yield next;
+        continue;
+      }
+      await new Promise<void>((resolve) => (this.waiter = resolve));
+      this.waiter = undefined;
+    }
+  }
+}
+
+const silent = pino({ level: 'silent' });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const failure = (reason: string, okay = false): TaskOutcome => ({
+  kind: 'failure',
+  reason: { reason },
+  durationMs: 1,
+  permanent: false,
+  okay,
+});
+
+function makeLoop(
+  subscription: FakeSubscription,
+  processor: EventProcessor,
+  opts: Partial<ConstructorParameters<typeof EventLoop>[0]> = {},
+  log: string[] = [],
+) {
+  const stats = new PilotStats();
+  const loop = new EventLoop({
+    subscription,
+    publishOutput: async (m: OutgoingMessage) => {
+      log.push(`publish:${m.eventId}`);
+    },
+    processor,
+    maxConcurrentTasks: 1,
+    maxDeliveries: 3,
+    stopOnTaskError: false,
+    firstMessageTimeoutMs: 200,
+    idleTimeoutMs: 100,
+    leaseRenewMs: 20,
+    logger: silent,
+    stats,
+    ...opts,
+  });
+  return { loop, stats };
+}
+
+describe('event loop', () => {
+  test('publishes the output before acking the input (ack-last)', async () => {
+    const log: string[] = [];
+    const sub = new FakeSubscription();
+    const processor: EventProcessor = {
+      process: async (d) => ({ kind: 'success', durationMs: 1, output: { body: d.body, eventId: `out-${d.eventId}` } }),
+    };
+    const { loop, stats } = makeLoop(sub, processor, {}, log);
+    sub.push(new FakeDelivery('a', 1, log), new FakeDelivery('b', 1, log));
+    const result = await loop.run();
+    expect(log).toEqual(['publish:out-a', 'ack:a', 'publish:out-b', 'ack:b']);
+    expect(result.stopReason).toBe('idle-timeout');
+    expect(stats.snapshot().succeeded).toBe(2);
+  });
+
+  test('a failed publish leaves the input unacked (nacked) and stops intake', async () => {
+    const sub = new FakeSubscription();
+    const d = new FakeDelivery('a');
+    const loop = new EventLoop({
+      subscription: sub,
+      publishOutput: async () => {
+        throw new Error('connection lost');
+      },
+      processor: { process: async () => ({ kind: 'success', durationMs: 1, output: { body: new Uint8Array(1) } }) },
+      maxConcurrentTasks: 1,
+      maxDeliveries: 3,
+      stopOnTaskError: false,
+      firstMessageTimeoutMs: undefined,
+      idleTimeoutMs: undefined,
+      leaseRenewMs: 1000,
+      logger: silent,
+      stats: new PilotStats(),
+    });
+    sub.push(d);
+    const result = await loop.run();
+    expect(d.settled).toBe('nack');
+    expect(result.stopReason).toBe('broker-error');
+  });
+
+  test('never runs more than maxConcurrentTasks at once', async () => {
+    const sub = new FakeSubscription();
+    let running = 0;
+    let peak = 0;
+    const processor: EventProcessor = {
+      process: async () => {
+        running += 1;
+        peak = Math.max(peak, running);
+        await sleep(15);
+        running -= 1;
+        return { kind: 'success', durationMs: 15, output: undefined };
+      },
+    };
+    const { loop, stats } = makeLoop(sub, processor, { maxConcurrentTasks: 3 });
+    sub.push(...Array.from({ length: 12 }, (_, i) => new FakeDelivery(`e${i}`)));
+    await loop.run();
+    expect(peak).toBe(3);
+    expect(stats.snapshot().succeeded).toBe(12);
+  });
+
+  test('nacks failed attempts and dead-letters the last one with its reason', async () => {
+    const sub = new FakeSubscription();
+    const { loop, stats } = makeLoop(sub, { process: async () => failure('task exited with code 3') });
+    const attempts = [1, 2, 3].map((n) => new FakeDelivery('poison', n));
+    sub.push(...attempts);
+    await loop.run();
+    expect(attempts.map((d) => d.settled)).toEqual(['nack', 'nack', 'dead-letter']);
+    expect(attempts[2]!.deadLetterReason?.reason).toBe('task exited with code 3');
+    expect(stats.snapshot()).toMatchObject({ failed: 3, deadLettered: 1 });
+  });
+
+  test('a permanent failure (malformed event) is dead-lettered on its first attempt', async () => {
+    const sub = new FakeSubscription();
+    const d = new FakeDelivery('bad');
+    const { loop } = makeLoop(sub, {
+      process: async () => ({ kind: 'failure', reason: { reason: 'malformed event' }, durationMs: undefined, permanent: true, okay: false }),
+    });
+    sub.push(d);
+    await loop.run();
+    expect(d.settled).toBe('dead-letter');
+  });
+
+  test('fail-fast: a task error stops intake; in-flight work still finishes', async () => {
+    const sub = new FakeSubscription();
+    const processor: EventProcessor = {
+      process: async (d) => {
+        if (d.eventId === 'bad') return failure('boom');
+        await sleep(50);
+        return { kind: 'success', durationMs: 50, output: undefined };
+      },
+    };
+    const { loop } = makeLoop(sub, processor, { stopOnTaskError: true, maxConcurrentTasks: 2 });
+    const slow = new FakeDelivery('slow');
+    const bad = new FakeDelivery('bad');
+    const never = new FakeDelivery('never');
+    sub.push(slow, bad);
+    setTimeout(() => sub.push(never), 5);
+    const result = await loop.run();
+    expect(result.stopReason).toBe('task-error');
+    expect(result.fatalTaskError).toBe('boom');
+    expect(slow.settled).toBe('ack');
+    expect(bad.settled).toBe('nack');
+    expect(never.settled).toBeUndefined();
+    expect(sub.closed).toBe(true);
+  });
+
+  test('OKAY_ERRORS failures do not stop intake', async () => {
+    const sub = new FakeSubscription();
+    const { loop, stats } = makeLoop(
+      sub,
+      { process: async (d) => (d.eventId === 'x' ? failure('known flake', true) : { kind: 'success', durationMs: 1, output: undefined }) },
+      { stopOnTaskError: true },
+    );
+    sub.push(new FakeDelivery('x'), new FakeDelivery('y'));
+    const result = await loop.run();
+    expect(result.stopReason).toBe('idle-timeout');
+    expect(stats.snapshot()).toMatchObject({ succeeded: 1, failed: 1 });
+  });
+
+  test('stop with a grace aborts in-flight tasks and releases their events', async () => {
+    const sub = new FakeSubscription();
+    const processor: EventProcessor = {
+      process: (_d, signal) =>
+        new Promise((resolve) => signal.addEventListener('abort', () => resolve({ kind: 'aborted', durationMs: 1 }))),
+    };
+    const { loop } = makeLoop(sub, processor, { idleTimeoutMs: undefined });
+    const d = new FakeDelivery('long');
+    sub.push(d);
+    setTimeout(() => loop.stop('signal', 30), 20);
+    const result = await loop.run();
+    expect(result.stopReason).toBe('signal');
+    expect(d.settled).toBe('nack');
+  });
+
+  test('renews the lease while a task runs', async () => {
+    const sub = new FakeSubscription();
+    const d = new FakeDelivery('long');
+    const { loop } = makeLoop(sub, {
+      process: async () => {
+        await sleep(110);
+        return { kind: 'success', durationMs: 110, output: undefined };
+      },
+    });
+    sub.push(d);
+    await loop.run();
+    expect(d.leaseRenewals).toBeGreaterThanOrEqual(3);
+  });
+
+  test('ends with first-message-timeout when nothing ever arrives', async () => {
+    const sub = new FakeSubscription();
+    const { loop } = makeLoop(sub, { process: async () => failure('unused') });
+    const started = Date.now();
+    const result = await loop.run();
+    expect(result.stopReason).toBe('first-message-timeout');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(190);
+  });
+});
