@@ -13,7 +13,7 @@ export class EwmsError extends Error {
   }
 
   /** `message` followed by the hint, as printed by the CLIs. */
-  toString(): string {
+  override toString(): string {
     return `${this.name}: ${this.message}\n  hint: ${this.hint}`;
   }
 }
