@@ -99,6 +99,12 @@ export interface Delivery {
    * to the dead-letter queue instead, so a nack never loses a message and never loops forever.
    */
   nack(): Promise<void>;
+  /**
+   * Give the message back without blaming it (shutdown, or it was never worked on). Unlike `nack` it is
+   * never turned into a dead letter here; brokers that count returns as attempts still do, and the
+   * delivery limit catches it on a later delivery.
+   */
+  release(): Promise<void>;
   /** Publish the message to the dead-letter queue with the reason (broker-confirmed), then ack it. */
   deadLetter(reason: DeadLetterReason): Promise<void>;
   /** Tell the broker a long task is still working on this message, so its lease is not given away. */
@@ -148,11 +154,14 @@ export interface Broker {
   publish(queue: string, message: OutgoingMessage): Promise<string>;
   /** Start consuming from a declared queue. */
   consume(queue: string, options: ConsumeOptions): Promise<Subscription>;
-  /** Messages waiting in the queue, ready or in flight to consumers (for progress and scaling). */
+  /**
+   * Messages waiting in the queue for a consumer, not counting those delivered and not yet acked (for
+   * progress and scaling).
+   */
   depth(queue: string): Promise<number>;
   /**
-   * Delete the queue and every message in it (tests and workflow clean-up only). Deletes the matching
-   * dead-letter queue too when `withDeadLetterQueue` is given.
+   * Delete the queue and every message in it (tests and workflow clean-up only), and its dead-letter
+   * queue (`<queue>.dlq` unless another is named; `false` keeps it).
    */
   deleteQueue(queue: string, options?: { deadLetterQueue?: string | false }): Promise<void>;
   /** Wait for unconfirmed publishes, then close. Unacked deliveries return to their queue. */

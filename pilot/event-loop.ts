@@ -98,7 +98,7 @@ export class EventLoop {
         this.disarmIdleTimer();
         if (this.stopReason) {
           // Intake stopped between the broker's push and this line: give it straight back.
-          await this.settle(delivery, 'nack', 'released at stop');
+          await this.settle(delivery, 'release', 'released at stop');
           continue;
         }
         this.start(delivery);
@@ -205,7 +205,7 @@ export class EventLoop {
             // Not confirmed: the input must not be acked. Release it; another attempt will publish again
             // (the output's event id is derived from the input's, so the coordinator deduplicates).
             log.error({ err: String(err) }, 'publishing the output failed; releasing the event');
-            await this.settle(delivery, 'nack', 'output publish failed', log);
+            await this.settle(delivery, 'release', 'output publish failed', log);
             this.stop('broker-error');
             return;
           }
@@ -235,7 +235,7 @@ export class EventLoop {
       }
       case 'aborted':
         log.info('task stopped by the pilot; releasing the event');
-        await this.settle(delivery, 'nack', 'aborted', log);
+        await this.settle(delivery, 'release', 'aborted', log);
         break;
     }
     this.opts.onProgress?.();
@@ -244,7 +244,7 @@ export class EventLoop {
   /** Settle a delivery; a broker error here is logged, never thrown: the broker redelivers unsettled events. */
   private async settle(
     delivery: Delivery,
-    how: 'ack' | 'nack' | 'dead-letter',
+    how: 'ack' | 'nack' | 'release' | 'dead-letter',
     why: string,
     log: Logger = this.opts.logger,
     reason?: DeadLetterReason,
@@ -252,6 +252,7 @@ export class EventLoop {
     try {
       if (how === 'ack') await delivery.ack();
       else if (how === 'nack') await delivery.nack();
+      else if (how === 'release') await delivery.release();
       else await delivery.deadLetter(reason ?? { reason: why });
       log.debug({ how, why }, 'event settled');
     } catch (err) {

@@ -9,7 +9,7 @@ import type { DeadLetterReason, Delivery, OutgoingMessage, Subscription } from '
 import { EventLoop, type EventProcessor, type TaskOutcome } from '../../pilot/event-loop.js';
 import { PilotStats } from '../../pilot/stats.js';
 
-type Settle = 'ack' | 'nack' | 'dead-letter';
+type Settle = 'ack' | 'nack' | 'release' | 'dead-letter';
 
 class FakeDelivery implements Delivery {
   readonly body: Uint8Array;
@@ -34,6 +34,9 @@ class FakeDelivery implements Delivery {
   }
   async nack(): Promise<void> {
     this.mark('nack');
+  }
+  async release(): Promise<void> {
+    this.mark('release');
   }
   async deadLetter(reason: DeadLetterReason): Promise<void> {
     this.deadLetterReason = reason;
@@ -142,7 +145,7 @@ describe('event loop', () => {
     });
     sub.push(d);
     const result = await loop.run();
-    expect(d.settled).toBe('nack');
+    expect(d.settled).toBe('release');
     expect(result.stopReason).toBe('broker-error');
   });
 
@@ -237,7 +240,7 @@ describe('event loop', () => {
     setTimeout(() => loop.stop('signal', 30), 20);
     const result = await loop.run();
     expect(result.stopReason).toBe('signal');
-    expect(d.settled).toBe('nack');
+    expect(d.settled).toBe('release');
   });
 
   test('renews the lease while a task runs', async () => {

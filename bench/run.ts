@@ -1,0 +1,19 @@
+/**
+ * `npm run bench`: every benchmark, each printing its rate next to a baseline measured in the same run.
+ * `npm run bench -- adapters` runs one group.
+ */
+import { benchAdapters } from './adapters.js';
+import { type BenchRow, printRows } from './report.js';
+
+const groups: Record<string, () => Promise<BenchRow[]>> = {
+  adapters: () => benchAdapters(Number(process.env.EWMS_BENCH_N ?? 20_000)),
+};
+
+const wanted = process.argv.slice(2);
+const rows: BenchRow[] = [];
+for (const [name, run] of Object.entries(groups)) {
+  if (wanted.length && !wanted.includes(name)) continue;
+  console.error(`running ${name} …`);
+  rows.push(...(await run()));
+}
+printRows(rows);
