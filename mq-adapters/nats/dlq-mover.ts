@@ -1,0 +1,75 @@
+/**
+ * The broker-side backstop on NATS: when JetStream gives up on a message (the consumer's `max_deliver`
+ * reached — every consumer holding it died), it leaves the message in the stream and sends an advisory.
+ * The mover answers the advisory: copy the message to the dead-letter stream with a reason, then delete it
+ * from the work stream. It runs inside every consuming process; the first one to act wins (a second copy
+ * is possible if two movers race, and is deduplicated by event id downstream).
+ */
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import { headers as natsHeaders, type NatsConnection, type Subscription as NatsSub } from '@nats-io/transport-node';
+import { describeError } from '../../common/redact.js';
+import { contentEventId, deadLetterHeaders } from '../shared/delivery.js';
+import { HEADERS, type AdapterLogger } from '../types.js';
+
+interface MaxDeliveriesAdvisory {
+  stream: string;
+  consumer: string;
+  stream_seq: number;
+  deliveries: number;
+}
+
+export function startDeadLetterMover(opts: {
+  nc: NatsConnection;
+  jsm: JetStreamManager;
+  js: JetStreamClient;
+  queue: string;
+  stream: string;
+  consumer: string;
+  deadLetterSubject: string;
+  logger: AdapterLogger | undefined;
+}): NatsSub {
+  const subject = `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${opts.stream}.${opts.consumer}`;
+  const sub = opts.nc.subscribe(subject, {
+    callback: (err, msg) => {
+      if (err) return;
+      let advisory: MaxDeliveriesAdvisory;
+      try {
+        advisory = msg.json<MaxDeliveriesAdvisory>();
+      } catch {
+        return;
+      }
+      void move(opts, advisory).catch((e: unknown) =>
+        opts.logger?.error({ seq: advisory.stream_seq, err: describeError(e) }, 'moving a message to the dead-letter queue failed'),
+      );
+    },
+  });
+  return sub;
+}
+
+async function move(
+  opts: Parameters<typeof startDeadLetterMover>[0],
+  advisory: MaxDeliveriesAdvisory,
+): Promise<void> {
+  const stored = await opts.jsm.streams.getMessage(opts.stream, { seq: advisory.stream_seq });
+  if (!stored) return; // another mover got there first
+  const original: Record<string, string> = {};
+  let eventId: string | undefined;
+  if (stored.header) {
+    for (const [key, values] of stored.header) {
+      if (key === HEADERS.eventId) eventId = values[0];
+      else if (values[0] !== undefined && !key.startsWith('Nats-')) original[key] = values[0];
+    }
+  }
+  const h = natsHeaders();
+  const dl = deadLetterHeaders(
+    original,
+    { reason: `delivery limit exceeded: the broker gave up after ${advisory.deliveries} deliveries (every consumer holding it died)` },
+    opts.queue,
+    advisory.deliveries,
+  );
+  for (const [key, value] of Object.entries(dl)) h.set(key, value);
+  h.set(HEADERS.eventId, eventId ?? contentEventId(stored.data));
+  await opts.js.publish(opts.deadLetterSubject, stored.data, { headers: h });
+  await opts.jsm.streams.deleteMessage(opts.stream, advisory.stream_seq);
+  opts.logger?.warn({ seq: advisory.stream_seq, queue: opts.queue }, 'moved a message the broker gave up on to the dead-letter queue');
+}

@@ -1,0 +1,224 @@
+/**
+ * NATS JetStream through the official client: one stream per queue laid out as the Python MQClient lays
+ * it out (`<name>-stream`, subject `<name>-subject`, durable pull consumer `psub`), explicit acks, leases
+ * extended with `working()`, `max_deliver` plus a dead-letter mover as the broker-side backstop.
+ */
+import { randomUUID } from 'node:crypto';
+import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { connect as natsConnect, headers as natsHeaders, type NatsConnection, type Subscription as NatsSub } from '@nats-io/transport-node';
+import { describeError } from '../../common/redact.js';
+import type { ResolvedAddress } from '../address.js';
+import { BrokerAuthError, BrokerUnreachableError, MessageTooLargeError, QueueNotFoundError } from '../errors.js';
+import { Semaphore } from '../shared/semaphore.js';
+import { DEFAULTS, HEADERS, defaultDeadLetterQueue, type Broker, type ConnectOptions, type ConsumeOptions, type OutgoingMessage, type QueueSpec, type Subscription } from '../types.js';
+import { startDeadLetterMover } from './dlq-mover.js';
+import { CONSUMER_NAME, streamName, subjectName } from './names.js';
+import { NatsSubscription } from './subscription.js';
+
+export { escapeQueueName, unescapeQueueName, streamName, subjectName } from './names.js';
+
+export async function connectNats(address: ResolvedAddress, options: ConnectOptions): Promise<Broker> {
+  const secrets = [address.password, options.authToken];
+  const timeout = options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
+  let nc: NatsConnection;
+  try {
+    nc = await natsConnect({
+      servers: `${address.host}:${address.port}`,
+      ...(address.username ? { user: address.username, pass: address.password } : address.password ? { token: address.password } : {}),
+      ...(address.tls ? { tls: {} } : {}),
+      timeout,
+      // Keep reconnecting after a loss; our own windows decide when to give up on pending work.
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      name: 'ewms-pilot',
+    });
+  } catch (err) {
+    const text = describeError(err, secrets);
+    if (/authorization|authentication|auth/i.test(text)) {
+      throw new BrokerAuthError('nats', address.display, address.username !== undefined ? { user: address.username } : undefined);
+    }
+    throw new BrokerUnreachableError('nats', address.display, text);
+  }
+  // Surface async errors in logs rather than as unhandled rejections.
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect' || s.type === 'reconnect') options.logger?.warn({ broker: address.display, status: s.type }, 'nats connection status');
+    }
+  })().catch(() => undefined);
+  return new NatsBroker(nc, await jetstreamManager(nc), jetstream(nc), address, options);
+}
+
+class NatsBroker implements Broker {
+  readonly type = 'nats' as const;
+  readonly displayAddress: string;
+  private readonly slots: Semaphore;
+  private readonly movers: NatsSub[] = [];
+  private readonly subscriptions = new Set<NatsSubscription>();
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly jsm: JetStreamManager,
+    private readonly js: JetStreamClient,
+    address: ResolvedAddress,
+    private readonly options: ConnectOptions,
+  ) {
+    this.displayAddress = address.display;
+    this.slots = new Semaphore(options.maxInFlightPublishes ?? DEFAULTS.maxInFlightPublishes);
+  }
+
+  /** The server's per-message limit (1 MiB unless raised with `max_payload` in its config). */
+  get maxPayload(): number {
+    return this.nc.info?.max_payload ?? 1024 * 1024;
+  }
+
+  async declareQueue(spec: QueueSpec): Promise<void> {
+    await this.ensureStream(spec.name);
+    await this.ensureStream(spec.deadLetterQueue ?? defaultDeadLetterQueue(spec.name));
+  }
+
+  async publish(queue: string, message: OutgoingMessage): Promise<string> {
+    const eventId = message.eventId ?? randomUUID();
+    // Headers count against max_payload too; leave them generous room.
+    if (message.body.byteLength > this.maxPayload) {
+      throw new MessageTooLargeError('nats', message.body.byteLength, this.maxPayload);
+    }
+    const h = natsHeaders();
+    for (const [key, value] of Object.entries(message.headers ?? {})) h.set(key, value);
+    h.set(HEADERS.eventId, eventId);
+    await this.slots.with(async () => {
+      try {
+        await this.js.publish(subjectName(queue), message.body, { headers: h, timeout: 30_000 });
+      } catch (err) {
+        const text = describeError(err, [this.options.authToken]);
+        if (/no responders|no stream/i.test(text)) throw new QueueNotFoundError('nats', queue);
+        if (/max.payload|maximum payload/i.test(text)) throw new MessageTooLargeError('nats', message.body.byteLength, this.maxPayload);
+        throw new Error(`publishing to '${queue}' on ${this.displayAddress} failed: ${text}`);
+      }
+    });
+    return eventId;
+  }
+
+  async consume(queue: string, options: ConsumeOptions): Promise<Subscription> {
+    if (!Number.isInteger(options.prefetch) || options.prefetch < 1) {
+      throw new RangeError(`prefetch must be a whole number >= 1 (got ${options.prefetch})`);
+    }
+    const stream = streamName(queue);
+    const maxDeliveries = options.maxDeliveries ?? DEFAULTS.maxDeliveries;
+    const deadLetterQueue = options.deadLetterQueue ?? defaultDeadLetterQueue(queue);
+    await this.requireStream(queue);
+    await this.ensureConsumer(stream, subjectName(queue), options.leaseMs ?? DEFAULTS.leaseMs, maxDeliveries);
+    this.movers.push(
+      startDeadLetterMover({
+        nc: this.nc,
+        jsm: this.jsm,
+        js: this.js,
+        queue,
+        stream,
+        consumer: CONSUMER_NAME,
+        deadLetterSubject: subjectName(deadLetterQueue),
+        logger: this.options.logger,
+      }),
+    );
+    const consumer = await this.js.consumers.get(stream, CONSUMER_NAME);
+    const sub = new NatsSubscription(
+      this.nc,
+      consumer,
+      options.prefetch,
+      this.options.reconnectWindowMs ?? DEFAULTS.reconnectWindowMs,
+      this.displayAddress,
+      { queue, deadLetterQueue, maxDeliveries, publish: (q, m) => this.publish(q, m), logger: this.options.logger },
+    );
+    sub.start();
+    this.subscriptions.add(sub);
+    return sub;
+  }
+
+  async depth(queue: string): Promise<number> {
+    const stream = streamName(queue);
+    try {
+      const info = await this.jsm.consumers.info(stream, CONSUMER_NAME);
+      return info.num_pending;
+    } catch (err) {
+      if (!/consumer not found/i.test(String(err))) {
+        if (/stream not found/i.test(String(err))) throw new QueueNotFoundError('nats', queue);
+        throw err;
+      }
+      // Nobody consumed yet: everything in the stream is waiting.
+      const info = await this.jsm.streams.info(stream);
+      return info.state.messages;
+    }
+  }
+
+  async deleteQueue(queue: string, options: { deadLetterQueue?: string | false } = {}): Promise<void> {
+    const dlq = options.deadLetterQueue === undefined ? defaultDeadLetterQueue(queue) : options.deadLetterQueue;
+    for (const name of dlq === false ? [queue] : [queue, dlq]) {
+      await this.jsm.streams.delete(streamName(name)).catch((err: unknown) => {
+        if (!/stream not found/i.test(String(err))) throw err;
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const sub of this.subscriptions) await sub.close();
+    for (const mover of this.movers) mover.unsubscribe();
+    // drain(): flushes pending publishes and acks before closing.
+    await this.nc.drain().catch(() => this.nc.close());
+  }
+
+  /**
+   * Create the stream the way the Python MQClient's add_stream does (name and subject, server defaults
+   * for the rest), so either side may create it first; bind to it as it is when it exists.
+   */
+  private async ensureStream(queue: string): Promise<void> {
+    const name = streamName(queue);
+    if (await this.streamExists(name)) return;
+    try {
+      await this.jsm.streams.add({ name, subjects: [subjectName(queue)] });
+    } catch (err) {
+      // Lost a creation race, or created meanwhile by another tool with other settings: use it.
+      if (!(await this.streamExists(name))) throw new Error(`creating stream '${name}' failed: ${describeError(err)}`);
+    }
+  }
+
+  private async requireStream(queue: string): Promise<void> {
+    if (!(await this.streamExists(streamName(queue)))) throw new QueueNotFoundError('nats', queue);
+  }
+
+  private async streamExists(name: string): Promise<boolean> {
+    try {
+      await this.jsm.streams.info(name);
+      return true;
+    } catch (err) {
+      if (/stream not found/i.test(String(err))) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * The shared durable consumer. Created with our lease and a `max_deliver` one above the client-side
+   * limit (the client dead-letters first, with its reason; the broker only acts if every holder died);
+   * an existing one (e.g. the Python MQClient's) is used as it is.
+   */
+  private async ensureConsumer(stream: string, subject: string, leaseMs: number, maxDeliveries: number): Promise<void> {
+    try {
+      await this.jsm.consumers.info(stream, CONSUMER_NAME);
+      return;
+    } catch (err) {
+      if (!/consumer not found/i.test(String(err))) throw err;
+    }
+    try {
+      await this.jsm.consumers.add(stream, {
+        durable_name: CONSUMER_NAME,
+        ack_policy: AckPolicy.Explicit,
+        filter_subject: subject,
+        ack_wait: leaseMs * 1_000_000,
+        max_deliver: maxDeliveries + 1,
+        max_ack_pending: -1,
+      });
+    } catch (err) {
+      await this.jsm.consumers.info(stream, CONSUMER_NAME).catch(() => {
+        throw new Error(`creating consumer '${CONSUMER_NAME}' on '${stream}' failed: ${describeError(err)}`);
+      });
+    }
+  }
+}
