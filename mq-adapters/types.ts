@@ -155,8 +155,8 @@ export interface Broker {
   /** Start consuming from a declared queue. */
   consume(queue: string, options: ConsumeOptions): Promise<Subscription>;
   /**
-   * Messages waiting in the queue for a consumer, not counting those delivered and not yet acked (for
-   * progress and scaling).
+   * Messages in the queue not yet acknowledged, for progress and scaling. NATS and Pulsar count those
+   * delivered and not yet acked too; RabbitMQ's AMQP answer counts only those ready for delivery.
    */
   depth(queue: string): Promise<number>;
   /**

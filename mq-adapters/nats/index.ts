@@ -137,7 +137,8 @@ class NatsBroker implements Broker {
     const stream = streamName(queue);
     try {
       const info = await this.jsm.consumers.info(stream, CONSUMER_NAME);
-      return info.num_pending;
+      // Limits retention keeps acked messages in the stream; the consumer knows what is still owed.
+      return info.num_pending + info.num_ack_pending;
     } catch (err) {
       if (!/consumer not found/i.test(String(err))) {
         if (/stream not found/i.test(String(err))) throw new QueueNotFoundError('nats', queue);
