@@ -1,0 +1,220 @@
+/**
+ * A pilot's whole life: connect, declare, run the init command once, process events until a stop
+ * condition, release what is unfinished, report, and choose the exit code HTCondor will see.
+ *
+ * Exit codes: 0 — the queue drained (idle timeout) or the wall-time budget ran out; 1 — fail-fast after a
+ * task error (following the quarantine sleep) or a broker failure; 2 — bad configuration (raised before
+ * this runs); 128+N — stopped by signal N (SIGTERM → 143, SIGINT → 130).
+ */
+import { hostname } from 'node:os';
+import { connect } from '../mq-adapters/index.js';
+import type { Broker, ConnectOptions } from '../mq-adapters/types.js';
+import { describeError } from '../common/redact.js';
+import { EventLoop, type EventProcessor, type StopReason } from './event-loop.js';
+import { CHIRP_ATTRS, HTChirp, type ChirpDestination } from './htchirp.js';
+import type { Logger } from './logger.js';
+import { PilotStats, type StatsSnapshot } from './stats.js';
+
+/** Where one queue lives. */
+export interface QueueEndpoint {
+  queue: string;
+  broker: ConnectOptions;
+}
+
+/** Everything the runtime needs, already validated. */
+export interface PilotSettings {
+  incoming: QueueEndpoint;
+  outgoing: QueueEndpoint;
+  deadLetterQueue: string;
+  maxDeliveries: number;
+  prefetch: number;
+  maxConcurrentTasks: number;
+  stopOnTaskError: boolean;
+  quarantineSeconds: number;
+  firstMessageTimeoutSeconds: number | undefined;
+  idleTimeoutSeconds: number | undefined;
+  /** Stop intake this long after start, so in-flight work can finish before the job's wall-time limit. */
+  maxWorkerRuntimeSeconds: number | undefined;
+  /** Longest a task may run: used to stop intake early enough before the wall-time limit. */
+  taskTimeoutSeconds: number | undefined;
+  /** Grace for in-flight tasks on SIGTERM/SIGINT before they are killed and their events released. */
+  killGraceSeconds: number;
+  leaseSeconds: number;
+  chirp: { enabled: boolean; destination: ChirpDestination; rateLimitSeconds: number };
+}
+
+/** What the runtime is given besides settings: the parts that do I/O. */
+export interface PilotParts {
+  logger: Logger;
+  /** Builds the event processor once the outgoing broker is known. */
+  makeProcessor(): EventProcessor;
+  /** The init command, run once before any event (absent: none configured). Throws on failure. */
+  runInit?: () => Promise<void>;
+  /** For tests: connect differently. */
+  connectBroker?: (options: ConnectOptions) => Promise<Broker>;
+  /** Signals to honour (default SIGTERM and SIGINT). */
+  signals?: NodeJS.Signals[];
+  sleep?: (ms: number) => Promise<void>;
+  version: string;
+}
+
+export interface PilotOutcome {
+  exitCode: number;
+  stopReason: StopReason | 'subscription-ended' | 'init-failed';
+  stats: StatsSnapshot;
+  summary: string;
+}
+
+const SIGNAL_EXIT: Partial<Record<NodeJS.Signals, number>> = { SIGTERM: 143, SIGINT: 130, SIGHUP: 129 };
+
+export async function runPilot(settings: PilotSettings, parts: PilotParts): Promise<PilotOutcome> {
+  const { logger } = parts;
+  const stats = new PilotStats();
+  const chirp = new HTChirp({ ...settings.chirp, onError: (m) => logger.warn(m) });
+  const started = Date.now();
+  chirp.set(CHIRP_ATTRS.started, Math.floor(started / 1000));
+  chirp.status('connecting');
+  const connectBroker = parts.connectBroker ?? connect;
+
+  const incoming = await connectBroker({ ...settings.incoming.broker, logger });
+  const sameBroker = sameEndpoint(settings.incoming.broker, settings.outgoing.broker);
+  const outgoing = sameBroker ? incoming : await connectBroker({ ...settings.outgoing.broker, logger });
+  const closeBrokers = async () => {
+    await incoming.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the incoming broker'));
+    if (!sameBroker) await outgoing.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the outgoing broker'));
+  };
+
+  let signalled: NodeJS.Signals | undefined;
+  const signals = parts.signals ?? ['SIGTERM', 'SIGINT'];
+  let loop: EventLoop | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) {
+      logger.warn({ signal }, 'second signal: stopping in-flight tasks now');
+      loop?.abortAll();
+      return;
+    }
+    signalled = signal;
+    logger.info({ signal, graceSeconds: settings.killGraceSeconds }, 'signal received: stopping intake');
+    chirp.status(`stopping (${signal})`);
+    loop?.stop('signal', settings.killGraceSeconds * 1000);
+  };
+  for (const s of signals) process.on(s, onSignal);
+
+  const timers: NodeJS.Timeout[] = [];
+  try {
+    await incoming.declareQueue({ name: settings.incoming.queue, deadLetterQueue: settings.deadLetterQueue, maxDeliveries: settings.maxDeliveries });
+    await outgoing.declareQueue({ name: settings.outgoing.queue });
+
+    if (parts.runInit) {
+      chirp.status('running init');
+      try {
+        await parts.runInit();
+      } catch (err) {
+        const message = describeError(err);
+        logger.error({ err: message }, 'init command failed; no event was taken');
+        chirp.set(CHIRP_ATTRS.error, message);
+        return finish(1, 'init-failed', `init command failed: ${message}`);
+      }
+    }
+    if (signalled) return finish(SIGNAL_EXIT[signalled] ?? 1, 'signal', `stopped by ${signalled} before taking work`);
+
+    const subscription = await incoming.consume(settings.incoming.queue, {
+      prefetch: Math.max(settings.prefetch, settings.maxConcurrentTasks),
+      deadLetterQueue: settings.deadLetterQueue,
+      maxDeliveries: settings.maxDeliveries,
+      leaseMs: settings.leaseSeconds * 1000,
+    });
+    loop = new EventLoop({
+      subscription,
+      publishOutput: async (message) => {
+        await outgoing.publish(settings.outgoing.queue, message);
+      },
+      processor: parts.makeProcessor(),
+      maxConcurrentTasks: settings.maxConcurrentTasks,
+      maxDeliveries: settings.maxDeliveries,
+      stopOnTaskError: settings.stopOnTaskError,
+      firstMessageTimeoutMs: secondsToMs(settings.firstMessageTimeoutSeconds),
+      idleTimeoutMs: secondsToMs(settings.idleTimeoutSeconds),
+      leaseRenewMs: Math.max(1000, (settings.leaseSeconds * 1000) / 3),
+      logger,
+      stats,
+      onProgress: () => {
+        const s = stats.snapshot();
+        chirp.set(CHIRP_ATTRS.tasksTotal, s.succeeded + s.failed);
+        chirp.set(CHIRP_ATTRS.tasksSuccess, s.succeeded);
+        chirp.set(CHIRP_ATTRS.tasksFailed, s.failed);
+        chirp.set(CHIRP_ATTRS.lastUpdated, Math.floor(Date.now() / 1000));
+      },
+    });
+    if (signalled) loop.stop('signal', settings.killGraceSeconds * 1000);
+    scheduleWallTime(settings, loop, timers, logger);
+    chirp.status('processing events');
+    logger.info(
+      { incoming: settings.incoming.queue, outgoing: settings.outgoing.queue, broker: incoming.displayAddress, concurrency: settings.maxConcurrentTasks },
+      'pilot started',
+    );
+
+    const result = await loop.run();
+    switch (result.stopReason) {
+      case 'task-error': {
+        const summary = `stopped after a task failed: ${result.fatalTaskError ?? 'unknown error'}`;
+        chirp.set(CHIRP_ATTRS.error, result.fatalTaskError ?? 'task failed');
+        if (settings.quarantineSeconds > 0) {
+          logger.warn({ seconds: settings.quarantineSeconds }, 'quarantine: sleeping before exit so this node does not take more work');
+          chirp.status('quarantined');
+          await (parts.sleep ?? sleep)(settings.quarantineSeconds * 1000);
+        }
+        return finish(1, result.stopReason, summary);
+      }
+      case 'broker-error':
+        return finish(1, result.stopReason, `broker failure: ${describeError(result.brokerError)}`);
+      case 'signal':
+        return finish(SIGNAL_EXIT[signalled ?? 'SIGTERM'] ?? 1, result.stopReason, `stopped by ${signalled ?? 'signal'}`);
+      default:
+        return finish(0, result.stopReason, `finished: ${result.stopReason}`);
+    }
+  } finally {
+    for (const t of timers) clearTimeout(t);
+    for (const s of signals) process.off(s, onSignal);
+    await closeBrokers();
+    await chirp.flush();
+  }
+
+  function finish(exitCode: number, stopReason: PilotOutcome['stopReason'], why: string): PilotOutcome {
+    const snapshot = stats.snapshot();
+    const t = snapshot.taskSeconds;
+    const summary =
+      `${why}; ${snapshot.succeeded} succeeded, ${snapshot.failed} failed (${snapshot.deadLettered} dead-lettered); ` +
+      `task seconds mean ${t.mean.toFixed(2)} median ${t.median.toFixed(2)} max ${t.max.toFixed(2)}; ` +
+      `ran ${((Date.now() - started) / 1000).toFixed(1)} s on ${hostname()}`;
+    logger.info({ exitCode, stopReason, stats: snapshot, version: parts.version }, summary);
+    chirp.status(exitCode === 0 ? 'done' : `exited ${exitCode}`);
+    return { exitCode, stopReason, stats: snapshot, summary };
+  }
+}
+
+/** Stop intake early enough that the longest task can still finish inside the wall-time budget. */
+function scheduleWallTime(settings: PilotSettings, loop: EventLoop, timers: NodeJS.Timeout[], logger: Logger): void {
+  const budget = settings.maxWorkerRuntimeSeconds;
+  if (budget === undefined) return;
+  const reserve = Math.min(settings.taskTimeoutSeconds ?? 0, budget);
+  const stopIntakeAt = (budget - reserve) * 1000;
+  timers.push(
+    setTimeout(() => {
+      logger.info({ budgetSeconds: budget }, 'wall-time budget: no new events');
+      loop.stop('max-runtime', reserve * 1000);
+    }, stopIntakeAt),
+  );
+}
+
+function sameEndpoint(a: ConnectOptions, b: ConnectOptions): boolean {
+  return a.address === b.address && a.type === b.type && a.authToken === b.authToken;
+}
+
+function secondsToMs(s: number | undefined): number | undefined {
+  return s === undefined ? undefined : s * 1000;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
