@@ -74,3 +74,18 @@ export interface ContainerRuntime {
 
 /** The runtime or its image cannot be used; raised at pilot start. */
 export class RuntimeSetupError extends EwmsError {}
+
+/** Settings every container runtime takes (from the pilot's configuration). */
+export interface RuntimeOptions {
+  /** `EWMS_PILOT_EXTERNAL_DIRECTORIES`: host directories bound into the container at the same path. */
+  externalDirectories: readonly string[];
+  /** `EWMS_PILOT_CONTAINER_DEBUG`: run the runtime verbosely (`apptainer --debug`). */
+  debug: boolean;
+  /** `EWMS_PILOT_CONTAINER_GPUS`: pass the node's GPUs through (`--nv` / `--gpus all`). */
+  gpus: boolean;
+  /** A directory the runtime may use for prepared images (e.g. apptainer sandboxes); created as needed. */
+  workDir: string;
+  /** The pilot's environment, the base of every spawned client process's env. */
+  baseEnv: Readonly<Record<string, string>>;
+  logger: { debug(obj: object, msg?: string): void; info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
+}
