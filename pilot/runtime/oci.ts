@@ -1,0 +1,152 @@
+/**
+ * The Docker and Podman runtimes: each run is `<engine> run --rm --name <runId> --init --pull=never`
+ * with the run's task-io dir, the data hub and the external directories bound by `--mount`, and the task
+ * env as `--env NAME=VALUE` (the CLI takes the value verbatim: no splitting, no evaluation).
+ *
+ * Choices, and why:
+ * - no `-i`/`-t`: a task reads its infile, not a terminal; with no TTY the client forwards signals it
+ *   receives to the container (`--sig-proxy` is on by default), so the processor's SIGTERM reaches the task.
+ * - `--init`: a tiny init as PID 1 forwards those signals and reaps zombies, so a task that is a shell
+ *   script still stops on SIGTERM.
+ * - `--pull=never`: the image was made present once by `prepare()`; a run never pulls behind our back.
+ * - user mapping: files the task writes into the binds must be readable and removable by the pilot. Docker
+ *   runs as `--user <pilot uid>:<gid>` when the pilot is not root; rootless Podman maps the container user
+ *   to the pilot with `--userns=keep-id`. A root pilot can read anything and leaves the image's user alone.
+ * - network: the engine's default (tasks often fetch data); restrict it in the engine's own configuration.
+ * - `stop()`: `--name <runId>` lets the pilot `rm -f` the container after killing the client, because a
+ *   SIGKILLed client cannot take its container down and the daemon would keep it running.
+ */
+import { containerView, requireRunnable } from './container-layout.js';
+import { checkHostDirectories } from './mounts.js';
+import { outputTail, runTool } from './run-tool.js';
+import {
+  RuntimeSetupError,
+  type ContainerRuntime,
+  type LaunchCommand,
+  type LaunchRequest,
+  type PreparedImage,
+  type RuntimeOptions,
+} from './types.js';
+
+/** The OCI engines the pilot drives through their CLI. */
+export type OciEngine = 'docker' | 'podman';
+
+/** The pilot's own identity, for mapping the container user (injectable for tests). */
+export interface HostIdentity {
+  uid: number;
+  gid: number;
+}
+
+/** How long a clean-up command may take before the pilot gives up on it. */
+const STOP_TIMEOUT_MS = 30_000;
+/** Checks that the container is really gone after `rm -f` (it may still be being created). */
+const STOP_CHECKS = 3;
+
+function currentIdentity(): HostIdentity {
+  return { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+}
+
+/** The engine flags that map the container's user onto the pilot's. */
+function userFlags(engine: OciEngine, host: HostIdentity): string[] {
+  if (host.uid === 0) return [];
+  return engine === 'docker' ? ['--user', `${host.uid}:${host.gid}`] : ['--userns=keep-id'];
+}
+
+/** GPU passthrough: Docker's NVIDIA integration, Podman's CDI device name. */
+function gpuFlags(engine: OciEngine): string[] {
+  return engine === 'docker' ? ['--gpus', 'all'] : ['--device', 'nvidia.com/gpu=all'];
+}
+
+/** Create the Docker or Podman runtime. */
+export function createOciRuntime(engine: OciEngine, options: RuntimeOptions, host: HostIdentity = currentIdentity()): ContainerRuntime {
+  const prepared = new Map<string, Promise<PreparedImage>>();
+  let externalDirectories: Promise<string[]> | undefined;
+  let resolvedExternal: string[] | undefined;
+  const env = { ...options.baseEnv };
+
+  function engineMissing(): RuntimeSetupError {
+    return new RuntimeSetupError(
+      `${engine} is not installed or not on PATH (PATH=${options.baseEnv.PATH ?? ''})`,
+      `Install ${engine} on the execute point, or choose another EWMS_PILOT_CONTAINER_RUNTIME.`,
+    );
+  }
+
+  async function prepareImage(reference: string): Promise<PreparedImage> {
+    externalDirectories ??= checkHostDirectories(options.externalDirectories);
+    resolvedExternal = await externalDirectories;
+
+    const inspect = await runTool(engine, ['image', 'inspect', reference], { env, timeoutMs: 120_000 });
+    if (inspect.spawnError?.code === 'ENOENT') throw engineMissing();
+    if (inspect.code === 0) {
+      options.logger.info({ engine, image: reference }, 'image present');
+      return { reference, runnable: reference };
+    }
+    options.logger.info({ engine, image: reference }, 'pulling the image');
+    const started = Date.now();
+    const pull = await runTool(engine, ['pull', reference], { env });
+    if (pull.spawnError?.code === 'ENOENT') throw engineMissing();
+    if (pull.code !== 0) {
+      throw new RuntimeSetupError(
+        `could not pull ${reference} with ${engine}: ${outputTail(pull)}`,
+        `Check the image name, the registry credentials (${engine} login) and that the ${engine} service is reachable from this node.`,
+      );
+    }
+    options.logger.info({ engine, image: reference, seconds: (Date.now() - started) / 1000 }, 'image pulled');
+    return { reference, runnable: reference };
+  }
+
+  async function containerExists(name: string): Promise<boolean> {
+    const result = await runTool(engine, ['container', 'inspect', name], { env, timeoutMs: STOP_TIMEOUT_MS });
+    return result.code === 0;
+  }
+
+  return {
+    name: engine,
+
+    prepare(image: string | undefined): Promise<PreparedImage> {
+      if (image === undefined || image === '') {
+        return Promise.reject(
+          new RuntimeSetupError(
+            `the ${engine} runtime needs an image and none is configured`,
+            'Set EWMS_PILOT_TASK_IMAGE (and EWMS_PILOT_INIT_IMAGE for an init command), or use EWMS_PILOT_CONTAINER_RUNTIME=none.',
+          ),
+        );
+      }
+      let pending = prepared.get(image);
+      if (pending === undefined) {
+        pending = prepareImage(image);
+        prepared.set(image, pending);
+      }
+      return pending;
+    },
+
+    command(request: LaunchRequest, image: PreparedImage): LaunchCommand {
+      const runnable = requireRunnable(image.runnable, engine);
+      const view = containerView(request, resolvedExternal ?? options.externalDirectories);
+      const args = ['run', '--rm', '--name', request.runId, '--init', '--pull=never', ...userFlags(engine, host)];
+      if (options.gpus) args.push(...gpuFlags(engine));
+      for (const bind of view.binds) {
+        args.push('--mount', `type=bind,source=${bind.source},target=${bind.target}${bind.readOnly ? ',readonly' : ''}`);
+      }
+      for (const [name, value] of view.env) args.push('--env', `${name}=${value}`);
+      args.push(runnable, ...view.args);
+      return { file: engine, args, env: { ...env }, containerName: request.runId };
+    },
+
+    async stop(command: LaunchCommand): Promise<void> {
+      const name = command.containerName;
+      if (name === undefined) return;
+      for (let check = 0; check < STOP_CHECKS; check++) {
+        const removed = await runTool(engine, ['rm', '-f', name], { env, timeoutMs: STOP_TIMEOUT_MS });
+        // `--rm` may have removed it already; "no such container" is the good outcome, not an error.
+        if (!(await containerExists(name))) {
+          options.logger.debug({ engine, container: name }, 'container gone');
+          return;
+        }
+        options.logger.warn({ engine, container: name, output: outputTail(removed) }, 'container still present after rm -f; retrying');
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      options.logger.warn({ engine, container: name }, `could not remove the container; remove it by hand: ${engine} rm -f ${name}`);
+    },
+  };
+}
