@@ -1,0 +1,23 @@
+/**
+ * The coordinator: what an event generator imports to feed a workflow's queues, drain its results, inspect
+ * its dead letters and start the pilots that do the work (locally, on HTCondor, or through an EWMS WMS).
+ *
+ * ```ts
+ * import { Workflow } from 'ewms-pilot/coordinator';
+ * const wf = await Workflow.create({ broker: { address: 'nats://localhost:4222' } });
+ * const ids = await wf.publish(events);
+ * const pilots = await wf.startPilots({ backend: 'local', count: 4, task: { args: 'my-task {{INFILE}} {{OUTFILE}}' } });
+ * for await (const o of wf.collect({ expected: ids })) console.log(o.kind, o.inputEventId);
+ * await pilots.remove();
+ * await wf.close({ deleteQueues: true });
+ * ```
+ */
+export * from './types.js';
+export * from './errors.js';
+export { Workflow, workflowQueues } from './workflow.js';
+export { DeadLetters, type DeadLetter, type DeadLetterReadOptions, type RequeueOptions } from './dead-letters.js';
+export { buildPilotEnv, pilotBrokerAddress, type PilotEnvironment, type WorkflowTarget } from './pilot-env.js';
+export { LocalPilotCluster } from './backends/local.js';
+export { targetPilots } from './autoscale.js';
+export { encodeEvent, decodeEvent } from './codec.js';
+export { EwmsError } from '../common/errors.js';

@@ -1,0 +1,90 @@
+/**
+ * The one place that turns a pilot request into the pilot's `EWMS_PILOT_*` environment. Every backend uses
+ * it, so a local pilot runs with exactly the settings a condor job gets (condor adds only the HTChirp
+ * switches, which need a condor starter to talk to).
+ */
+import { resolveAddress, type ResolvedAddress } from '../mq-adapters/address.js';
+import type { ConnectOptions } from '../mq-adapters/types.js';
+import type { WireFormat } from '../common/wire.js';
+import { CoordinatorConfigError } from './errors.js';
+import type { PilotRequest, TaskSpec, WorkflowQueues } from './types.js';
+
+/** What a backend needs to know about the workflow it starts pilots for. */
+export interface WorkflowTarget {
+  id: string;
+  queues: WorkflowQueues;
+  broker: ConnectOptions;
+  maxDeliveries: number;
+  wireFormat: WireFormat;
+  /** Events waiting in the incoming queue (for autoscaling). */
+  depth(): Promise<number>;
+}
+
+/** A pilot's environment, and which of its values are secrets (to keep out of logs and command lines). */
+export interface PilotEnvironment {
+  env: Record<string, string>;
+  /** Names of variables holding secrets (auth tokens). */
+  secretKeys: string[];
+}
+
+const PILOT_PREFIX = 'EWMS_PILOT_';
+
+/** The pilot's broker address without its password, in the form `EWMS_PILOT_QUEUE_*_BROKER_ADDRESS` takes. */
+export function pilotBrokerAddress(address: ResolvedAddress): string {
+  const user = address.username ? `${encodeURIComponent(address.username)}@` : '';
+  const vhost = address.type === 'rabbitmq' && address.vhost !== '/' ? `/${encodeURIComponent(address.vhost)}` : '';
+  const bare = `${user}${address.host}:${address.port}${vhost}`;
+  // The bare form implies the plain scheme; TLS needs the scheme spelled out.
+  return address.tls ? `${address.scheme}://${bare}` : bare;
+}
+
+function taskEnv(prefix: 'TASK' | 'INIT', spec: TaskSpec | undefined): Record<string, string> {
+  if (!spec) return {};
+  const env: Record<string, string> = { [`${PILOT_PREFIX}${prefix}_ARGS`]: spec.args };
+  if (spec.image) env[`${PILOT_PREFIX}${prefix}_IMAGE`] = spec.image;
+  if (spec.env && Object.keys(spec.env).length > 0) env[`${PILOT_PREFIX}${prefix}_ENV_JSON`] = JSON.stringify(spec.env);
+  if (spec.timeoutSeconds !== undefined) env[`${PILOT_PREFIX}${prefix}_TIMEOUT`] = String(spec.timeoutSeconds);
+  return env;
+}
+
+/** Build the environment of every pilot of `request` on `target`'s queues. */
+export function buildPilotEnv(target: WorkflowTarget, request: PilotRequest): PilotEnvironment {
+  if (!request.task?.args?.trim()) {
+    throw new CoordinatorConfigError('the pilot request has no task command', 'set task.args, e.g. "python scan.py {{INFILE}} {{OUTFILE}}"');
+  }
+  const broker = request.pilotBroker ?? target.broker;
+  const address = resolveAddress(broker);
+  const env: Record<string, string> = {};
+  const secretKeys: string[] = [];
+  for (const side of ['INCOMING', 'OUTGOING'] as const) {
+    env[`${PILOT_PREFIX}QUEUE_${side}`] = side === 'INCOMING' ? target.queues.incoming : target.queues.outgoing;
+    env[`${PILOT_PREFIX}QUEUE_${side}_BROKER_TYPE`] = address.type;
+    env[`${PILOT_PREFIX}QUEUE_${side}_BROKER_ADDRESS`] = pilotBrokerAddress(address);
+    if (address.password) {
+      env[`${PILOT_PREFIX}QUEUE_${side}_AUTH_TOKEN`] = address.password;
+      secretKeys.push(`${PILOT_PREFIX}QUEUE_${side}_AUTH_TOKEN`);
+    }
+  }
+  env[`${PILOT_PREFIX}QUEUE_DEAD_LETTER`] = target.queues.deadLetter;
+  env[`${PILOT_PREFIX}MAX_DELIVERIES`] = String(target.maxDeliveries);
+  env[`${PILOT_PREFIX}WIRE_FORMAT`] = target.wireFormat;
+  Object.assign(env, taskEnv('TASK', request.task), taskEnv('INIT', request.init));
+  if (!request.task.image) env[`${PILOT_PREFIX}CONTAINER_RUNTIME`] = 'none';
+  if (request.backend === 'condor') {
+    env[`${PILOT_PREFIX}HTCHIRP`] = 'True';
+    env[`${PILOT_PREFIX}HTCHIRP_DEST`] = 'JOB_ATTR';
+  }
+  for (const [key, value] of Object.entries(request.pilotEnv ?? {})) {
+    if (!key.startsWith(PILOT_PREFIX)) {
+      throw new CoordinatorConfigError(`pilotEnv key '${key}' is not a pilot setting`, `only ${PILOT_PREFIX}* variables are passed to pilots`);
+    }
+    env[key] = String(value);
+    if (/TOKEN|PASSWORD|SECRET/i.test(key) && !secretKeys.includes(key)) secretKeys.push(key);
+  }
+  return { env, secretKeys };
+}
+
+/** The secret values of a pilot environment (for `redact`). */
+export function pilotSecrets(pilot: PilotEnvironment): string[] {
+  return pilot.secretKeys.map((k) => pilot.env[k]).filter((v): v is string => typeof v === 'string');
+}

@@ -1,0 +1,73 @@
+/**
+ * Publishing a stream of events: confirmed by the broker, in bounded flight (a generator of millions never
+ * sits in memory), ids returned in input order.
+ */
+import { randomUUID } from 'node:crypto';
+import type { JsonValue, WireFormat } from '../common/wire.js';
+import { describeError } from '../common/redact.js';
+import type { Broker } from '../mq-adapters/types.js';
+import { encodeEvent } from './codec.js';
+import { PublishError } from './errors.js';
+
+/** Options for `publishEvents`. */
+export interface PublishOptions {
+  wireFormat: WireFormat;
+  /** Most publishes awaiting their confirm at once (default 1,000). */
+  window?: number;
+  /** Told after each confirm, with the running count. */
+  onConfirmed?: (count: number) => void;
+}
+
+/**
+ * Publish every event to `queue`; resolves with the event ids in input order once all are confirmed.
+ * Each event gets its id before it is sent, so a failure can say exactly which ones made it.
+ */
+export async function publishEvents(
+  broker: Broker,
+  queue: string,
+  events: Iterable<JsonValue> | AsyncIterable<JsonValue>,
+  options: PublishOptions,
+): Promise<string[]> {
+  const window = Math.max(1, options.window ?? 1_000);
+  const ids: string[] = [];
+  const confirmed: boolean[] = [];
+  const pending = new Set<Promise<void>>();
+  let failure: unknown;
+  let confirmedCount = 0;
+
+  const send = (index: number, data: JsonValue) => {
+    const eventId = randomUUID();
+    ids[index] = eventId;
+    const done: Promise<void> = broker
+      .publish(queue, { body: encodeEvent(data, options.wireFormat), eventId })
+      .then(
+        () => {
+          confirmed[index] = true;
+          confirmedCount += 1;
+          options.onConfirmed?.(confirmedCount);
+        },
+        (err: unknown) => {
+          failure ??= err;
+        },
+      )
+      .finally(() => pending.delete(done));
+    pending.add(done);
+  };
+
+  let index = 0;
+  for await (const data of events as AsyncIterable<JsonValue>) {
+    if (failure !== undefined) break;
+    send(index++, data);
+    while (pending.size >= window) await Promise.race(pending);
+  }
+  await Promise.all(pending);
+  if (failure !== undefined) {
+    const published = ids.filter((_, i) => confirmed[i]);
+    throw new PublishError(
+      `publishing to '${queue}' failed after ${published.length} of ${index} events were confirmed: ${describeError(failure)}`,
+      published,
+      { cause: failure },
+    );
+  }
+  return ids;
+}

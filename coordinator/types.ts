@@ -1,0 +1,199 @@
+/**
+ * The coordinator's public types: what a workflow is made of, what `collect` yields, and how pilots are
+ * requested and watched, whatever the backend (`local`, `condor`, `ewms`).
+ */
+import type { JsonValue, WireFormat } from '../common/wire.js';
+import type { AdapterLogger, ConnectOptions } from '../mq-adapters/types.js';
+
+export type { JsonValue, WireFormat } from '../common/wire.js';
+export type { AdapterLogger, ConnectOptions } from '../mq-adapters/types.js';
+
+/** The three queues of one workflow. */
+export interface WorkflowQueues {
+  /** Events to process; pilots consume it. */
+  incoming: string;
+  /** Results; pilots publish to it, `collect` drains it. */
+  outgoing: string;
+  /** Events that failed `maxDeliveries` times, with the reason (the incoming queue's dead-letter queue). */
+  deadLetter: string;
+}
+
+/** Options for `Workflow.create`. */
+export interface WorkflowOptions {
+  /** The broker the coordinator talks to (and, unless `PilotRequest.pilotBroker` says otherwise, the pilots). */
+  broker: ConnectOptions;
+  /** Names the queues (`ewms-<id>-in`, `ewms-<id>-out`); a random id when absent. Reuse it to resume. */
+  id?: string;
+  /** Queue names, overriding the ones derived from the id. */
+  queues?: Partial<WorkflowQueues>;
+  /** Attempts per event before it is dead-lettered (default 3). Passed to the pilots too. */
+  maxDeliveries?: number;
+  /** Body format on the wire (default `mqclient`, interoperable with the Python MQClient). */
+  wireFormat?: WireFormat;
+  /** Structured logger (pino's shape); silent when absent. */
+  logger?: AdapterLogger;
+}
+
+/** One event's outcome: its result, or its dead letter. Each published event settles exactly once. */
+export type WorkflowOutcome =
+  | {
+      kind: 'result';
+      /** The id `publish` returned for the input this answers. */
+      inputEventId: string;
+      data: JsonValue;
+      headers: Record<string, string>;
+    }
+  | {
+      kind: 'dead-letter';
+      inputEventId: string;
+      /** One line, e.g. `task exited with code 3`. */
+      reason: string;
+      /** Context the pilot attached (stderr tail, host, attempt, …), keyed without the header prefix. */
+      details: Record<string, string>;
+      /** The original event. */
+      data: JsonValue;
+    };
+
+/** Options for `Workflow.collect`. */
+export interface CollectOptions {
+  /** The ids `publish` returned (checked one by one), or just how many outcomes to wait for. */
+  expected: Iterable<string> | number;
+  /** Fail with `CollectTimeoutError` after this long with nothing received (default: wait forever). */
+  idleTimeoutMs?: number;
+  /** Stop collecting (unacked outcomes go back to their queue). */
+  signal?: AbortSignal;
+  /** Most results held unacknowledged at once (default 500). */
+  prefetch?: number;
+}
+
+/** Counters of one `collect` run, readable while it runs. */
+export interface CollectStats {
+  results: number;
+  deadLetters: number;
+  /** Second copies of an outcome already yielded (at-least-once delivery): acked and dropped. */
+  duplicates: number;
+  /** Outcomes for ids not in `expected` (another run's leftovers): acked and dropped. */
+  unexpected: number;
+}
+
+/** A task or init container: what to run and how. */
+export interface TaskSpec {
+  /** The command line; `{{INFILE}}`, `{{OUTFILE}}`, `{{DATA_HUB}}` are substituted by the pilot. */
+  args: string;
+  /** Container image; absent: the args run on the pilot's host (`EWMS_PILOT_CONTAINER_RUNTIME=none`). */
+  image?: string;
+  env?: Record<string, string>;
+  timeoutSeconds?: number;
+}
+
+/** HTCondor settings for the `condor` backend. */
+export interface CondorOptions {
+  /** `vanilla` (default) runs the pilot command on the execute node; `container` runs it in `pilotImage`. */
+  universe?: 'vanilla' | 'container';
+  /** A template file of your own instead of `condor-templates/<universe>.sub`. */
+  template?: string;
+  /** Image of the pilot itself (container universe, or `+SingularityImage` in vanilla). */
+  pilotImage?: string;
+  /** Command that starts the pilot on the execute node (default `ewms-pilot`). */
+  pilotCommand?: string;
+  cpus?: number;
+  /** `request_memory`, e.g. `2 GB` or `2048` (MB). Default `1 GB`. */
+  memory?: string;
+  /** `request_disk`, e.g. `4 GB` or `4194304` (KB). Default `1 GB`. */
+  disk?: string;
+  /** A ClassAd expression for `requirements`. */
+  requirements?: string;
+  /** Remove a pilot that has run longer than this (`periodic_remove`). */
+  maxRuntimeSeconds?: number;
+  /** `max_retries` (default 3). */
+  maxRetries?: number;
+  /** Where the submit file, env file and job logs are written (default: a fresh temp directory). */
+  workDir?: string;
+  /** More submit commands, one `key = value` each (`+Attr` / `MY.Attr` allowed). */
+  extra?: Record<string, string>;
+  /** Directory holding condor_submit/condor_q/condor_rm (default: PATH). */
+  binDir?: string;
+  /** `-name <schedd>` / `-pool <collector>` for every tool call. */
+  schedd?: string;
+  pool?: string;
+}
+
+/** Settings for the `ewms` backend (an EWMS Workflow Management Service). */
+export interface EwmsWmsOptions {
+  /** The WMS's base URL, e.g. `https://ewms.icecube.aq`. */
+  url: string;
+  /** Bearer token. Secret: never logged. Default: `EWMS_WMS_TOKEN` from the environment. */
+  token?: string;
+  /** Condor locations (`{collector, schedd}`) keyed by name, e.g. `{"sub-2": {...}}`. */
+  locations: Record<string, { collector: string; schedd: string }>;
+  /** `worker_config` fields (`max_worker_runtime`, `n_cores`, `priority`, `worker_disk`, `worker_memory`, …). */
+  workerConfig?: Record<string, JsonValue>;
+  /** `pilot_config` fields (`tag`, `image_source`, `environment`, `input_files`). */
+  pilotConfig?: Record<string, JsonValue>;
+  /** Poll period for taskforce status (default 15 s). */
+  pollSeconds?: number;
+  /** Attempts for a request that fails with 5xx or a network error (default 5). */
+  maxAttempts?: number;
+}
+
+/** What pilots to start, and with which task. */
+export interface PilotRequest {
+  backend: 'local' | 'condor' | 'ewms';
+  /** How many pilots (condor jobs, local processes, EWMS workers). */
+  count: number;
+  task: TaskSpec;
+  /** Run once per pilot before any event. */
+  init?: TaskSpec;
+  /** Extra `EWMS_PILOT_*` settings passed through to every pilot (e.g. `EWMS_PILOT_MAX_CONCURRENT_TASKS`). */
+  pilotEnv?: Record<string, string>;
+  /** Where pilots reach the broker, when not where the coordinator does (e.g. a public address). */
+  pilotBroker?: ConnectOptions;
+  condor?: CondorOptions;
+  ewms?: EwmsWmsOptions;
+  local?: LocalOptions;
+  /** Keep the pilot count proportional to queue depth (local and condor). */
+  autoscale?: AutoscaleOptions;
+}
+
+/** Settings for the `local` backend. */
+export interface LocalOptions {
+  /** Each pilot gets `<workDir>/pilot-<n>/` as its scratch directory (default: a fresh temp directory). */
+  workDir?: string;
+  /** The pilot command line (default: `node dist/pilot/cli.js` of this package). */
+  pilotCommand?: string[];
+  /** SIGTERM, then SIGKILL after this long (default 10 s). */
+  killGraceMs?: number;
+}
+
+/** Autoscaling: `clamp(ceil(depth / eventsPerPilot), min, max)` pilots, re-evaluated every `periodSeconds`. */
+export interface AutoscaleOptions {
+  min: number;
+  max: number;
+  /** Queue depth one pilot is expected to handle (default 100). */
+  eventsPerPilot?: number;
+  periodSeconds?: number;
+}
+
+/** A snapshot of a pilot cluster. */
+export interface ClusterStatus {
+  backend: string;
+  id: string;
+  /** Pilots known to the backend (finished ones included while the backend still reports them). */
+  total: number;
+  /** Pilots per state: `idle`, `running`, `held`, `completed`, `removed`, `failed`, … */
+  byState: Record<string, number>;
+  /** Pilots per self-reported status (`HTChirpEWMSPilotStatus` on condor; exit summary locally). */
+  byPilotStatus: Record<string, number>;
+}
+
+/** Pilots started by one backend for one workflow. */
+export interface PilotCluster {
+  readonly backend: string;
+  /** Condor cluster id, EWMS workflow id, or the local cluster's id. */
+  readonly id: string;
+  status(): Promise<ClusterStatus>;
+  /** Start or stop pilots until `count` are wanted. */
+  scale(count: number): Promise<void>;
+  /** Stop every pilot (unfinished events return to the queue). */
+  remove(): Promise<void>;
+}
