@@ -1,0 +1,134 @@
+#!/usr/bin/env node
+/**
+ * `ewms-pilot`: what every HTCondor job runs. Configured by `EWMS_PILOT_*` variables (as the Python
+ * ewms-pilot is) or the matching flags; `ewms-pilot --help` lists them all.
+ *
+ * Exit codes: 0 done (queue drained or wall time reached), 1 task failure (fail-fast) or broker failure,
+ * 2 bad configuration or an unusable runtime/image, 128+N stopped by signal N.
+ */
+import { createRequire } from 'node:module';
+import yargs from 'yargs';
+import { EwmsError } from '../common/errors.js';
+import { describeError, redact } from '../common/redact.js';
+import { defaultLabel, flagOf, typeLabel, VARIABLES } from './config-table.js';
+import { ConfigError, loadConfig, type FlagValues, type PilotConfig } from './config.js';
+import { createPilotLogger, type Logger } from './logger.js';
+import { runPilot } from './pilot.js';
+import { runInit, TaskProcessor } from './processor.js';
+import { createRuntime } from './runtime/index.js';
+import { TaskFiles } from './task-files.js';
+
+const EXIT_CONFIG = 2;
+
+/** This package's version, as the `--version` flag and dead-letter headers report it. */
+export const PILOT_VERSION: string = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
+
+/** Parse flags; `--help`/`--version` print and exit here. */
+async function parseFlags(argv: string[]): Promise<FlagValues> {
+  let parser = yargs(argv)
+    .scriptName('ewms-pilot')
+    .usage(
+      'ewms-pilot [options]\n\n' +
+        'Pull events from a queue, run a task on each, publish its output, ack the input.\n' +
+        'Every option is also an environment variable (--task-args ⇔ EWMS_PILOT_TASK_ARGS); options win.',
+    )
+    .version(PILOT_VERSION)
+    .help()
+    .strict()
+    .wrap(Math.min(120, process.stdout.columns ?? 120));
+  for (const variable of VARIABLES) {
+    parser = parser.option(flagOf(variable.name), {
+      type: variable.type === 'boolean' ? 'boolean' : 'string',
+      describe: `${variable.description} [${variable.name}; ${typeLabel(variable)}; default ${defaultLabel(variable).replace(/`/g, '')}]`,
+      group: variable.origin === 'python' ? 'Python ewms-pilot variables:' : 'This pilot\'s own:',
+    });
+  }
+  const parsed = await parser.parseAsync();
+  return parsed as unknown as FlagValues;
+}
+
+/** The environment tasks start from: the pilot's, minus its own variables (which carry broker secrets). */
+function taskBaseEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) {
+    if (value !== undefined && !key.startsWith('EWMS_PILOT_') && !key.startsWith('_EWMS_PILOT_')) out[key] = value;
+  }
+  return out;
+}
+
+async function main(): Promise<number> {
+  let config: PilotConfig;
+  try {
+    config = loadConfig(process.env, await parseFlags(process.argv.slice(2)));
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`ewms-pilot: ${err.toString()}\n`);
+      return EXIT_CONFIG;
+    }
+    throw err;
+  }
+  const logger = createPilotLogger(config.logLevel);
+  for (const warning of config.warnings) logger.warn({}, warning);
+  try {
+    return await start(config, logger);
+  } catch (err) {
+    const text = err instanceof EwmsError ? err.toString() : describeError(err);
+    logger.fatal({ err: redact(text, config.secrets) }, 'the pilot could not start');
+    process.stderr.write(`ewms-pilot: ${redact(text, config.secrets)}\n`);
+    return err instanceof EwmsError ? EXIT_CONFIG : 1;
+  }
+}
+
+async function start(config: PilotConfig, logger: Logger): Promise<number> {
+  const files = new TaskFiles(config.dataDir, config.infileExt, config.outfileExt);
+  await files.prepare();
+  const runtime = await createRuntime(config.runtime, {
+    externalDirectories: config.externalDirectories,
+    debug: config.containerDebug,
+    gpus: config.containerGpus,
+    workDir: `${config.dataDir}/images`,
+    baseEnv: taskBaseEnv(process.env),
+    logger,
+  });
+  // A missing or broken image is a start-up error: no event is taken on a node that cannot run any.
+  const taskImage = await runtime.prepare(config.task.image);
+  const init = config.init;
+  const initImage = init ? (init.image === config.task.image ? taskImage : await runtime.prepare(init.image)) : undefined;
+
+  const outcome = await runPilot(config.settings, {
+    logger,
+    version: PILOT_VERSION,
+    runInit:
+      init && initImage
+        ? () => runInit({ init, runtime, image: initImage, files, killGraceSeconds: config.settings.killGraceSeconds, keepFiles: config.keepAllTaskFiles, logger })
+        : undefined,
+    makeProcessor: () =>
+      new TaskProcessor({
+        task: config.task,
+        runtime,
+        image: taskImage,
+        files,
+        wireFormat: config.wireFormat,
+        infileExt: config.infileExt,
+        outfileExt: config.outfileExt,
+        killGraceSeconds: config.settings.killGraceSeconds,
+        okayErrors: config.okayErrors,
+        keepAllTaskFiles: config.keepAllTaskFiles,
+        dumpTaskOutput: config.dumpTaskOutput,
+        version: PILOT_VERSION,
+        logger,
+      }),
+  });
+  process.stderr.write(`ewms-pilot: ${redact(outcome.summary, config.secrets)}\n`);
+  return outcome.exitCode;
+}
+
+// Exit explicitly: a task's stray handle or a library timer must not keep a finished job in the slot.
+// (stdout/stderr are synchronous on Linux pipes and files, so nothing written is lost.)
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`ewms-pilot: unexpected failure: ${describeError(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,182 @@
+/**
+ * The pilot's configuration variables, defined once. The environment parser, the command-line flags,
+ * `--help` and the Markdown reference in the README are all generated from this table, so they cannot
+ * drift apart.
+ *
+ * Names marked `python` are those of the Python ewms-pilot 1.x, with its meaning and default; the others
+ * are this pilot's own.
+ */
+
+/** How a variable's text is read. */
+export type VariableType =
+  | 'string'
+  /** A string that must never be printed (tokens, passwords). */
+  | 'secret'
+  /** A whole number >= 0. */
+  | 'integer'
+  /** A number of seconds >= 0 (fractions allowed). */
+  | 'seconds'
+  /** `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`; any case). */
+  | 'boolean'
+  /** A JSON object of environment variables (string or number values). */
+  | 'env-json'
+  /** A command line, split into words like a POSIX shell does, never run by one. */
+  | 'command'
+  /** A list separated by commas. */
+  | 'list'
+  /** One of `choices` (any case). */
+  | 'choice';
+
+/** One configuration variable. */
+export interface VariableDefinition {
+  /** The environment variable. */
+  readonly name: string;
+  readonly type: VariableType;
+  /** Allowed values of a `choice`. */
+  readonly choices?: readonly string[];
+  /** The default as a user would write it; undefined: unset. */
+  readonly default: string | undefined;
+  /** Words for the default when it is not a literal value (e.g. "the incoming broker's"). */
+  readonly defaultText?: string;
+  readonly description: string;
+  /** Where the name comes from: the Python ewms-pilot 1.x, or this pilot. */
+  readonly origin: 'python' | 'ours';
+}
+
+const v = (
+  name: string,
+  type: VariableType,
+  defaultValue: string | undefined,
+  description: string,
+  extra: { origin?: 'python' | 'ours'; choices?: readonly string[]; defaultText?: string } = {},
+): VariableDefinition => ({
+  name,
+  type,
+  default: defaultValue,
+  description,
+  origin: extra.origin ?? 'python',
+  ...(extra.choices ? { choices: extra.choices } : {}),
+  ...(extra.defaultText ? { defaultText: extra.defaultText } : {}),
+});
+
+const queueVars = (direction: 'INCOMING' | 'OUTGOING'): VariableDefinition[] => {
+  const which = direction.toLowerCase();
+  const fallback = direction === 'OUTGOING' ? { defaultText: "the incoming queue's" } : {};
+  return [
+    v(`EWMS_PILOT_QUEUE_${direction}`, 'string', undefined, `Name of the ${which} queue (required).`),
+    v(
+      `EWMS_PILOT_QUEUE_${direction}_AUTH_TOKEN`,
+      'secret',
+      undefined,
+      `Secret for the ${which} broker: RabbitMQ password or OAuth2 token, NATS token, Pulsar token. Never printed.`,
+      fallback,
+    ),
+    v(
+      `EWMS_PILOT_QUEUE_${direction}_BROKER_TYPE`,
+      'choice',
+      undefined,
+      `Broker of the ${which} queue; may be omitted when the address is a URL with a scheme.`,
+      { choices: ['rabbitmq', 'nats', 'pulsar'], ...fallback },
+    ),
+    v(
+      `EWMS_PILOT_QUEUE_${direction}_BROKER_ADDRESS`,
+      'string',
+      undefined,
+      `Broker of the ${which} queue: \`[user@]host[:port][/vhost]\` (with the broker type) or a URL such as \`amqp://host:5672\`${direction === 'INCOMING' ? ' (required)' : ''}.`,
+      fallback,
+    ),
+  ];
+};
+
+/** Every variable the pilot reads, in the order `--help` and the README list them. */
+export const VARIABLES: readonly VariableDefinition[] = [
+  // the task
+  v('EWMS_PILOT_TASK_ARGS', 'command', undefined, 'The task command line, run once per event (required). Split into words like a POSIX shell splits them (quotes, backslashes) but never run by a shell: use `sh -c \'…\'` for pipes or variables. Placeholders `{{INFILE}}`, `{{OUTFILE}}`, `{{DATA_HUB}}` (also `{{IN_FILE}}`, `{{OUT_FILE}}`, `{{DATAHUB}}`) become the task\'s paths.'),
+  v('EWMS_PILOT_TASK_IMAGE', 'string', undefined, 'Container image the task runs in (docker/podman reference, or an apptainer image or sandbox directory). Unset: the task runs on the host.'),
+  v('EWMS_PILOT_TASK_ENV_JSON', 'env-json', '{}', 'Extra environment for the task, as a JSON object of strings or numbers.'),
+  v('EWMS_PILOT_TASK_TIMEOUT', 'seconds', undefined, 'Longest a task may run, in seconds; past it the task\'s whole process tree is stopped and the attempt counts as a failure. Unset: no limit. (`EWMS_PILOT_SUBPROC_TIMEOUT` is read as an old name.)'),
+  v('EWMS_PILOT_TASK_KILL_GRACE', 'seconds', '10', 'Seconds between SIGTERM and SIGKILL when a task is stopped (timeout, shutdown); also the grace in-flight tasks get on SIGTERM/SIGINT before their events are released.', { origin: 'ours' }),
+  // init
+  v('EWMS_PILOT_INIT_ARGS', 'command', undefined, 'A command run once before any event (same splitting and placeholders as the task; only `{{DATA_HUB}}` applies). Its failure stops the pilot before it takes work.'),
+  v('EWMS_PILOT_INIT_IMAGE', 'string', undefined, 'Container image of the init command.', { defaultText: 'the task image' }),
+  v('EWMS_PILOT_INIT_ENV_JSON', 'env-json', '{}', 'Extra environment for the init command, as a JSON object.'),
+  v('EWMS_PILOT_INIT_TIMEOUT', 'seconds', undefined, 'Longest the init command may run, in seconds. Unset: no limit.'),
+  // queues
+  ...queueVars('INCOMING'),
+  ...queueVars('OUTGOING'),
+  v('EWMS_PILOT_QUEUE_DEAD_LETTER', 'string', undefined, 'Where events go after their last failed attempt, with the reason in headers.', { origin: 'ours', defaultText: '`<incoming>.dlq`' }),
+  v('EWMS_PILOT_MAX_DELIVERIES', 'integer', '3', 'Attempts an event gets before it is dead-lettered (>= 1).', { origin: 'ours' }),
+  v('EWMS_PILOT_WIRE_FORMAT', 'choice', 'mqclient', '`mqclient`: zstd-compressed JSON envelope, interoperable with the Python MQClient; `raw`: bodies are the files\' bytes as they are.', { origin: 'ours', choices: ['mqclient', 'raw'] }),
+  v('EWMS_PILOT_PREFETCH', 'integer', '1', 'Events the broker may push ahead of need; the pilot holds at most max(prefetch, concurrent tasks) unacked.'),
+  v('EWMS_PILOT_LEASE_TIMEOUT', 'seconds', '60', 'How long the broker waits for an ack before it gives an event to another pilot (NATS AckWait, Pulsar ack timeout); renewed every third of it while a task runs, so long tasks keep their events.', { origin: 'ours' }),
+  v('EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE', 'seconds', undefined, 'Seconds to wait for the first event before ending with exit 0.', { defaultText: 'EWMS_PILOT_TIMEOUT_QUEUE_INCOMING' }),
+  v('EWMS_PILOT_TIMEOUT_QUEUE_INCOMING', 'seconds', '1', 'Seconds with nothing to do, once events have flowed, before the pilot ends with exit 0 (the queue has drained).'),
+  // files
+  v('EWMS_PILOT_DATA_DIR_PARENT_PATH_ON_HOST', 'string', undefined, 'Directory under which `ewms-pilot-data/` (the data hub and one directory per event) is made.', { defaultText: 'the working directory' }),
+  v('EWMS_PILOT_INFILE_EXT', 'string', '.in', 'Extension of the task\'s infile. `.json`: the event\'s data is written as JSON; otherwise text (binary with the raw wire format).'),
+  v('EWMS_PILOT_OUTFILE_EXT', 'string', '.out', 'Extension of the task\'s outfile. `.json`: read as JSON; otherwise as text (binary with the raw wire format).'),
+  v('EWMS_PILOT_EXTERNAL_DIRECTORIES', 'list', undefined, 'Comma-separated host directories bound read-only into task containers at the same path.'),
+  v('EWMS_PILOT_KEEP_ALL_TASK_FILES', 'boolean', 'false', 'Keep every event\'s directory (infile, outfile, stdout, stderr) instead of removing it after the event.'),
+  v('EWMS_PILOT_DUMP_TASK_OUTPUT', 'boolean', 'false', 'Copy every task\'s stdout and stderr to the pilot\'s stdout (they are always dumped when a task fails).'),
+  // failure handling
+  v('EWMS_PILOT_STOP_LISTENING_ON_TASK_ERROR', 'boolean', 'true', 'Fail-fast: after a task failure (not in OKAY_ERRORS) take no more events, finish in-flight ones, sleep QUARANTINE_TIME and exit 1.'),
+  v('EWMS_PILOT_OKAY_ERRORS', 'list', undefined, 'Failure kinds that do not trigger fail-fast, comma- or space-separated: `TaskExitError` (or the Python name `ContainerRunError`), `TaskTimeoutError` (or `TimeoutError`), `TaskSignalError`, `InvalidDataForInfileException`, `InvalidDataFromOutfileException`, or `exit:<code>` for one exit code.'),
+  v('EWMS_PILOT_QUARANTINE_TIME', 'seconds', '0', 'Seconds to sleep after fail-fast before exiting, so a broken node does not take more work. Needs STOP_LISTENING_ON_TASK_ERROR.'),
+  v('EWMS_PILOT_MAX_CONCURRENT_TASKS', 'integer', '1', 'Tasks run at once (>= 1).'),
+  v('EWMS_PILOT_MAX_WORKER_RUNTIME', 'seconds', undefined, 'The job\'s wall-time budget in seconds: intake stops TASK_TIMEOUT before it so in-flight tasks can finish. Unset: no limit.', { origin: 'ours' }),
+  // containers
+  v('EWMS_PILOT_CONTAINER_RUNTIME', 'choice', undefined, 'How tasks run: `none` (host processes), `apptainer`, `docker` or `podman`.', { origin: 'ours', choices: ['none', 'apptainer', 'docker', 'podman'], defaultText: '`apptainer` when TASK_IMAGE is set, else `none`' }),
+  v('EWMS_PILOT_CONTAINER_GPUS', 'boolean', 'false', 'Pass the node\'s GPUs into task containers (`--nv` / `--gpus all`).', { origin: 'ours' }),
+  v('EWMS_PILOT_CONTAINER_DEBUG', 'boolean', 'false', 'Run the container runtime verbosely (`apptainer --debug`).'),
+  // reporting
+  v('EWMS_PILOT_HTCHIRP', 'boolean', 'false', 'Report status to HTCondor through `condor_chirp` (attributes `HTChirpEWMSPilot*`).'),
+  v('EWMS_PILOT_HTCHIRP_DEST', 'choice', 'JOB_ATTR', 'Where chirps go: job ad attributes or the job event log.', { choices: ['JOB_ATTR', 'JOB_EVENT_LOG'] }),
+  v('EWMS_PILOT_HTCHIRP_RATELIMIT_INTERVAL', 'seconds', '60', 'Least seconds between two updates of one attribute.'),
+  v('EWMS_PILOT_LOG_LEVEL', 'choice', undefined, 'Log level of the pilot\'s JSON log on stderr.', { origin: 'ours', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], defaultText: 'from EWMS_PILOT_CL_LOG, else `info`' }),
+  v('EWMS_PILOT_CL_LOG', 'choice', 'INFO', 'The Python pilot\'s log level name, mapped onto EWMS_PILOT_LOG_LEVEL when that is unset.', { choices: ['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL'] }),
+  v('EWMS_PILOT_CL_LOG_THIRD_PARTY', 'string', 'WARNING', 'Accepted for compatibility; the pilot has no third-party loggers to tune.'),
+];
+
+/** Old names still read, each standing for a current one. */
+export const DEPRECATED_ALIASES: Readonly<Record<string, string>> = {
+  EWMS_PILOT_SUBPROC_TIMEOUT: 'EWMS_PILOT_TASK_TIMEOUT',
+};
+
+/** The command-line flag of a variable: `EWMS_PILOT_TASK_ARGS` → `task-args`. */
+export function flagOf(name: string): string {
+  return name.replace(/^EWMS_PILOT_/, '').toLowerCase().replace(/_/g, '-');
+}
+
+/** The default as `--help` and the README show it. */
+export function defaultLabel(variable: VariableDefinition): string {
+  if (variable.defaultText) return variable.defaultText;
+  if (variable.default === undefined) return '(unset)';
+  return `\`${variable.default}\``;
+}
+
+/** The type as `--help` and the README show it. */
+export function typeLabel(variable: VariableDefinition): string {
+  switch (variable.type) {
+    case 'choice':
+      return (variable.choices ?? []).join(' | ');
+    case 'env-json':
+      return 'JSON object';
+    case 'secret':
+      return 'secret';
+    default:
+      return variable.type;
+  }
+}
+
+/**
+ * The configuration reference as a Markdown table (one row per variable), for the README. A test
+ * compares the README with this, so the two stay in sync.
+ */
+export function renderConfigurationMarkdown(): string {
+  const escape = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+  const rows = VARIABLES.map(
+    (variable) =>
+      `| \`${variable.name}\` | \`--${flagOf(variable.name)}\` | ${escape(typeLabel(variable))} | ${escape(defaultLabel(variable))} | ${escape(variable.description)}${variable.origin === 'ours' ? ' *(this pilot)*' : ''} |`,
+  );
+  return ['| Variable | Flag | Type | Default | Meaning |', '|---|---|---|---|---|', ...rows].join('\n') + '\n';
+}

@@ -1,0 +1,394 @@
+/**
+ * Reads and checks the pilot's configuration: the `EWMS_PILOT_*` environment (as HTCondor and the EWMS
+ * Task Management Service set it), overridden by command-line flags. Everything is checked before the
+ * pilot connects anywhere; a problem becomes one `ConfigError` naming each variable and its fix, without
+ * ever echoing a secret.
+ */
+import { resolve } from 'node:path';
+import { EwmsError } from '../common/errors.js';
+import { redact } from '../common/redact.js';
+import type { WireFormat } from '../common/wire.js';
+import { isBrokerType, resolveAddress } from '../mq-adapters/address.js';
+import type { BrokerType, ConnectOptions } from '../mq-adapters/types.js';
+import { defaultDeadLetterQueue } from '../mq-adapters/types.js';
+import { DEPRECATED_ALIASES, VARIABLES, flagOf, type VariableDefinition } from './config-table.js';
+import type { LevelWithSilent } from 'pino';
+import type { PilotSettings, QueueEndpoint } from './pilot.js';
+import type { RuntimeName } from './runtime/types.js';
+import { ShellWordsError, splitShellWords } from './shell-words.js';
+
+/** The configuration is unusable; the pilot exits 2 without connecting anywhere. */
+export class ConfigError extends EwmsError {}
+
+/** One command the pilot runs (the task, or init). */
+export interface CommandSpec {
+  /** Split argument vector, placeholders not yet substituted. */
+  args: string[];
+  /** Container image; undefined on the host runtime. */
+  image: string | undefined;
+  env: Record<string, string>;
+  timeoutSeconds: number | undefined;
+}
+
+/** The whole, checked configuration. */
+export interface PilotConfig {
+  /** What the pilot lifecycle needs (queues, limits, timeouts). */
+  settings: PilotSettings;
+  task: CommandSpec;
+  init: CommandSpec | undefined;
+  runtime: RuntimeName;
+  externalDirectories: string[];
+  containerDebug: boolean;
+  containerGpus: boolean;
+  /** `<DATA_DIR_PARENT_PATH_ON_HOST>/ewms-pilot-data`, absolute. */
+  dataDir: string;
+  infileExt: string;
+  outfileExt: string;
+  keepAllTaskFiles: boolean;
+  dumpTaskOutput: boolean;
+  wireFormat: WireFormat;
+  okayErrors: string[];
+  logLevel: LevelWithSilent;
+  /** Every secret value configured, for redacting anything the pilot prints. */
+  secrets: string[];
+  /** Things worth a warning that do not stop the pilot (unknown variables, old names). */
+  warnings: string[];
+}
+
+/** Flag values as yargs hands them over, keyed by flag name (`task-args`). */
+export type FlagValues = Readonly<Record<string, string | number | boolean | undefined>>;
+
+const BY_NAME = new Map(VARIABLES.map((variable) => [variable.name, variable]));
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const PYTHON_LOG_LEVELS: Record<string, LevelWithSilent> = {
+  DEBUG: 'debug',
+  INFO: 'info',
+  WARNING: 'warn',
+  ERROR: 'error',
+  CRITICAL: 'fatal',
+};
+
+/**
+ * Read the configuration from `env` and `flags` (flags win). `cwd` anchors a relative or absent data
+ * directory. Throws `ConfigError` listing every problem found.
+ */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>, flags: FlagValues = {}, cwd = process.cwd()): PilotConfig {
+  const reader = new Reader(env, flags);
+  const config = build(reader, cwd);
+  if (reader.problems.length > 0) {
+    const secrets = reader.secretValues();
+    const lines = reader.problems.map((p) => `  ${p.name}: ${redact(p.problem, secrets)}\n    fix: ${redact(p.fix, secrets)}`);
+    throw new ConfigError(
+      `the pilot's configuration has ${reader.problems.length} problem${reader.problems.length > 1 ? 's' : ''}:\n${lines.join('\n')}`,
+      'set the variables named above (or their --flags); `ewms-pilot --help` lists them all',
+    );
+  }
+  return config!;
+}
+
+/** Reads typed values out of the raw strings, collecting problems instead of stopping at the first. */
+class Reader {
+  readonly problems: Array<{ name: string; problem: string; fix: string }> = [];
+  readonly warnings: string[] = [];
+  private readonly raw = new Map<string, string>();
+
+  constructor(env: Readonly<Record<string, string | undefined>>, flags: FlagValues) {
+    for (const [old, current] of Object.entries(DEPRECATED_ALIASES)) {
+      const value = env[old];
+      if (value === undefined || value === '') continue;
+      if (env[current]) this.warnings.push(`${old} is ignored because ${current} is set`);
+      else {
+        this.warnings.push(`${old} is an old name; use ${current}`);
+        this.raw.set(current, value);
+      }
+    }
+    for (const variable of VARIABLES) {
+      const value = env[variable.name];
+      // The Python pilot treats an empty variable as unset; so do we.
+      if (value !== undefined && value !== '') this.raw.set(variable.name, value);
+    }
+    for (const variable of VARIABLES) {
+      const value = flags[flagOf(variable.name)];
+      if (value !== undefined && value !== '') this.raw.set(variable.name, String(value));
+    }
+    for (const name of Object.keys(env)) {
+      if (name.startsWith('EWMS_PILOT_') && !BY_NAME.has(name) && !(name in DEPRECATED_ALIASES) && !name.startsWith('_EWMS_PILOT_')) {
+        this.warnings.push(`${name} is not a variable this pilot knows; check its spelling (ewms-pilot --help)`);
+      }
+    }
+  }
+
+  problem(name: string, problem: string, fix: string): undefined {
+    this.problems.push({ name, problem, fix });
+    return undefined;
+  }
+
+  secretValues(): string[] {
+    const out: string[] = [];
+    for (const variable of VARIABLES) {
+      const value = this.raw.get(variable.name);
+      if (value && (variable.type === 'secret' || variable.type === 'env-json')) out.push(value);
+    }
+    return out;
+  }
+
+  isSet(name: string): boolean {
+    return this.raw.has(name);
+  }
+
+  private text(name: string): string | undefined {
+    return this.raw.get(name) ?? def(name).default;
+  }
+
+  string(name: string): string | undefined {
+    return this.text(name);
+  }
+
+  required(name: string, what: string): string | undefined {
+    const value = this.text(name);
+    if (value === undefined) return this.problem(name, `is required but not set`, `set it to ${what}`);
+    return value;
+  }
+
+  integer(name: string, min: number): number | undefined {
+    const value = this.text(name);
+    if (value === undefined) return undefined;
+    if (!/^\s*\d+\s*$/.test(value) || Number(value) < min) {
+      return this.problem(name, `'${value}' is not a whole number >= ${min}`, `set it to a whole number such as ${Math.max(min, 1)}`);
+    }
+    return Number(value);
+  }
+
+  seconds(name: string): number | undefined {
+    const value = this.text(name);
+    if (value === undefined) return undefined;
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < 0) {
+      return this.problem(name, `'${value}' is not a number of seconds >= 0`, 'set it to a number of seconds, e.g. 60 or 0.5');
+    }
+    return n;
+  }
+
+  boolean(name: string): boolean {
+    const value = this.text(name);
+    if (value === undefined) return false;
+    const lower = value.trim().toLowerCase();
+    if (['true', '1', 'yes', 'on', 't', 'y'].includes(lower)) return true;
+    if (['false', '0', 'no', 'off', 'f', 'n'].includes(lower)) return false;
+    this.problem(name, `'${value}' is not a boolean`, 'set it to true or false');
+    return false;
+  }
+
+  choice<T extends string>(name: string): T | undefined {
+    const value = this.text(name);
+    if (value === undefined) return undefined;
+    const choices = def(name).choices ?? [];
+    const match = choices.find((c) => c.toLowerCase() === value.trim().toLowerCase());
+    if (match === undefined) return this.problem(name, `'${value}' is not one of ${choices.join(', ')}`, `set it to one of: ${choices.join(', ')}`);
+    return match as T;
+  }
+
+  list(name: string, separators: RegExp): string[] {
+    const value = this.text(name);
+    if (value === undefined) return [];
+    return value.split(separators).map((s) => s.trim()).filter((s) => s !== '');
+  }
+
+  command(name: string): string[] | undefined {
+    const value = this.text(name);
+    if (value === undefined) return undefined;
+    try {
+      const words = splitShellWords(value);
+      if (words.length === 0) return this.problem(name, 'holds no command', 'set it to the command line to run');
+      return words;
+    } catch (err) {
+      if (err instanceof ShellWordsError) return this.problem(name, err.message, err.hint);
+      throw err;
+    }
+  }
+
+  envJson(name: string): Record<string, string> {
+    const value = this.text(name);
+    if (value === undefined) return {};
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(value);
+    } catch (err) {
+      // JSON.parse quotes the input in its message, and task env often carries tokens: say only where.
+      const where = /position (\d+)/.exec((err as Error).message)?.[1];
+      this.problem(name, `is not valid JSON${where !== undefined ? ` (at character ${Number(where) + 1})` : ''}`, 'set it to a JSON object such as {"MY_VAR": "value", "THREADS": 4}');
+      return {};
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      this.problem(name, 'is JSON but not an object', 'set it to a JSON object such as {"MY_VAR": "value"}');
+      return {};
+    }
+    const out: Record<string, string> = {};
+    for (const [key, val] of Object.entries(parsed)) {
+      if (!ENV_NAME.test(key)) {
+        this.problem(name, `'${key}' is not a valid environment variable name`, 'use letters, digits and underscores, not starting with a digit');
+      } else if (typeof val === 'string' || (typeof val === 'number' && Number.isFinite(val))) {
+        out[key] = String(val);
+      } else {
+        this.problem(name, `the value of '${key}' is not a string or a number`, 'give every variable a string or number value');
+      }
+    }
+    return out;
+  }
+}
+
+function def(name: string): VariableDefinition {
+  const variable = BY_NAME.get(name);
+  if (!variable) throw new Error(`no configuration variable ${name}`);
+  return variable;
+}
+
+function build(r: Reader, cwd: string): PilotConfig | undefined {
+  const taskArgs = r.command('EWMS_PILOT_TASK_ARGS');
+  if (!r.isSet('EWMS_PILOT_TASK_ARGS')) r.problem('EWMS_PILOT_TASK_ARGS', 'is required but not set', "set it to the task's command line, e.g. 'python3 /opt/task.py {{INFILE}} {{OUTFILE}}'");
+  const taskImage = r.string('EWMS_PILOT_TASK_IMAGE');
+  const initArgs = r.command('EWMS_PILOT_INIT_ARGS');
+  const initImage = r.string('EWMS_PILOT_INIT_IMAGE') ?? taskImage;
+
+  const runtime = r.choice<RuntimeName>('EWMS_PILOT_CONTAINER_RUNTIME') ?? (taskImage || r.isSet('EWMS_PILOT_INIT_IMAGE') ? 'apptainer' : 'none');
+  if (runtime === 'none' && r.isSet('EWMS_PILOT_CONTAINER_RUNTIME') && (taskImage || r.isSet('EWMS_PILOT_INIT_IMAGE'))) {
+    r.problem('EWMS_PILOT_CONTAINER_RUNTIME', "is 'none' (run on the host) but EWMS_PILOT_TASK_IMAGE or EWMS_PILOT_INIT_IMAGE names an image", 'unset the image to run on the host, or choose apptainer, docker or podman');
+  }
+  if (runtime !== 'none' && !taskImage) {
+    r.problem('EWMS_PILOT_TASK_IMAGE', `is required with EWMS_PILOT_CONTAINER_RUNTIME=${runtime}`, 'set the image the task runs in, or set EWMS_PILOT_CONTAINER_RUNTIME=none to run on the host');
+  }
+
+  const incoming = endpoint(r, 'INCOMING', undefined);
+  const outgoing = endpoint(r, 'OUTGOING', incoming);
+
+  const maxDeliveries = r.integer('EWMS_PILOT_MAX_DELIVERIES', 1) ?? 3;
+  const prefetch = r.integer('EWMS_PILOT_PREFETCH', 0) ?? 1;
+  const maxConcurrentTasks = r.integer('EWMS_PILOT_MAX_CONCURRENT_TASKS', 1) ?? 1;
+  const stopOnTaskError = r.boolean('EWMS_PILOT_STOP_LISTENING_ON_TASK_ERROR');
+  const quarantineSeconds = r.seconds('EWMS_PILOT_QUARANTINE_TIME') ?? 0;
+  if (quarantineSeconds > 0 && !stopOnTaskError) {
+    r.problem('EWMS_PILOT_QUARANTINE_TIME', 'is set but EWMS_PILOT_STOP_LISTENING_ON_TASK_ERROR is false, so the pilot never quarantines', 'unset EWMS_PILOT_QUARANTINE_TIME, or set EWMS_PILOT_STOP_LISTENING_ON_TASK_ERROR=true');
+  }
+  const idleTimeoutSeconds = r.seconds('EWMS_PILOT_TIMEOUT_QUEUE_INCOMING');
+  const firstMessageTimeoutSeconds = r.seconds('EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE') ?? idleTimeoutSeconds;
+  const taskTimeoutSeconds = r.seconds('EWMS_PILOT_TASK_TIMEOUT');
+  const maxWorkerRuntimeSeconds = r.seconds('EWMS_PILOT_MAX_WORKER_RUNTIME');
+  if (maxWorkerRuntimeSeconds !== undefined && taskTimeoutSeconds !== undefined && taskTimeoutSeconds >= maxWorkerRuntimeSeconds) {
+    r.problem('EWMS_PILOT_MAX_WORKER_RUNTIME', `(${maxWorkerRuntimeSeconds} s) leaves no room for one task of EWMS_PILOT_TASK_TIMEOUT (${taskTimeoutSeconds} s)`, 'make the wall-time budget longer than the task timeout');
+  }
+  const leaseSeconds = r.seconds('EWMS_PILOT_LEASE_TIMEOUT') ?? 60;
+  if (leaseSeconds < 1) r.problem('EWMS_PILOT_LEASE_TIMEOUT', `${leaseSeconds} s is too short to renew`, 'set it to at least 1 second (60 is the default)');
+  const killGraceSeconds = r.seconds('EWMS_PILOT_TASK_KILL_GRACE') ?? 10;
+
+  const infileExt = extension(r, 'EWMS_PILOT_INFILE_EXT');
+  const outfileExt = extension(r, 'EWMS_PILOT_OUTFILE_EXT');
+  const deadLetterQueue = r.string('EWMS_PILOT_QUEUE_DEAD_LETTER') ?? (incoming ? defaultDeadLetterQueue(incoming.queue) : '');
+  const externalDirectories = r.list('EWMS_PILOT_EXTERNAL_DIRECTORIES', /,/);
+  for (const dir of externalDirectories) {
+    if (!dir.startsWith('/')) r.problem('EWMS_PILOT_EXTERNAL_DIRECTORIES', `'${dir}' is not an absolute path`, 'list absolute host directories, separated by commas');
+  }
+
+  const logLevel = r.choice<LevelWithSilent>('EWMS_PILOT_LOG_LEVEL') ?? PYTHON_LOG_LEVELS[r.choice<string>('EWMS_PILOT_CL_LOG') ?? 'INFO'] ?? 'info';
+  const chirpDestination = r.choice<'JOB_ATTR' | 'JOB_EVENT_LOG'>('EWMS_PILOT_HTCHIRP_DEST') ?? 'JOB_ATTR';
+  const task: CommandSpec = {
+    args: taskArgs ?? [],
+    image: runtime === 'none' ? undefined : taskImage,
+    env: r.envJson('EWMS_PILOT_TASK_ENV_JSON'),
+    timeoutSeconds: taskTimeoutSeconds,
+  };
+  const initEnv = r.envJson('EWMS_PILOT_INIT_ENV_JSON');
+  const initTimeout = r.seconds('EWMS_PILOT_INIT_TIMEOUT');
+  const init: CommandSpec | undefined = initArgs
+    ? { args: initArgs, image: runtime === 'none' ? undefined : initImage, env: initEnv, timeoutSeconds: initTimeout }
+    : undefined;
+
+  const wireFormat = r.choice<WireFormat>('EWMS_PILOT_WIRE_FORMAT') ?? 'mqclient';
+  const okayErrors = r.list('EWMS_PILOT_OKAY_ERRORS', /[\s,]+/);
+  const containerGpus = r.boolean('EWMS_PILOT_CONTAINER_GPUS');
+  const containerDebug = r.boolean('EWMS_PILOT_CONTAINER_DEBUG');
+  const keepAllTaskFiles = r.boolean('EWMS_PILOT_KEEP_ALL_TASK_FILES');
+  const dumpTaskOutput = r.boolean('EWMS_PILOT_DUMP_TASK_OUTPUT');
+  const chirpEnabled = r.boolean('EWMS_PILOT_HTCHIRP');
+  const chirpRate = r.seconds('EWMS_PILOT_HTCHIRP_RATELIMIT_INTERVAL') ?? 60;
+  const dataParent = resolve(cwd, r.string('EWMS_PILOT_DATA_DIR_PARENT_PATH_ON_HOST') ?? '.');
+
+  if (!incoming || !outgoing) return undefined;
+  return {
+    settings: {
+      incoming,
+      outgoing,
+      deadLetterQueue,
+      maxDeliveries,
+      prefetch,
+      maxConcurrentTasks,
+      stopOnTaskError,
+      quarantineSeconds,
+      firstMessageTimeoutSeconds,
+      idleTimeoutSeconds,
+      maxWorkerRuntimeSeconds,
+      taskTimeoutSeconds,
+      killGraceSeconds,
+      leaseSeconds,
+      chirp: { enabled: chirpEnabled, destination: chirpDestination, rateLimitSeconds: chirpRate },
+    },
+    task,
+    init,
+    runtime,
+    externalDirectories,
+    containerDebug,
+    containerGpus,
+    dataDir: resolve(dataParent, 'ewms-pilot-data'),
+    infileExt,
+    outfileExt,
+    keepAllTaskFiles,
+    dumpTaskOutput,
+    wireFormat,
+    okayErrors,
+    logLevel,
+    secrets: r.secretValues(),
+    warnings: r.warnings,
+  };
+}
+
+/** One queue's endpoint; the outgoing one falls back to the incoming broker for what it leaves unset. */
+function endpoint(r: Reader, direction: 'INCOMING' | 'OUTGOING', fallback: QueueEndpoint | undefined): QueueEndpoint | undefined {
+  const prefix = `EWMS_PILOT_QUEUE_${direction}`;
+  const queue = r.required(prefix, `the ${direction.toLowerCase()} queue's name`);
+  const typeName = `${prefix}_BROKER_TYPE`;
+  const typeText = r.string(typeName);
+  let type: BrokerType | undefined = fallback?.broker.type;
+  if (typeText !== undefined) {
+    const lower = typeText.trim().toLowerCase();
+    if (isBrokerType(lower)) type = lower;
+    else r.problem(typeName, `'${typeText}' is not a broker type this pilot supports`, 'set it to rabbitmq, nats or pulsar');
+  }
+  const addressName = `${prefix}_BROKER_ADDRESS`;
+  const address = r.string(addressName) ?? fallback?.broker.address;
+  if (address === undefined) {
+    r.problem(addressName, 'is required but not set', 'set it to host:port (with the broker type) or a URL such as amqp://host:5672');
+    return undefined;
+  }
+  const authToken = r.string(`${prefix}_AUTH_TOKEN`) ?? fallback?.broker.authToken;
+  const broker: ConnectOptions = { address, ...(type ? { type } : {}), ...(authToken ? { authToken } : {}) };
+  try {
+    resolveAddress(broker);
+  } catch (err) {
+    if (typeText !== undefined && type === undefined) return undefined; // already reported above
+    const message = err instanceof EwmsError ? err.message : String(err);
+    const hint = err instanceof EwmsError ? err.hint : `check ${addressName} and ${typeName}`;
+    r.problem(addressName, message, hint);
+    return undefined;
+  }
+  if (queue === undefined) return undefined;
+  return { queue, broker };
+}
+
+/** A file extension as the Python pilot takes it: with or without the leading dot. */
+function extension(r: Reader, name: string): string {
+  const value = r.string(name) ?? '';
+  if (value.includes('/') || value.includes('\0')) {
+    r.problem(name, `'${value}' is not a file extension`, 'set it to an extension such as .json or .txt');
+    return '';
+  }
+  return value === '' || value.startsWith('.') ? value : `.${value}`;
+}

@@ -1,0 +1,85 @@
+/**
+ * Turning events into infiles and outfiles into output events, by wire format and file extension, the way
+ * the Python ewms-pilot does: string data → the text as it is; other JSON data → JSON, but only into a
+ * `.json` infile; a `.json` outfile → parsed JSON; any other outfile → its text. With the `raw` wire format
+ * bytes pass through untouched both ways.
+ */
+import { createHash } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { EwmsError } from '../common/errors.js';
+import { decodeEnvelope, encodeEnvelope, WireFormatError, type JsonValue, type WireFormat } from '../common/wire.js';
+import { HEADERS, type Delivery, type OutgoingMessage } from '../mq-adapters/types.js';
+
+/** The event cannot become an infile (the Python pilot's name, so OKAY_ERRORS lists match). */
+export class InvalidDataForInfileException extends EwmsError {}
+/** The outfile cannot become an output event (the Python pilot's name). */
+export class InvalidDataFromOutfileException extends EwmsError {}
+
+/** An input event's payload, decoded. */
+export type Payload = { kind: 'json'; data: JsonValue } | { kind: 'bytes'; bytes: Uint8Array };
+
+/** Decode a delivery's body. Throws `WireFormatError` when it is not what the wire format promises. */
+export function decodePayload(delivery: Delivery, wireFormat: WireFormat): Payload {
+  if (wireFormat === 'raw') return { kind: 'bytes', bytes: delivery.body };
+  return { kind: 'json', data: decodeEnvelope(delivery.body).data };
+}
+
+/** Write the infile for `payload`. Throws `InvalidDataForInfileException` when it has no file form. */
+export async function writeInfile(path: string, ext: string, payload: Payload): Promise<void> {
+  if (payload.kind === 'bytes') return writeFile(path, payload.bytes);
+  const { data } = payload;
+  if (typeof data === 'string') return writeFile(path, data, 'utf8');
+  if (ext.toLowerCase() === '.json') return writeFile(path, JSON.stringify(data), 'utf8');
+  throw new InvalidDataForInfileException(
+    `the event's data is ${Array.isArray(data) ? 'an array' : data === null ? 'null' : `a ${typeof data}`}, which only a .json infile can hold`,
+    'set EWMS_PILOT_INFILE_EXT=.json, or publish the data as a string',
+  );
+}
+
+/**
+ * Read the outfile into an output message answering `inputEventId`; undefined when the task wrote none
+ * (success without output). Throws `InvalidDataFromOutfileException` when the outfile has no wire form.
+ */
+export async function readOutfile(path: string, ext: string, wireFormat: WireFormat, inputEventId: string): Promise<OutgoingMessage | undefined> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  const headers = { [HEADERS.inputEventId]: inputEventId };
+  const eventId = outputEventId(inputEventId);
+  if (wireFormat === 'raw') return { body: bytes, headers, eventId };
+  let data: JsonValue;
+  if (ext.toLowerCase() === '.json') {
+    try {
+      data = JSON.parse(bytes.toString('utf8')) as JsonValue;
+    } catch (err) {
+      throw new InvalidDataFromOutfileException(`the .json outfile is not valid JSON (${(err as Error).message.slice(0, 200)})`, 'make the task write JSON, or set EWMS_PILOT_OUTFILE_EXT to a non-.json extension');
+    }
+  } else {
+    try {
+      data = UTF8.decode(bytes);
+    } catch {
+      throw new InvalidDataFromOutfileException(
+        'the outfile is binary, which the mqclient wire format (JSON) cannot carry',
+        'set EWMS_PILOT_WIRE_FORMAT=raw, or make the task write text or JSON',
+      );
+    }
+  }
+  return { body: encodeEnvelope(data), headers, eventId };
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The output's event id, derived from the input's: every attempt at one input publishes the same id, so
+ * a result published twice (a pilot died between publish and ack) is deduplicated downstream.
+ */
+export function outputEventId(inputEventId: string): string {
+  const h = createHash('sha256').update('ewms-output:').update(inputEventId).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+}
+
+export { WireFormatError };
