@@ -1,21 +1,66 @@
 /**
- * One AMQP connection that heals itself: on a lost connection it reconnects with backoff for up to
- * `reconnectWindowMs`, announcing each new connection so channels (publisher, consumers) are re-created.
+ * One AMQP connection that heals itself: when it is lost, it reconnects with backoff for up to
+ * `reconnectWindowMs` and announces the new connection (`reconnected`) so the publisher and the consumers
+ * re-create their channels on it; when the window runs out it announces `lost` and every caller gets a
+ * `BrokerConnectionLostError`.
+ *
+ * We do our own recovery rather than amqplib's `recovery` option because the adapter needs to know exactly
+ * which channel a delivery came on (deliveries from a dead channel can no longer be acked) and to fail
+ * pending work with our error classes once the window has passed.
  */
 import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
 import amqplib, { type ChannelModel } from 'amqplib';
-import { describeError } from '../../common/redact.js';
+import { describeError, redact } from '../../common/redact.js';
 import type { ResolvedAddress } from '../address.js';
-import { BrokerAuthError, BrokerConnectionLostError, BrokerUnreachableError } from '../errors.js';
+import { BrokerAuthError, BrokerConfigError, BrokerConnectionLostError, BrokerUnreachableError } from '../errors.js';
 import { DEFAULTS, type ConnectOptions } from '../types.js';
+import { rabbitCredentials, type RabbitCredentials } from './credentials.js';
 
-/** Heartbeat in seconds: our tasks run in child processes, so the event loop is free to answer it. */
-const HEARTBEAT_S = 30;
+/**
+ * Heartbeat interval in seconds (the connection is declared dead after two missed beats). amqplib answers
+ * heartbeats on the event loop; the pilot runs tasks in child processes, so a busy task cannot starve them.
+ * 30 s notices a dead peer within about a minute without waking idle pilots needlessly.
+ */
+export const HEARTBEAT_SECONDS = 30;
+
+/** Backoff between connection attempts: doubles from the first value up to the cap. */
+const RETRY_FIRST_MS = 100;
+const RETRY_MAX_MS = 2_000;
+
+/** How a failed connection attempt should be treated. */
+export type ConnectFailure =
+  /** The broker refused the credentials (403 ACCESS_REFUSED): retrying will not help. */
+  | 'auth'
+  /** The vhost does not exist or the user may not use it (530 NOT_ALLOWED on connection.open). */
+  | 'vhost'
+  /**
+   * The broker closed the socket in the middle of the handshake: what a RabbitMQ does on bad credentials
+   * when it cannot tell the client why, but also what a node still booting can do. Retried; if it is still
+   * the answer when time runs out, reported as refused credentials.
+   */
+  | 'handshake-closed'
+  /** The broker's TLS certificate was not accepted (untrusted, expired, another host name). */
+  | 'tls'
+  /** Refused, reset, timed out, DNS: worth retrying until the deadline. */
+  | 'transient';
+
+/** Sort a connect error from amqplib or the socket into what we do about it. */
+export function classifyConnectError(err: unknown): ConnectFailure {
+  const text = err instanceof Error ? err.message : String(err);
+  if (/ACCESS.REFUSED|Login was refused|\b403\b/i.test(text)) return 'auth';
+  // amqplib reports a refused connection.open only as "Expected ConnectionOpenOk; got <ConnectionClose …>".
+  if (/NOT.ALLOWED|\b530\b|Expected ConnectionOpenOk; got <ConnectionClose/i.test(text)) return 'vhost';
+  if (/closed abruptly during opening handshake/i.test(text)) return 'handshake-closed';
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME|ERR_SSL|ERR_TLS/.test(code)) return 'tls';
+  return 'transient';
+}
 
 export interface RabbitConnectionEvents {
-  /** A new connection is up (after a loss); re-create channels on it. */
+  /** A new connection is up after a loss: re-create channels on it. */
   reconnected: [model: ChannelModel];
-  /** The connection is gone for good. */
+  /** The connection is gone for good (reconnect window exhausted, or credentials refused on reconnect). */
   lost: [error: BrokerConnectionLostError];
 }
 
@@ -23,33 +68,50 @@ export class RabbitConnection extends EventEmitter<RabbitConnectionEvents> {
   private model: ChannelModel | undefined;
   private closing = false;
   private reconnecting: Promise<ChannelModel> | undefined;
-  /** Bumped on every new connection; a channel remembers the generation it was made in. */
-  generation = 0;
   private lostError: BrokerConnectionLostError | undefined;
+  private readonly credentials: RabbitCredentials;
 
   private constructor(
     readonly address: ResolvedAddress,
     private readonly options: ConnectOptions,
   ) {
     super();
+    this.credentials = rabbitCredentials(address, options.authToken);
   }
 
+  /** Connect within `connectTimeoutMs`, or fail with `BrokerUnreachableError` / `BrokerAuthError`. */
   static async open(address: ResolvedAddress, options: ConnectOptions): Promise<RabbitConnection> {
     const conn = new RabbitConnection(address, options);
     conn.attach(await conn.connectWithin(options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, true));
     return conn;
   }
 
-  /** The live connection, waiting for a reconnect in progress. */
+  /** The secrets to scrub from any text we log or throw (the default `guest` password is none). */
+  get secrets(): string[] {
+    return [this.address.password ?? '', this.options.authToken ?? ''];
+  }
+
+  /** `text` without credentials. */
+  redact(text: string): string {
+    return redact(text, this.secrets);
+  }
+
+  /** The live connection; waits for a reconnect in progress; throws once the connection is lost for good. */
   async current(): Promise<ChannelModel> {
     if (this.lostError) throw this.lostError;
     if (this.model) return this.model;
     if (this.reconnecting) return this.reconnecting;
-    throw new BrokerConnectionLostError('rabbitmq', this.address.display, 'the connection is closed');
+    throw new BrokerConnectionLostError('rabbitmq', this.address.display, 'the connection was closed by this client');
   }
 
+  /** Is there a live connection right now? */
   get isUp(): boolean {
     return this.model !== undefined;
+  }
+
+  /** Has the connection been closed by us or lost for good? */
+  get isFinished(): boolean {
+    return this.closing || this.lostError !== undefined;
   }
 
   async close(): Promise<void> {
@@ -57,80 +119,121 @@ export class RabbitConnection extends EventEmitter<RabbitConnectionEvents> {
     const model = this.model;
     this.model = undefined;
     if (model) await model.close().catch(() => undefined);
-  }
-
-  private secrets(): Array<string | undefined> {
-    return [this.address.password, this.options.authToken];
+    if (this.reconnecting) await this.reconnecting.then((m) => m.close()).catch(() => undefined);
   }
 
   private attach(model: ChannelModel): void {
     this.model = model;
-    this.generation += 1;
-    // Errors are followed by 'close'; listening keeps them from crashing the process.
+    const logger = this.options.logger;
+    // amqplib emits 'error' before 'close' for a connection the broker or the network broke; listening keeps
+    // it from becoming an uncaught exception.
     model.on('error', (err: Error) => {
-      this.options.logger?.warn({ err: describeError(err, this.secrets()) }, 'rabbitmq connection error');
+      logger?.warn({ broker: this.address.display, err: describeError(err, this.secrets) }, 'rabbitmq connection error');
     });
+    // Resource alarms (memory, disk) make the broker stop reading from publishing connections.
+    model.on('blocked', (reason: string) => {
+      logger?.warn({ broker: this.address.display, reason }, 'rabbitmq broker blocked publishing (resource alarm); publishes wait');
+    });
+    model.on('unblocked', () => logger?.info({ broker: this.address.display }, 'rabbitmq broker unblocked publishing'));
     model.on('close', (err?: Error) => {
       if (this.model !== model) return;
       this.model = undefined;
       if (this.closing) return;
-      this.options.logger?.warn(
-        { broker: this.address.display, err: err ? describeError(err, this.secrets()) : undefined },
+      logger?.warn(
+        { broker: this.address.display, err: err ? describeError(err, this.secrets) : undefined },
         'rabbitmq connection lost; reconnecting',
       );
-      this.reconnecting = this.connectWithin(this.options.reconnectWindowMs ?? DEFAULTS.reconnectWindowMs, false);
-      this.reconnecting.then(
-        (fresh) => {
-          this.reconnecting = undefined;
-          if (this.closing) {
-            void fresh.close().catch(() => undefined);
-            return;
-          }
-          this.attach(fresh);
-          this.options.logger?.info({ broker: this.address.display }, 'rabbitmq connection re-established');
-          this.emit('reconnected', fresh);
-        },
-        (error: unknown) => {
-          this.reconnecting = undefined;
-          this.lostError =
-            error instanceof BrokerConnectionLostError
-              ? error
-              : new BrokerConnectionLostError('rabbitmq', this.address.display, describeError(error, this.secrets()));
-          this.emit('lost', this.lostError);
-        },
-      );
-      // Nobody may be awaiting it right now; the rejection is delivered through 'lost' and current().
-      this.reconnecting.catch(() => undefined);
+      this.reconnect();
     });
   }
 
-  /** Connect, retrying refused/reset attempts with backoff until `windowMs` runs out. */
-  private async connectWithin(windowMs: number, initial: boolean): Promise<ChannelModel> {
-    const deadline = Date.now() + windowMs;
-    let delay = 100;
-    for (;;) {
-      const remaining = deadline - Date.now();
-      try {
-        return await this.connectOnce(Math.max(remaining, 250));
-      } catch (err) {
-        if (err instanceof BrokerAuthError) throw err;
-        if (this.closing) throw new BrokerConnectionLostError('rabbitmq', this.address.display, 'closed by us');
-        if (Date.now() + delay >= deadline) {
-          const detail = describeError(err, this.secrets());
-          if (initial) throw new BrokerUnreachableError('rabbitmq', this.address.display, `${detail} (gave up after ${windowMs} ms)`);
-          throw new BrokerConnectionLostError('rabbitmq', this.address.display, `${detail} (no reconnect within ${windowMs} ms)`);
+  private reconnect(): void {
+    const windowMs = this.options.reconnectWindowMs ?? DEFAULTS.reconnectWindowMs;
+    const attempt = this.connectWithin(windowMs, false);
+    this.reconnecting = attempt;
+    attempt.then(
+      (fresh) => {
+        this.reconnecting = undefined;
+        if (this.closing) {
+          void fresh.close().catch(() => undefined);
+          return;
         }
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 2_000);
+        this.attach(fresh);
+        this.options.logger?.info({ broker: this.address.display }, 'rabbitmq connection re-established');
+        this.emit('reconnected', fresh);
+      },
+      (error: unknown) => {
+        this.reconnecting = undefined;
+        this.lostError =
+          error instanceof BrokerConnectionLostError
+            ? error
+            : new BrokerConnectionLostError('rabbitmq', this.address.display, describeError(error, this.secrets));
+        this.options.logger?.error({ broker: this.address.display, err: this.lostError.message }, 'rabbitmq connection lost for good');
+        this.emit('lost', this.lostError);
+      },
+    );
+  }
+
+  /**
+   * Connect, retrying what may pass (refused, reset, timeout) with backoff until `windowMs` has passed.
+   * `initial`: this is `connect()` (fail with Unreachable/Auth/Config errors) rather than a reconnect (fail
+   * with `BrokerConnectionLostError`).
+   */
+  private async connectWithin(windowMs: number, initial: boolean): Promise<ChannelModel> {
+    const display = this.address.display;
+    const deadline = Date.now() + windowMs;
+    let delay = RETRY_FIRST_MS;
+    for (;;) {
+      let failure: ConnectFailure;
+      let error: unknown;
+      try {
+        return await this.connectOnce(Math.max(deadline - Date.now(), 50));
+      } catch (err) {
+        error = err;
+        failure = classifyConnectError(err);
       }
+      const detail = describeError(error, this.secrets);
+      const cause = new Error(detail);
+      if (this.closing) throw new BrokerConnectionLostError('rabbitmq', display, 'closed by this client while connecting');
+      if (failure === 'auth') {
+        const refused = new BrokerAuthError('rabbitmq', display, { user: this.credentials.username, cause });
+        if (initial) throw refused;
+        throw new BrokerConnectionLostError('rabbitmq', display, `reconnecting: ${refused.message}`, { cause: refused });
+      }
+      if (failure === 'vhost') {
+        const refused = new BrokerConfigError(
+          `rabbitmq broker at ${display} refused access to vhost '${this.address.vhost}' for user '${this.credentials.username}'`,
+          'check that the vhost exists (the path of the address, / by default) and that the user has permissions on it',
+          { cause },
+        );
+        if (initial) throw refused;
+        throw new BrokerConnectionLostError('rabbitmq', display, `reconnecting: ${refused.message}`, { cause: refused });
+      }
+      if (failure === 'tls') {
+        throw new BrokerConfigError(
+          `the TLS certificate of the rabbitmq broker at ${display} was not accepted: ${detail}`,
+          'connect with the host name the certificate names, and make its CA trusted (e.g. NODE_EXTRA_CA_CERTS=<ca.pem>)',
+          { cause },
+        );
+      }
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
+        if (failure === 'handshake-closed' && initial) {
+          throw new BrokerAuthError('rabbitmq', display, { user: this.credentials.username, cause });
+        }
+        if (initial) throw new BrokerUnreachableError('rabbitmq', display, `${detail} (gave up after ${windowMs} ms)`, { cause });
+        throw new BrokerConnectionLostError('rabbitmq', display, `${detail} (no reconnect within ${windowMs} ms)`, { cause });
+      }
+      // The last attempt starts at the deadline at the latest.
+      await new Promise((resolve) => setTimeout(resolve, Math.min(delay, remaining)));
+      delay = Math.min(delay * 2, RETRY_MAX_MS);
     }
   }
 
+  /** One attempt, abandoned after `timeoutMs` (socket connect and AMQP handshake together). */
   private async connectOnce(timeoutMs: number): Promise<ChannelModel> {
     const a = this.address;
-    const username = a.username ?? (this.options.authToken ? '' : 'guest');
-    const password = a.password ?? 'guest';
-    let timer: NodeJS.Timeout | undefined;
+    const { username, password } = this.credentials;
     const attempt = amqplib.connect(
       {
         protocol: a.tls ? 'amqps' : 'amqp',
@@ -139,22 +242,24 @@ export class RabbitConnection extends EventEmitter<RabbitConnectionEvents> {
         username,
         password,
         vhost: a.vhost,
-        heartbeat: HEARTBEAT_S,
+        heartbeat: HEARTBEAT_SECONDS,
       },
-      { timeout: timeoutMs, servername: a.tls ? a.host : undefined },
+      {
+        // amqplib sets the TLS server name (SNI) itself, and leaves it out for IP addresses as TLS requires.
+        timeout: timeoutMs,
+        clientProperties: { connection_name: `ewms-pilot ${hostname()} pid ${process.pid}` },
+      },
     );
+    let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      // The socket timeout covers the TCP connect; this covers a handshake that never finishes.
+      timer = setTimeout(() => reject(new Error(`no AMQP handshake within ${timeoutMs} ms`)), timeoutMs);
     });
     try {
       return await Promise.race([attempt, timeout]);
     } catch (err) {
       // A late success after our timeout must not leak a connection.
       attempt.then((m) => m.close()).catch(() => undefined);
-      const text = err instanceof Error ? err.message : String(err);
-      if (/ACCESS_REFUSED|403|authentication|PLAIN login refused/i.test(text)) {
-        throw new BrokerAuthError('rabbitmq', a.display, { user: username, cause: undefined });
-      }
       throw err;
     } finally {
       clearTimeout(timer);

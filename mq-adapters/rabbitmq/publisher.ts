@@ -1,24 +1,48 @@
 /**
- * Publishing with broker confirms on one confirm channel, re-created after a reconnect. A publish resolves
- * only on the broker's ack; one caught by a lost channel is sent again on the next channel (the event id
- * lets consumers drop the duplicate), so a confirm is never reported that the broker did not give.
+ * Publishing with publisher confirms on one confirm channel per connection, re-created after a reconnect.
+ *
+ * A publish resolves only on the broker's ack. One caught by a lost connection is sent again once the
+ * connection is back (the broker may have stored the first copy before the ack was lost: consumers drop the
+ * duplicate by its event id), and rejected with `BrokerConnectionLostError` if the connection does not come
+ * back within the reconnect window. A refusal by the broker (nack, a channel error) is never retried.
  */
 import type { ConfirmChannel, Message } from 'amqplib';
-import { describeError } from '../../common/redact.js';
 import { BrokerConnectionLostError, MessageTooLargeError, QueueNotFoundError } from '../errors.js';
 import { Semaphore } from '../shared/semaphore.js';
-import { DEFAULTS, HEADERS, type ConnectOptions, type OutgoingMessage } from '../types.js';
+import { DEFAULTS, type ConnectOptions, type OutgoingMessage } from '../types.js';
 import type { RabbitConnection } from './connection.js';
 
-/** RabbitMQ 3.10's default `max_message_size`. */
+/**
+ * RabbitMQ 3.10's default `max_message_size` (128 MiB). A body above it is refused before sending; a broker
+ * configured lower refuses it itself (the channel error is reported, not retried).
+ */
 export const RABBITMQ_MAX_MESSAGE_BYTES = 128 * 1024 * 1024;
 
+/**
+ * amqplib encodes a message's properties (headers included) into one 64 KiB buffer and throws a
+ * `RangeError` beyond it; they must fit into one frame anyway.
+ */
+export const AMQP_MAX_HEADER_BYTES = 64 * 1024;
+
+/** The publish was caught by a closing channel or connection: unconfirmed, so safe to send again. */
+class ChannelLostError extends Error {}
+
+/** A confirm channel together with what we learned about it. */
+interface PublishChannel {
+  readonly channel: ConfirmChannel;
+  /** Set when the broker closed the channel with an error (e.g. 406 message too large). */
+  serverError: (Error & { code?: unknown }) | undefined;
+  /** Pending while the socket's write buffer is full (`publish` returned false). */
+  drained: Promise<void> | undefined;
+  /** Event ids the broker returned as unroutable (mandatory flag: the queue does not exist). */
+  readonly returned: Set<string>;
+}
+
 export class RabbitPublisher {
-  private channel: Promise<ConfirmChannel> | undefined;
+  private current: Promise<PublishChannel> | undefined;
   private readonly slots: Semaphore;
-  /** Event ids the broker returned as unroutable (no such queue), to fail their confirm. */
-  private readonly returned = new Set<string>();
-  private drained: Promise<void> | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
+  private closing = false;
 
   constructor(
     private readonly conn: RabbitConnection,
@@ -27,111 +51,165 @@ export class RabbitPublisher {
     this.slots = new Semaphore(options.maxInFlightPublishes ?? DEFAULTS.maxInFlightPublishes);
   }
 
+  /** Publish persistently to `queue` through the default exchange; resolves on the broker's confirm. */
   async publish(queue: string, eventId: string, message: OutgoingMessage): Promise<void> {
     if (message.body.byteLength > RABBITMQ_MAX_MESSAGE_BYTES) {
       throw new MessageTooLargeError('rabbitmq', message.body.byteLength, RABBITMQ_MAX_MESSAGE_BYTES);
     }
-    await this.slots.with(async () => {
-      for (;;) {
-        const channel = await this.getChannel();
-        try {
-          await this.sendOnce(channel, queue, eventId, message);
-          return;
-        } catch (err) {
-          if (err instanceof QueueNotFoundError) throw err;
-          if (!isChannelGone(err)) throw err;
-          // The channel died under this publish: unconfirmed, so send it again once reconnected.
-          this.options.logger?.warn({ eventId }, 'publish interrupted by a lost channel; sending again');
-          await new Promise((r) => setTimeout(r, 100));
-          await this.conn.current();
+    if (this.closing) throw new BrokerConnectionLostError('rabbitmq', this.conn.address.display, 'the broker connection is closing');
+    const done = this.slots.with(() => this.publishUntilConfirmed(queue, eventId, message));
+    this.inFlight.add(done);
+    try {
+      await done;
+    } finally {
+      this.inFlight.delete(done);
+    }
+  }
+
+  /** Wait for every publish in flight (confirmed, refused or given up), then close the channel. */
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.allSettled([...this.inFlight]);
+    const current = this.current;
+    this.current = undefined;
+    const pc = await current?.catch(() => undefined);
+    if (pc) await pc.channel.close().catch(() => undefined);
+  }
+
+  private async publishUntilConfirmed(queue: string, eventId: string, message: OutgoingMessage): Promise<void> {
+    const giveUpAt = Date.now() + (this.options.reconnectWindowMs ?? DEFAULTS.reconnectWindowMs);
+    for (;;) {
+      try {
+        const pc = await this.channel();
+        await this.sendOnce(pc, queue, eventId, message);
+        return;
+      } catch (err) {
+        if (!(err instanceof ChannelLostError)) throw err;
+        if (Date.now() > giveUpAt) {
+          throw new BrokerConnectionLostError('rabbitmq', this.conn.address.display, `event ${eventId} could not be published: ${this.conn.redact(err.message)}`);
         }
+        this.options.logger?.warn({ eventId, queue }, 'publish interrupted by a lost connection; sending it again once reconnected');
+        // Waits for the reconnect; throws BrokerConnectionLostError once the reconnect window has passed.
+        await this.conn.current();
+        // The channel can die with the connection still up for a moment; do not spin on it.
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+  }
+
+  private async sendOnce(pc: PublishChannel, queue: string, eventId: string, message: OutgoingMessage): Promise<void> {
+    // Respect the socket's backpressure: wait while the channel's write buffer is full.
+    while (pc.drained) await pc.drained;
+    const body = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
+    return new Promise<void>((resolve, reject) => {
+      const confirmed = (err: unknown) => {
+        if (err === null || err === undefined) {
+          if (pc.returned.delete(eventId)) reject(new QueueNotFoundError('rabbitmq', queue));
+          else resolve();
+        } else if (pc.serverError) {
+          reject(this.refusal(queue, eventId, pc.serverError));
+        } else if (err instanceof Error && err.message === 'message nacked') {
+          reject(
+            new Error(
+              `the rabbitmq broker at ${this.conn.address.display} refused event ${eventId} on queue '${queue}' ` +
+                '(nack: the queue may be full or unavailable)',
+            ),
+          );
+        } else {
+          reject(new ChannelLostError(String(err)));
+        }
+      };
+      let accepted: boolean;
+      try {
+        accepted = pc.channel.publish(
+          '',
+          queue,
+          body,
+          {
+            persistent: true,
+            messageId: eventId,
+            headers: message.headers ?? {},
+            // Unroutable (no such queue) comes back as a return before the ack, instead of vanishing.
+            mandatory: true,
+          },
+          confirmed,
+        );
+      } catch (err) {
+        if (err instanceof RangeError) {
+          reject(new MessageTooLargeError('rabbitmq', headerBytes(message.headers), AMQP_MAX_HEADER_BYTES));
+        } else if (pc.serverError) {
+          reject(this.refusal(queue, eventId, pc.serverError));
+        } else {
+          // amqplib throws synchronously on a channel already closed: the connection went away.
+          reject(new ChannelLostError(String(err)));
+        }
+        return;
+      }
+      if (!accepted && !pc.drained) {
+        pc.drained = new Promise<void>((done) => {
+          const finish = () => {
+            pc.channel.off('drain', finish);
+            pc.channel.off('close', finish);
+            pc.drained = undefined;
+            done();
+          };
+          pc.channel.on('drain', finish);
+          pc.channel.on('close', finish);
+        });
       }
     });
   }
 
-  async close(): Promise<void> {
-    const channel = this.channel;
-    this.channel = undefined;
-    if (!channel) return;
-    const ch = await channel.catch(() => undefined);
-    if (!ch) return;
-    await ch.waitForConfirms().catch(() => undefined);
-    await ch.close().catch(() => undefined);
+  private refusal(queue: string, eventId: string, serverError: Error & { code?: unknown }): Error {
+    const detail = this.conn.redact(serverError.message);
+    if (serverError.code === 404) return new QueueNotFoundError('rabbitmq', queue);
+    if (/max.*size|larger than/i.test(detail)) {
+      return new Error(`the rabbitmq broker at ${this.conn.address.display} refused event ${eventId} as too large: ${detail}`);
+    }
+    return new Error(`the rabbitmq broker at ${this.conn.address.display} refused event ${eventId} on queue '${queue}': ${detail}`);
   }
 
-  private sendOnce(channel: ConfirmChannel, queue: string, eventId: string, message: OutgoingMessage): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const headers = { ...message.headers, [HEADERS.eventId]: eventId };
-      const send = () =>
-        channel.publish(
-          '',
-          queue,
-          Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength),
-          { persistent: true, messageId: eventId, headers, mandatory: true },
-          (err: unknown) => {
-            if (err) {
-              reject(isChannelGone(err) ? err : new Error(describeError(err)));
-            } else if (this.returned.delete(eventId)) {
-              reject(new QueueNotFoundError('rabbitmq', queue));
-            } else {
-              resolve();
-            }
-          },
-        );
-      const proceed = () => {
-        try {
-          if (!send()) this.waitForDrain(channel);
-        } catch (err) {
-          reject(err);
-        }
-      };
-      // Respect the socket's backpressure: wait while the channel's buffer is full.
-      if (this.drained) void this.drained.then(proceed);
-      else proceed();
-    });
-  }
-
-  private waitForDrain(channel: ConfirmChannel): void {
-    if (this.drained) return;
-    this.drained = new Promise<void>((resolve) => {
-      const done = () => {
-        channel.off('drain', done);
-        channel.off('close', done);
-        this.drained = undefined;
-        resolve();
-      };
-      channel.on('drain', done);
-      channel.on('close', done);
-    });
-  }
-
-  private getChannel(): Promise<ConfirmChannel> {
-    if (!this.channel) {
-      this.channel = (async () => {
-        const model = await this.conn.current();
-        const ch = await model.createConfirmChannel();
-        ch.on('error', () => undefined);
-        ch.on('return', (msg: Message) => {
-          const id = msg.properties.messageId as string | undefined;
-          if (id) this.returned.add(id);
-        });
-        ch.on('close', () => {
-          if (this.channel === current) this.channel = undefined;
-        });
-        return ch;
-      })();
-      const current = this.channel;
-      current.catch(() => {
-        if (this.channel === current) this.channel = undefined;
+  /** The live confirm channel, opened on first use and after the previous one closed. */
+  private channel(): Promise<PublishChannel> {
+    if (!this.current) {
+      const opening = this.open();
+      this.current = opening;
+      opening.catch(() => {
+        if (this.current === opening) this.current = undefined;
       });
     }
-    return this.channel;
+    return this.current;
+  }
+
+  private async open(): Promise<PublishChannel> {
+    const model = await this.conn.current();
+    let channel: ConfirmChannel;
+    try {
+      channel = await model.createConfirmChannel();
+    } catch (err) {
+      // The connection died between current() and here.
+      throw new ChannelLostError(String(err));
+    }
+    const pc: PublishChannel = { channel, serverError: undefined, drained: undefined, returned: new Set() };
+    const opening = this.current;
+    channel.on('error', (err: Error) => {
+      pc.serverError = err;
+      this.options.logger?.warn({ err: this.conn.redact(err.message) }, 'rabbitmq publish channel closed by the broker');
+    });
+    channel.on('return', (msg: Message) => {
+      const id: unknown = msg.properties.messageId;
+      if (typeof id === 'string') pc.returned.add(id);
+    });
+    channel.on('close', () => {
+      if (this.current === opening) this.current = undefined;
+    });
+    return pc;
   }
 }
 
-/** Did this error come from a channel or connection that closed (as opposed to a refusal)? */
-export function isChannelGone(err: unknown): boolean {
-  if (err instanceof BrokerConnectionLostError) return false;
-  const text = err instanceof Error ? err.message : String(err);
-  return /channel (is )?closed|connection (is )?closed|Channel ended|Connection closed|IllegalOperationError|socket|ECONNRESET|EPIPE/i.test(text);
+/** Roughly how many bytes the headers take on the wire (for the error message). */
+function headerBytes(headers: Record<string, string> | undefined): number {
+  let bytes = 0;
+  for (const [key, value] of Object.entries(headers ?? {})) bytes += Buffer.byteLength(key) + Buffer.byteLength(value) + 6;
+  return bytes;
 }

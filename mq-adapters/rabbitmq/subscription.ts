@@ -1,137 +1,304 @@
 /**
- * A consumer on its own channel with a per-consumer prefetch, so RabbitMQ itself never lets more than
- * `prefetch` unacked messages reach us. After a reconnect it consumes again on a new channel; deliveries
- * from the old channel can no longer be settled (the broker has already requeued them).
+ * A consumer on a channel of its own with a per-consumer prefetch (`basic.qos` with global=false), so the
+ * broker itself never lets more than `prefetch` unacked messages reach it, and an ack lets the next one in
+ * at once (push, no polling).
+ *
+ * When the channel dies (lost connection, or the broker closed it: e.g. `consumer_timeout`), the broker has
+ * already put its unacked messages back in the queue. Deliveries from it that were buffered but not yet
+ * yielded are dropped (running them would be wasted work); those already yielded can no longer be settled
+ * (`SharedDelivery` turns that into a logged no-op). Consumption resumes on a new channel: at once when the
+ * connection is still up, after the reconnect when it is not.
+ *
+ * Leases: RabbitMQ has no per-message lease to extend, so `extendLease()` does nothing. The only clock is
+ * the broker's `consumer_timeout` (30 min by default on 3.10): a delivery unacked for longer makes the
+ * broker close the channel, and the message goes back to the queue. For longer tasks raise it on the broker
+ * (`consumer_timeout = 86400000` in rabbitmq.conf, in ms) or, from 3.12 on, per queue with the
+ * `consumer-timeout` policy key / `x-consumer-timeout` argument.
  */
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { describeError } from '../../common/redact.js';
+import { QueueNotFoundError } from '../errors.js';
 import { AsyncQueue } from '../shared/async-queue.js';
 import { SharedDelivery, contentEventId, type DeliveryContext } from '../shared/delivery.js';
 import { HEADERS, type Delivery, type Subscription } from '../types.js';
 import type { RabbitConnection } from './connection.js';
 
-/** Headers RabbitMQ adds or we carry ourselves: not part of the application's headers. */
-const INTERNAL_HEADERS = new Set(['x-delivery-count', 'x-death', 'x-first-death-exchange', 'x-first-death-queue',
-  'x-first-death-reason', 'x-last-death-exchange', 'x-last-death-queue', 'x-last-death-reason', HEADERS.eventId]);
+/** Headers RabbitMQ adds, or that carry what we expose elsewhere: not part of the application's headers. */
+const INTERNAL_HEADERS = new Set([
+  'x-delivery-count',
+  'x-death',
+  'x-first-death-exchange',
+  'x-first-death-queue',
+  'x-first-death-reason',
+  'x-last-death-exchange',
+  'x-last-death-queue',
+  'x-last-death-reason',
+  HEADERS.eventId,
+]);
+
+/** Wait before re-opening a channel the broker closed, doubling per failed attempt up to the cap. */
+const RESUME_FIRST_MS = 250;
+const RESUME_MAX_MS = 5_000;
+/** Pause before returning a message we failed to dead-letter, so a broken DLQ does not become a hot loop. */
+const DEAD_LETTER_RETRY_MS = 1_000;
+
+/** One consumer channel and the deliveries it still owes a settle. */
+interface ConsumerChannel {
+  readonly channel: Channel;
+  open: boolean;
+  /** We closed it (rather than the broker or the network). */
+  closing: boolean;
+  consumerTag: string | undefined;
+  /** Delivered on this channel and not yet settled. */
+  outstanding: number;
+}
+
+interface Buffered {
+  delivery: SharedDelivery;
+  via: ConsumerChannel;
+}
+
+/** What a subscription needs to build its deliveries. */
+export type SubscriptionContext = Omit<DeliveryContext, 'onSettled'>;
 
 export class RabbitSubscription implements Subscription {
-  private readonly buffer = new AsyncQueue<Delivery>();
-  private channel: Channel | undefined;
-  private consumerTag: string | undefined;
+  private readonly buffer = new AsyncQueue<Buffered>();
+  /** The channel consuming now; undefined between a loss and the resume. */
+  private active: ConsumerChannel | undefined;
   private closed = false;
-  private outstanding = 0;
-  private readonly onReconnect = () => {
-    if (!this.closed) this.start().catch((err: unknown) => this.buffer.fail(err));
+  private resuming = false;
+  private resumeTimer: NodeJS.Timeout | undefined;
+  private resumeFailures = 0;
+  private readonly onReconnected = () => void this.resume();
+  private readonly onLost = (err: Error) => {
+    this.buffer.fail(err);
   };
-  private readonly onLost = (err: Error) => this.buffer.fail(err);
 
   constructor(
     private readonly conn: RabbitConnection,
     private readonly queue: string,
     private readonly prefetch: number,
-    private readonly ctx: Omit<DeliveryContext, 'onSettled'>,
+    private readonly ctx: SubscriptionContext,
   ) {}
 
+  /** Start consuming; fails if the queue does not exist. */
   async start(): Promise<void> {
-    const model = await this.conn.current();
-    const channel = await model.createChannel();
-    channel.on('error', (err: Error) => this.ctx.logger?.warn({ err: describeError(err) }, 'rabbitmq consumer channel error'));
-    await channel.prefetch(this.prefetch, false);
-    this.channel = channel;
-    const state = { open: true };
-    channel.on('close', () => (state.open = false));
-    const ok = await channel.consume(this.queue, (msg) => this.receive(channel, state, msg), { noAck: false });
-    this.consumerTag = ok.consumerTag;
-    if (!this.listening) {
-      this.listening = true;
-      this.conn.on('reconnected', this.onReconnect);
-      this.conn.on('lost', this.onLost);
-    }
+    await this.openChannel();
+    this.conn.on('reconnected', this.onReconnected);
+    this.conn.on('lost', this.onLost);
   }
-  private listening = false;
 
   [Symbol.asyncIterator](): AsyncIterator<Delivery> {
-    return this.buffer[Symbol.asyncIterator]();
+    const inner = this.buffer[Symbol.asyncIterator]();
+    return {
+      next: async (): Promise<IteratorResult<Delivery>> => {
+        for (;;) {
+          const next = await inner.next();
+          if (next.done) return { value: undefined, done: true };
+          // From a channel that has died: the broker has requeued it already.
+          if (next.value.via.open) return { value: next.value.delivery, done: false };
+        }
+      },
+      // Leaving a for-await loop early stops intake and returns the buffered messages, like close().
+      return: async (): Promise<IteratorResult<Delivery>> => {
+        await this.close();
+        return { value: undefined, done: true };
+      },
+    };
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.conn.off('reconnected', this.onReconnect);
+    clearTimeout(this.resumeTimer);
+    this.conn.off('reconnected', this.onReconnected);
     this.conn.off('lost', this.onLost);
-    const channel = this.channel;
-    if (channel && this.consumerTag) await channel.cancel(this.consumerTag).catch(() => undefined);
-    // Received but never handed out: give them back now.
-    for (const delivery of this.buffer.end()) await delivery.release().catch(() => undefined);
-    this.closeChannelIfIdle();
+    const active = this.active;
+    if (active?.open && active.consumerTag) await active.channel.cancel(active.consumerTag).catch(() => undefined);
+    // Received but never handed out: give them back now (after the cancel, so none arrive behind them).
+    for (const { delivery, via } of this.buffer.end()) {
+      if (via.open) await delivery.release().catch(() => undefined);
+    }
+    if (active) this.closeIfIdle(active);
   }
 
-  private receive(channel: Channel, state: { open: boolean }, msg: ConsumeMessage | null): void {
+  private async openChannel(): Promise<void> {
+    const model = await this.conn.current();
+    const channel = await model.createChannel();
+    const cc: ConsumerChannel = { channel, open: true, closing: false, consumerTag: undefined, outstanding: 0 };
+    channel.on('error', (err: Error) => {
+      this.ctx.logger?.warn({ queue: this.queue, err: this.conn.redact(err.message) }, 'rabbitmq consumer channel closed by the broker');
+    });
+    channel.on('close', () => this.channelClosed(cc));
+    // Active before the first delivery can arrive, so settling it never retires the channel.
+    this.active = cc;
+    try {
+      // global=false: the limit applies to this consumer alone (RabbitMQ's reading of basic.qos).
+      await channel.prefetch(this.prefetch, false);
+      const ok = await channel.consume(this.queue, (msg) => this.receive(cc, msg), { noAck: false });
+      cc.consumerTag = ok.consumerTag;
+    } catch (err) {
+      cc.closing = true;
+      if (this.active === cc) this.active = undefined;
+      await channel.close().catch(() => undefined);
+      if ((err as { code?: unknown }).code === 404) throw new QueueNotFoundError('rabbitmq', this.queue);
+      throw new Error(`cannot consume from '${this.queue}': ${this.conn.redact(describeError(err))}`, { cause: err });
+    }
+    if (this.closed && cc.consumerTag) {
+      // close() ran while we were opening: undo.
+      await channel.cancel(cc.consumerTag).catch(() => undefined);
+      this.closeIfIdle(cc);
+    }
+  }
+
+  private channelClosed(cc: ConsumerChannel): void {
+    cc.open = false;
+    if (this.active !== cc) return;
+    this.active = undefined;
+    // Closed by us, or while still opening (whoever opens it handles that failure).
+    if (this.closed || cc.closing || cc.consumerTag === undefined) return;
+    // If the connection went down with it, the reconnect resumes us; if it is up, resume here.
+    this.scheduleResume(RESUME_FIRST_MS);
+  }
+
+  private scheduleResume(delayMs: number): void {
+    if (this.closed || this.buffer.isEnded || this.resumeTimer) return;
+    this.resumeTimer = setTimeout(() => {
+      this.resumeTimer = undefined;
+      void this.resume();
+    }, delayMs);
+  }
+
+  /** Consume again on a new channel, unless already consuming or the connection is down. */
+  private async resume(): Promise<void> {
+    if (this.closed || this.buffer.isEnded || this.resuming || this.active?.open || !this.conn.isUp) return;
+    this.resuming = true;
+    try {
+      await this.openChannel();
+      this.resumeFailures = 0;
+      this.ctx.logger?.info({ queue: this.queue }, 'rabbitmq consumer resumed');
+    } catch (err) {
+      if (err instanceof QueueNotFoundError) {
+        // Deleted under us (the broker cancelled the consumer): nothing more will come.
+        this.ctx.logger?.info({ queue: this.queue }, 'the queue was deleted; ending the subscription');
+        this.buffer.end();
+      } else if (!this.conn.isFinished) {
+        this.resumeFailures += 1;
+        this.ctx.logger?.warn({ queue: this.queue, err: describeError(err, this.conn.secrets) }, 'rabbitmq consumer could not resume; retrying');
+        this.scheduleResume(Math.min(RESUME_FIRST_MS * 2 ** this.resumeFailures, RESUME_MAX_MS));
+      }
+    } finally {
+      this.resuming = false;
+    }
+  }
+
+  private receive(cc: ConsumerChannel, msg: ConsumeMessage | null): void {
     if (!msg) {
-      // The broker cancelled us (queue deleted): end the iteration.
-      if (!this.closed) this.buffer.end();
+      // The broker cancelled the consumer (queue deleted): keep the channel for settling what was yielded,
+      // and find out whether the queue still exists.
+      if (this.active === cc) this.active = undefined;
+      cc.consumerTag = undefined;
+      this.closeIfIdle(cc);
+      if (!this.closed) this.scheduleResume(0);
       return;
     }
     const raw = msg.properties.headers ?? {};
-    const headers: Record<string, string> = {};
-    for (const [key, value] of Object.entries(raw)) {
-      if (!INTERNAL_HEADERS.has(key) && value !== undefined && value !== null) {
-        headers[key] = Buffer.isBuffer(value) ? value.toString('utf8') : typeof value === 'object' ? JSON.stringify(value) : String(value);
-      }
-    }
+    const headers = applicationHeaders(raw);
     const body = new Uint8Array(msg.content.buffer, msg.content.byteOffset, msg.content.byteLength);
-    const idHeader = raw[HEADERS.eventId] as unknown;
-    const eventId =
-      (msg.properties.messageId as string | undefined) ??
-      (typeof idHeader === 'string' ? idHeader : Buffer.isBuffer(idHeader) ? idHeader.toString('utf8') : undefined) ??
-      contentEventId(body);
-    const priorReturns = Number(raw['x-delivery-count'] ?? 0);
-    const deliveryCount = (Number.isFinite(priorReturns) ? priorReturns : 0) + 1;
-    const generation = this.conn.generation;
+    const eventId = eventIdOf(msg.properties.messageId, raw[HEADERS.eventId], body);
+    // Quorum queues count earlier deliveries that were returned (nack, or a consumer that died holding it).
+    const returned = Number(raw['x-delivery-count'] ?? 0);
+    const deliveryCount = (Number.isFinite(returned) && returned > 0 ? returned : 0) + 1;
 
-    this.outstanding += 1;
+    cc.outstanding += 1;
     const delivery = new SharedDelivery(
       body,
       headers,
       eventId,
       deliveryCount,
       {
-        ack: async () => channel.ack(msg),
-        nack: async () => channel.nack(msg, false, true),
-        // RabbitMQ has no per-message lease: the broker's consumer_timeout (30 min by default; raise it in
-        // rabbitmq.conf for longer tasks) is the only clock, and only an ack resets it.
+        ack: async () => this.settleRaw(cc, eventId, () => cc.channel.ack(msg)),
+        nack: async () => this.settleRaw(cc, eventId, () => cc.channel.nack(msg, false, true)),
         extendLease: async () => undefined,
-        isLive: () => state.open && generation === this.conn.generation,
+        isLive: () => cc.open,
       },
       {
         ...this.ctx,
         onSettled: () => {
-          this.outstanding -= 1;
-          this.closeChannelIfIdle();
+          cc.outstanding -= 1;
+          this.closeIfIdle(cc);
         },
       },
     );
+
     if (deliveryCount > this.ctx.maxDeliveries) {
-      // A consumer died holding its last allowed delivery: dead-letter without running it again.
-      void delivery
+      // A consumer died holding its last allowed delivery: dead-letter it without running it again.
+      delivery
         .deadLetter({
           reason: `delivery limit exceeded: delivery ${deliveryCount} of ${this.ctx.maxDeliveries} (a consumer died or lost its connection while holding it)`,
         })
-        .catch((err: unknown) => this.ctx.logger?.error({ eventId, err: describeError(err) }, 'dead-lettering failed'));
+        .catch((err: unknown) => {
+          this.ctx.logger?.error({ eventId, queue: this.queue, err: describeError(err, this.conn.secrets) }, 'dead-lettering failed; returning the event to the queue');
+          // Settled in SharedDelivery's eyes, still unacked on the broker: give it back after a pause (the
+          // broker's own delivery limit dead-letters it on a later return).
+          setTimeout(() => {
+            if (cc.open) cc.channel.nack(msg, false, true);
+          }, DEAD_LETTER_RETRY_MS).unref();
+        });
       return;
     }
     if (this.closed) {
       void delivery.release().catch(() => undefined);
       return;
     }
-    this.buffer.push(delivery);
+    this.buffer.push({ delivery, via: cc });
   }
 
-  private closeChannelIfIdle(): void {
-    if (this.closed && this.outstanding === 0 && this.channel) {
-      const channel = this.channel;
-      this.channel = undefined;
-      void channel.close().catch(() => undefined);
+  /** Ack/nack on the channel; a channel that closed since the isLive check means the broker requeued it. */
+  private async settleRaw(cc: ConsumerChannel, eventId: string, settle: () => void): Promise<void> {
+    try {
+      settle();
+    } catch (err) {
+      if (cc.open) throw err;
+      this.ctx.logger?.warn({ eventId }, 'the channel this event came on is gone; the broker will redeliver it');
     }
   }
+
+  /** Close a channel that no longer consumes once its last delivery is settled. */
+  private closeIfIdle(cc: ConsumerChannel): void {
+    const retired = this.closed || this.active !== cc;
+    if (retired && cc.open && !cc.closing && cc.outstanding === 0) {
+      cc.closing = true;
+      void cc.channel.close().catch(() => undefined);
+    }
+  }
+}
+
+/** The application's headers as strings, without RabbitMQ's bookkeeping. */
+export function applicationHeaders(raw: Record<string, unknown>): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    if (INTERNAL_HEADERS.has(key) || value === undefined || value === null) continue;
+    headers[key] = typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : typeof value === 'object' ? JSON.stringify(value) : String(value);
+  }
+  // Dead-lettered by the broker's backstop rather than by us: say so in our own terms.
+  const brokerReason = raw['x-first-death-reason'];
+  if (headers[HEADERS.deadLetterReason] === undefined && brokerReason !== undefined) {
+    headers[HEADERS.deadLetterReason] = `dead-lettered by the broker: ${headerText(brokerReason)}`;
+    const source = raw['x-first-death-queue'];
+    if (source !== undefined) headers[HEADERS.deadLetterSource] = headerText(source);
+  }
+  return headers;
+}
+
+/** The publisher's event id (the `messageId` property, or our header), else a hash of the body. */
+export function eventIdOf(messageId: unknown, header: unknown, body: Uint8Array): string {
+  if (typeof messageId === 'string' && messageId) return messageId;
+  if (typeof header === 'string' && header) return header;
+  if (Buffer.isBuffer(header) && header.length > 0) return header.toString('utf8');
+  return contentEventId(body);
+}
+
+function headerText(value: unknown): string {
+  return typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : String(value);
 }
