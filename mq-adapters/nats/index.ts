@@ -5,18 +5,31 @@
  */
 import { randomUUID } from 'node:crypto';
 import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect as natsConnect, headers as natsHeaders, type NatsConnection, type Subscription as NatsSub } from '@nats-io/transport-node';
+import { connect as natsConnect, headers as natsHeaders, type MsgHdrs, type NatsConnection, type Subscription as NatsSub } from '@nats-io/transport-node';
 import { describeError } from '../../common/redact.js';
 import type { ResolvedAddress } from '../address.js';
-import { BrokerAuthError, BrokerUnreachableError, MessageTooLargeError, QueueNotFoundError } from '../errors.js';
+import { BrokerAuthError, BrokerConnectionLostError, BrokerUnreachableError, MessageTooLargeError, QueueNotFoundError } from '../errors.js';
 import { Semaphore } from '../shared/semaphore.js';
 import { DEFAULTS, HEADERS, defaultDeadLetterQueue, type Broker, type ConnectOptions, type ConsumeOptions, type OutgoingMessage, type QueueSpec, type Subscription } from '../types.js';
 import { startDeadLetterMover } from './dlq-mover.js';
+import { NatsLink } from './link.js';
 import { CONSUMER_NAME, streamName, subjectName } from './names.js';
 import { NatsSubscription } from './subscription.js';
 
 export { escapeQueueName, unescapeQueueName, streamName, subjectName } from './names.js';
 
+/**
+ * One publish attempt waits this long for the stream's ack. A loaded server acks 1,000 in-flight publishes
+ * in well under a second here; a longer silence means the request was lost with a connection.
+ */
+const PUBLISH_ATTEMPT_TIMEOUT_MS = 10_000;
+/** Pause between publish attempts, so a server that is not serving yet is not hammered. */
+const RETRY_PAUSE_MS = 100;
+
+/**
+ * Connect to NATS. Fails with `BrokerAuthError` (credentials refused) or `BrokerUnreachableError` (nothing
+ * answered within `connectTimeoutMs`).
+ */
 export async function connectNats(address: ResolvedAddress, options: ConnectOptions): Promise<Broker> {
   const secrets = [address.password, options.authToken];
   const timeout = options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
@@ -39,13 +52,8 @@ export async function connectNats(address: ResolvedAddress, options: ConnectOpti
     }
     throw new BrokerUnreachableError('nats', address.display, text);
   }
-  // Surface async errors in logs rather than as unhandled rejections.
-  void (async () => {
-    for await (const s of nc.status()) {
-      if (s.type === 'disconnect' || s.type === 'reconnect') options.logger?.warn({ broker: address.display, status: s.type }, 'nats connection status');
-    }
-  })().catch(() => undefined);
-  return new NatsBroker(nc, await jetstreamManager(nc), jetstream(nc), address, options);
+  const link = new NatsLink(nc, address.display, options.logger);
+  return new NatsBroker(nc, link, await jetstreamManager(nc), jetstream(nc), address, options);
 }
 
 class NatsBroker implements Broker {
@@ -57,6 +65,7 @@ class NatsBroker implements Broker {
 
   constructor(
     private readonly nc: NatsConnection,
+    private readonly link: NatsLink,
     private readonly jsm: JetStreamManager,
     private readonly js: JetStreamClient,
     address: ResolvedAddress,
@@ -85,17 +94,52 @@ class NatsBroker implements Broker {
     const h = natsHeaders();
     for (const [key, value] of Object.entries(message.headers ?? {})) h.set(key, value);
     h.set(HEADERS.eventId, eventId);
-    await this.slots.with(async () => {
+    await this.slots.with(() => this.publishUntilStored(queue, eventId, message.body, h));
+    return eventId;
+  }
+
+  /**
+   * Send until the stream acknowledges, waiting out a lost connection for up to the reconnect window. Each
+   * publish call carries one JetStream message id (`Nats-Msg-Id`) across its attempts, so the stream stores
+   * a message sent twice (the first ack was lost with the connection) only once; a deliberate re-publish of
+   * the same event id is a new call with a new message id, and is stored again.
+   */
+  private async publishUntilStored(queue: string, eventId: string, body: Uint8Array, h: MsgHdrs): Promise<void> {
+    const msgID = `${eventId}/${randomUUID()}`;
+    const giveUpAt = Date.now() + (this.options.reconnectWindowMs ?? DEFAULTS.reconnectWindowMs);
+    for (;;) {
+      await this.link.waitUntilUp(giveUpAt);
+      const epoch = this.link.epoch;
       try {
-        await this.js.publish(subjectName(queue), message.body, { headers: h, timeout: 30_000 });
+        await this.js.publish(subjectName(queue), body, { headers: h, msgID, timeout: PUBLISH_ATTEMPT_TIMEOUT_MS });
+        return;
       } catch (err) {
         const text = describeError(err, [this.options.authToken]);
-        if (/no responders|no stream/i.test(text)) throw new QueueNotFoundError('nats', queue);
-        if (/max.payload|maximum payload/i.test(text)) throw new MessageTooLargeError('nats', message.body.byteLength, this.maxPayload);
-        throw new Error(`publishing to '${queue}' on ${this.displayAddress} failed: ${text}`);
+        if (/max.payload|maximum payload/i.test(text)) throw new MessageTooLargeError('nats', body.byteLength, this.maxPayload);
+        if (this.nc.isClosed()) throw new BrokerConnectionLostError('nats', this.displayAddress, `event ${eventId} could not be published: ${text}`);
+        // No stream took the subject. Either there is none (a user error), or JetStream is not serving yet
+        // after a server restart: only the first is final.
+        // (nats.js reports it as `JetStreamNotEnabled`, a class it does not export.)
+        const noResponders = (err as Error).name === 'JetStreamNotEnabled' || /no responders/i.test(text);
+        if (noResponders && (await this.streamMissing(queue))) throw new QueueNotFoundError('nats', queue);
+        const interrupted = (err as Error).name === 'TimeoutError' || this.link.epoch !== epoch || !this.link.isUp;
+        if (!noResponders && !interrupted) throw new Error(`publishing to '${queue}' on ${this.displayAddress} failed: ${text}`);
+        if (Date.now() > giveUpAt) {
+          throw new BrokerConnectionLostError('nats', this.displayAddress, `event ${eventId} could not be published within the reconnect window: ${text}`);
+        }
+        this.options.logger?.warn({ eventId, queue, err: text }, 'nats publish not acknowledged; sending it again');
+        await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
       }
-    });
-    return eventId;
+    }
+  }
+
+  /** True only when the server answered that the stream does not exist (not when it could not answer). */
+  private async streamMissing(queue: string): Promise<boolean> {
+    try {
+      return !(await this.streamExists(streamName(queue)));
+    } catch {
+      return false;
+    }
   }
 
   async consume(queue: string, options: ConsumeOptions): Promise<Subscription> {
