@@ -1,0 +1,54 @@
+/**
+ * The sky-scan task: what a pilot runs once per event. Reads one pixel and the neutrino event from the
+ * infile (JSON), evaluates the profile likelihood at the pixel's centre, writes the result to the outfile.
+ *
+ *     node task.js <infile.json> <outfile.json>
+ *
+ * Exit codes: 0 done; 2 unusable input (the pilot retries, then dead-letters the event with the message
+ * printed on stderr).
+ */
+import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { EwmsError } from '../../common/errors.js';
+import { pix2angNest } from './healpix.js';
+import { profileLikelihood, validateEvent, type NeutrinoEvent } from './likelihood.js';
+import type { PixelRef, PixelResult } from './scan.js';
+import { angToVec } from './sky.js';
+
+/** One task's input: which pixel, and the event to evaluate it for. */
+export interface PixelTaskInput {
+  pixel: PixelRef;
+  event: NeutrinoEvent;
+}
+
+/** Evaluate one pixel: the pure part of the task. */
+export function evaluatePixel(input: PixelTaskInput): PixelResult {
+  const { nside, pix } = input.pixel;
+  const event = validateEvent(input.event);
+  const { theta, phi } = pix2angNest(nside, pix);
+  return { nside, pix, ...profileLikelihood(event, angToVec(theta, phi)) };
+}
+
+function main(argv: string[]): number {
+  const [infile, outfile] = argv;
+  if (!infile || !outfile) {
+    process.stderr.write('usage: task.js <infile.json> <outfile.json>\n');
+    return 2;
+  }
+  try {
+    const input = JSON.parse(readFileSync(infile, 'utf8')) as PixelTaskInput;
+    if (typeof input?.pixel !== 'object' || input.pixel === null) {
+      throw new EwmsError('the infile has no pixel', 'publish {"pixel": {"nside": 8, "pix": 0}, "event": {...}}');
+    }
+    writeFileSync(outfile, JSON.stringify(evaluatePixel(input)));
+    return 0;
+  } catch (err) {
+    process.stderr.write(`${err instanceof EwmsError ? err.toString() : String(err)}\n`);
+    return 2;
+  }
+}
+
+// Run only as a script, so tests can import evaluatePixel.
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+  process.exitCode = main(process.argv.slice(2));
+}
