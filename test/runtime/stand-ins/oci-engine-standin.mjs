@@ -6,7 +6,7 @@
  * - `image inspect REF`: exit 0 when REF is in OCI_STANDIN_IMAGES (comma-separated) or was pulled, else
  *   exit 1 with the engine's "No such image" message.
  * - `pull REF`: succeeds when REF is in OCI_STANDIN_PULLABLE, else fails like a registry refusal.
- * - `rm -f NAME`, `container inspect NAME`: a container list kept in OCI_STANDIN_STATE/containers
+ * - `rm -f [--time N] NAME`, `container inspect NAME`: a container list kept in OCI_STANDIN_STATE/containers
  *   (names listed in OCI_STANDIN_CONTAINERS at start); `rm -f` removes the name.
  * Every invocation is appended to OCI_STANDIN_LOG as a JSON line (engine, argv).
  * Any other command is refused, so a test notices an unexpected call.
@@ -54,7 +54,8 @@ if (key === 'image inspect') {
   );
   process.exit(engine === 'docker' ? 1 : 125);
 } else if (key === 'rm -f') {
-  const name = argv[2];
+  // podman: rm -f --time 0 NAME
+  const name = argv[argv.length - 1];
   if (containers.includes(name)) {
     save('containers', containers.filter((c) => c !== name));
     process.stdout.write(`${name}\n`);

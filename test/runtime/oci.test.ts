@@ -1,0 +1,129 @@
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { createOciRuntime, type OciEngine } from '../../pilot/runtime/oci.js';
+import { RuntimeSetupError, type PreparedImage } from '../../pilot/runtime/types.js';
+import { pathWithStandIns, taskRequest, testOptions } from './helpers.js';
+
+const IMAGE: PreparedImage = { reference: 'ghcr.io/example/task:1', runnable: 'ghcr.io/example/task:1' };
+const ROOT = { uid: 0, gid: 0 };
+const USER = { uid: 1000, gid: 1001 };
+
+const BINDS = [
+  '--mount', 'type=bind,source=/scratch/ewms-pilot-data/data-hub,target=/ewms-pilot-data/data-hub',
+  '--mount', 'type=bind,source=/scratch/ewms-pilot-data/ev1/task-io,target=/ewms-pilot-data/task-io',
+];
+const ENV = [
+  '--env', 'ALPHA=one',
+  '--env', 'EWMS_TASK_DATA_HUB_DIR=/ewms-pilot-data/data-hub',
+  '--env', 'EWMS_TASK_INFILE=/ewms-pilot-data/task-io/in-ev1.in',
+  '--env', 'EWMS_TASK_OUTFILE=/ewms-pilot-data/task-io/out-ev1.out',
+  '--env', 'ZULU=last',
+];
+const ARGS = [
+  'python', '/app/run.py', '--in', '/ewms-pilot-data/task-io/in-ev1.in', '--out=/ewms-pilot-data/task-io/out-ev1.out',
+  '--hub', '/ewms-pilot-data/data-hub',
+];
+
+describe('docker/podman command lines (golden)', () => {
+  test.each<OciEngine>(['docker', 'podman'])('%s as root: named, removed, init, never pulls, no user mapping', (engine) => {
+    const runtime = createOciRuntime(engine, testOptions(), ROOT);
+    expect(runtime.command(taskRequest(), IMAGE)).toEqual({
+      file: engine,
+      args: ['run', '--rm', '--name', 'ewms-ev1-a1', '--init', '--pull=never', ...BINDS, ...ENV, IMAGE.runnable, ...ARGS],
+      env: { PATH: '/usr/bin:/bin', HOME: '/home/pilot' },
+      containerName: 'ewms-ev1-a1',
+    });
+  });
+
+  test('docker as a user: --user uid:gid, --gpus all, external dirs read-only at their path', () => {
+    const runtime = createOciRuntime('docker', testOptions({ gpus: true, debug: true, externalDirectories: ['/cvmfs/x'] }), USER);
+    expect(runtime.command(taskRequest(), IMAGE).args).toEqual([
+      'run', '--rm', '--name', 'ewms-ev1-a1', '--init', '--pull=never', '--user', '1000:1001', '--gpus', 'all',
+      BINDS[0], BINDS[1], '--mount', 'type=bind,source=/cvmfs/x,target=/cvmfs/x,readonly', BINDS[2], BINDS[3],
+      ...ENV, IMAGE.runnable, ...ARGS,
+    ]);
+  });
+
+  test('podman as a user: --userns=keep-id and the CDI GPU device', () => {
+    const runtime = createOciRuntime('podman', testOptions({ gpus: true }), USER);
+    expect(runtime.command(taskRequest(), IMAGE).args.slice(0, 10)).toEqual([
+      'run', '--rm', '--name', 'ewms-ev1-a1', '--init', '--pull=never', '--userns=keep-id', '--device', 'nvidia.com/gpu=all', '--mount',
+    ]);
+  });
+
+  test('values go verbatim into --env (the CLI neither splits nor evaluates them)', () => {
+    const runtime = createOciRuntime('docker', testOptions(), ROOT);
+    const command = runtime.command(taskRequest({ env: { LIST: 'a,b', LINES: 'x\n"y"', DOLLAR: '$HOME' } }), IMAGE);
+    expect(command.args).toContain('LIST=a,b');
+    expect(command.args).toContain('LINES=x\n"y"');
+    expect(command.args).toContain('DOLLAR=$HOME');
+  });
+
+  test('refuses what the mount rules refuse', () => {
+    expect(() => createOciRuntime('docker', testOptions({ externalDirectories: ['/run/secrets'] }), ROOT).command(taskRequest(), IMAGE)).toThrow(
+      RuntimeSetupError,
+    );
+    const duplicate = createOciRuntime('podman', testOptions({ externalDirectories: ['/ewms-pilot-data/task-io'] }), ROOT);
+    expect(() => duplicate.command(taskRequest(), IMAGE)).toThrow(/same container path/);
+  });
+});
+
+function standIn(engine: OciEngine, env: Record<string, string>) {
+  const root = mkdtempSync(join(tmpdir(), `ewms-${engine}-`));
+  const state = join(root, 'state');
+  mkdirSync(state);
+  const log = join(root, 'calls.jsonl');
+  const options = testOptions({
+    workDir: join(root, 'work'),
+    baseEnv: { PATH: pathWithStandIns(), OCI_STANDIN_LOG: log, OCI_STANDIN_STATE: state, ...env },
+  });
+  const calls = (): string[][] =>
+    existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { argv: string[] }).argv) : [];
+  return { options, calls, runtime: createOciRuntime(engine, options, ROOT) };
+}
+
+describe.each<OciEngine>(['docker', 'podman'])('%s prepare() and stop() with a stand-in on PATH', (engine) => {
+  test('an image already present is not pulled', async () => {
+    const { runtime, calls } = standIn(engine, { OCI_STANDIN_IMAGES: 'ghcr.io/example/task:1' });
+    expect(await runtime.prepare('ghcr.io/example/task:1')).toEqual(IMAGE);
+    expect(calls()).toEqual([['image', 'inspect', 'ghcr.io/example/task:1']]);
+  });
+
+  test('a missing image is pulled once, however often prepare() is called', async () => {
+    const { runtime, calls } = standIn(engine, { OCI_STANDIN_PULLABLE: 'ghcr.io/example/task:1' });
+    await Promise.all([runtime.prepare('ghcr.io/example/task:1'), runtime.prepare('ghcr.io/example/task:1')]);
+    expect(calls()).toEqual([
+      ['image', 'inspect', 'ghcr.io/example/task:1'],
+      ['pull', 'ghcr.io/example/task:1'],
+    ]);
+  });
+
+  test('a failed pull is a start-up error with the engine\'s reason', async () => {
+    const { runtime } = standIn(engine, {});
+    const err = await runtime.prepare('ghcr.io/example/private:1').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RuntimeSetupError);
+    expect((err as Error).message).toMatch(new RegExp(`could not pull ghcr.io/example/private:1 with ${engine}: .*(denied)`));
+  });
+
+  test('no image configured, or the engine not on PATH, fail at start', async () => {
+    const { runtime, options } = standIn(engine, {});
+    await expect(runtime.prepare(undefined)).rejects.toThrow(/needs an image/);
+    options.baseEnv = { PATH: '/nonexistent' };
+    await expect(createOciRuntime(engine, options, ROOT).prepare('x/y:1')).rejects.toThrow(new RegExp(`${engine} is not installed`));
+  });
+
+  test('stop() removes the named container with rm -f and checks it is gone; never throws', async () => {
+    const { runtime, calls, options } = standIn(engine, { OCI_STANDIN_IMAGES: IMAGE.reference!, OCI_STANDIN_CONTAINERS: 'ewms-ev1-a1' });
+    const command = runtime.command(taskRequest(), IMAGE);
+    await runtime.stop(command);
+    expect(calls()).toEqual([
+      engine === 'docker' ? ['rm', '-f', 'ewms-ev1-a1'] : ['rm', '-f', '--time', '0', 'ewms-ev1-a1'],
+      ['container', 'inspect', 'ewms-ev1-a1'],
+    ]);
+    await runtime.stop({ ...command, containerName: 'never-existed' });
+    options.baseEnv = { PATH: '/nonexistent' };
+    await expect(createOciRuntime(engine, options, ROOT).stop(command)).resolves.toBeUndefined();
+  });
+});
