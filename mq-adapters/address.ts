@@ -9,7 +9,7 @@ export interface ResolvedAddress {
   tls: boolean;
   host: string;
   port: number;
-  /** Undefined when the address names no user. */
+  /** Undefined when the address names no user (a NATS `nats://<token>@host` names a token, not a user). */
   username: string | undefined;
   /** The auth token when given, else the URL's password, else undefined. */
   password: string | undefined;
@@ -95,8 +95,13 @@ export function resolveAddress(options: ConnectOptions): ResolvedAddress {
     );
   }
   const port = url.port ? Number(url.port) : known.port;
-  const username = url.username ? decodeURIComponent(url.username) : undefined;
-  const urlPassword = url.password ? decodeURIComponent(url.password) : undefined;
+  let username = url.username ? decodeURIComponent(url.username) : undefined;
+  let urlPassword = url.password ? decodeURIComponent(url.password) : undefined;
+  // NATS reads `nats://<token>@host` as token auth: the lone name is a secret, not a user.
+  if (known.type === 'nats' && username !== undefined && urlPassword === undefined) {
+    urlPassword = username;
+    username = undefined;
+  }
   let vhost = '';
   if (known.type === 'rabbitmq') {
     const path = url.pathname.replace(/^\//, '');
