@@ -1,76 +1,158 @@
 /**
- * Shared plumbing of the adapter conformance suite: the same cases run against every real broker.
+ * Plumbing for the conformance suite: connections, queues and subscriptions that clean up after each
+ * test, and a receiver that waits for deliveries with deadlines without ever dropping one.
  */
 import { randomUUID } from 'node:crypto';
-import { afterEach, describe } from 'vitest';
+import { afterAll, afterEach } from 'vitest';
 import { connect } from '../../mq-adapters/index.js';
-import type { Broker, Delivery, Subscription } from '../../mq-adapters/types.js';
-import { sharedTargets, type Target } from '../helpers/brokers.js';
+import type { Broker, ConnectOptions, ConsumeOptions, Delivery, QueueSpec, Subscription } from '../../mq-adapters/types.js';
 
-export const enc = (s: string) => new TextEncoder().encode(s);
-export const dec = (b: Uint8Array) => new TextDecoder().decode(b);
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+export const dec = (b: Uint8Array): string => new TextDecoder().decode(b);
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Run `body` once per broker; a broker that is not available here shows up as skipped, with the reason. */
-export function forEachBroker(title: string, body: (ctx: BrokerContext) => void): void {
-  for (const target of sharedTargets()) {
-    if (target.skipReason || !target.url) {
-      describe.skip(`${target.name}: ${title} — skipped: ${target.skipReason}`, () => undefined);
-      continue;
-    }
-    describe(`${target.name}: ${title}`, () => body(new BrokerContext(target)));
+/** A queue name no other test (or run) uses. */
+export const uniqueQueue = (prefix = 't'): string => `${prefix}-${randomUUID()}`;
+
+/**
+ * Waits on a subscription. Keeps one `next()` outstanding across calls, so a wait that times out does not
+ * lose the delivery that arrives a moment later: the next call gets it.
+ */
+export class Receiver {
+  private readonly iterator: AsyncIterator<Delivery>;
+  private pending: Promise<IteratorResult<Delivery>> | undefined;
+
+  constructor(readonly subscription: Subscription) {
+    this.iterator = subscription[Symbol.asyncIterator]();
   }
-}
 
-/** Per-broker helpers that clean up after each test. */
-export class BrokerContext {
-  private readonly brokers: Broker[] = [];
-  private readonly queues: Array<{ broker: Broker; name: string }> = [];
+  /** The next delivery; fails the test if none arrives within `timeoutMs`. */
+  async next(timeoutMs = 10_000): Promise<Delivery> {
+    const got = await this.within(timeoutMs);
+    if (got === 'timeout') throw new Error(`no delivery within ${timeoutMs} ms`);
+    return got;
+  }
 
-  constructor(readonly target: Target) {
-    afterEach(async () => {
-      for (const { broker, name } of this.queues.splice(0)) await broker.deleteQueue(name).catch(() => undefined);
-      for (const b of this.brokers.splice(0)) await b.close().catch(() => undefined);
+  /** The next delivery, or undefined if none arrives within `ms` (to assert that nothing comes). */
+  async poll(ms: number): Promise<Delivery | undefined> {
+    const got = await this.within(ms);
+    return got === 'timeout' ? undefined : got;
+  }
+
+  /** `n` deliveries, each within `timeoutMs` of the previous one; left unsettled. */
+  async take(n: number, timeoutMs = 10_000): Promise<Delivery[]> {
+    const out: Delivery[] = [];
+    while (out.length < n) out.push(await this.next(timeoutMs));
+    return out;
+  }
+
+  /** The next delivery however long it takes (race it with your own clock for promptness checks). */
+  waitForNext(): Promise<Delivery> {
+    return this.within(Number.POSITIVE_INFINITY).then((d) => {
+      if (d === 'timeout') throw new Error('unreachable');
+      return d;
     });
   }
 
-  get url(): string {
-    return this.target.url!;
+  private async within(ms: number): Promise<Delivery | 'timeout'> {
+    this.pending ??= this.iterator.next();
+    const current = this.pending;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout =
+      ms === Number.POSITIVE_INFINITY
+        ? new Promise<'timeout'>(() => undefined)
+        : new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)));
+    try {
+      const result = await Promise.race([current, timeout]);
+      if (result === 'timeout') return 'timeout';
+      this.pending = undefined;
+      if (result.done) throw new Error('the subscription ended');
+      return result.value;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/**
+ * Per-suite resources: every connection, queue and subscription made through it is closed or deleted
+ * after each test (subscriptions first, then queues with their DLQs, then connections, then any extra
+ * clean-up such as private servers), so a failing test leaves nothing behind on the shared brokers.
+ */
+export class Resources {
+  private readonly brokers: Broker[] = [];
+  private readonly queues: Array<{ broker: Broker; name: string }> = [];
+  private readonly subscriptions: Subscription[] = [];
+  private readonly cleanups: Array<() => Promise<void>> = [];
+
+  constructor(private readonly defaults: ConnectOptions) {
+    afterEach(() => this.cleanup());
+    afterAll(() => this.cleanup());
   }
 
-  async broker(url = this.url): Promise<Broker> {
-    const b = await connect({ address: url });
-    this.brokers.push(b);
-    return b;
+  /** Connect (to the target's shared broker unless `options.address` says otherwise). */
+  async connect(options: Partial<ConnectOptions> = {}): Promise<Broker> {
+    const broker = await connect({ ...this.defaults, ...options });
+    this.brokers.push(broker);
+    return broker;
   }
 
-  /** A fresh, declared queue (with its DLQ) that is deleted after the test. */
-  async queue(broker: Broker, maxDeliveries = 3): Promise<string> {
-    const name = `conf-${randomUUID().slice(0, 8)}`;
-    await broker.declareQueue({ name, maxDeliveries });
+  /** Declare a fresh queue (and its DLQ) that is deleted after the test. */
+  async queue(broker: Broker, spec: Partial<QueueSpec> = {}): Promise<string> {
+    const name = spec.name ?? uniqueQueue();
+    // Registered before declaring: a declare that half-succeeded is still cleaned up.
+    this.queues.push({ broker, name });
+    await broker.declareQueue({ ...spec, name });
+    return name;
+  }
+
+  /** Consume; the subscription is closed after the test. */
+  async consume(broker: Broker, queue: string, options: ConsumeOptions): Promise<Receiver> {
+    const sub = await broker.consume(queue, options);
+    this.subscriptions.push(sub);
+    return new Receiver(sub);
+  }
+
+  /** Delete this queue (and its DLQ) after the test, though it was not declared through `queue()`. */
+  adopt(broker: Broker, name: string): string {
     this.queues.push({ broker, name });
     return name;
   }
-}
 
-/** Take `n` deliveries (or fewer if none arrive within `idleMs`), leaving them unsettled. */
-export async function take(sub: Subscription, n: number, idleMs = 3000): Promise<Delivery[]> {
-  const got: Delivery[] = [];
-  const it = sub[Symbol.asyncIterator]();
-  while (got.length < n) {
-    const next = await Promise.race([it.next(), sleep(idleMs).then(() => 'idle' as const)]);
-    if (next === 'idle' || next.done) break;
-    got.push(next.value);
+  /** Run `fn` after the test, once every subscription, queue and connection is gone (e.g. stop a server). */
+  onCleanup(fn: () => Promise<void>): void {
+    this.cleanups.push(fn);
   }
-  return got;
+
+  private async cleanup(): Promise<void> {
+    const quietly = (p: Promise<unknown>) => p.then(() => undefined, () => undefined);
+    for (const sub of this.subscriptions.splice(0)) await quietly(sub.close());
+    for (const { broker, name } of this.queues.splice(0)) await quietly(broker.deleteQueue(name));
+    for (const broker of this.brokers.splice(0)) await quietly(broker.close());
+    for (const fn of this.cleanups.splice(0)) await quietly(fn());
+  }
 }
 
-/** Wait until `check` holds, or fail after `timeoutMs`. */
-export async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+/** Wait until `check` holds; fail with `what` and the last value seen after `timeoutMs`. */
+export async function eventually<T>(what: string, read: () => Promise<T>, check: (value: T) => boolean, timeoutMs = 5_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
+  let last: T | undefined;
+  for (;;) {
+    last = await read();
+    if (check(last)) return last;
+    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms (last value: ${JSON.stringify(last)})`);
     await sleep(50);
   }
-  throw new Error(`condition not met within ${timeoutMs} ms`);
+}
+
+/** Bytes covering every value 0–255, so any text/encoding mangling of a body shows. */
+export function binaryBody(size: number): Uint8Array {
+  const body = new Uint8Array(size);
+  for (let i = 0; i < size; i++) body[i] = (i * 151 + (i >> 8)) & 0xff;
+  return body;
+}
+
+/** Are two byte arrays identical (without printing 5 MB on failure)? */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
 }
