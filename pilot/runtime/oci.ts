@@ -13,9 +13,9 @@
  *   runs as `--user <pilot uid>:<gid>` when the pilot is not root; rootless Podman maps the container user
  *   to the pilot with `--userns=keep-id`. A root pilot can read anything and leaves the image's user alone.
  * - network: the engine's default (tasks often fetch data); restrict it in the engine's own configuration.
- * - `stop()`: `--name <runId>` lets the pilot `rm -f` the container after killing the client, because a
- *   SIGKILLed client cannot take its container down: the daemon (Docker) or conmon (Podman) keeps it
- *   running. Measured with Podman 4.3: after SIGTERM+SIGKILL to the client's process group the container
+ * - `stop()`: `--name <runId>` lets the pilot stop the container itself (`stop -t <kill grace>`: SIGTERM,
+ *   SIGKILL after the grace) and then `rm -f` it, because a SIGKILLed client cannot take its container
+ *   down: the daemon (Docker) or conmon (Podman) keeps it running. Measured with Podman 4.3: after SIGTERM+SIGKILL to the client's process group the container
  *   was still up; `podman rm -f --time 0` removed it in 0.13 s (plain `rm -f` waited 10 s).
  */
 import { containerView, requireRunnable } from './container-layout.js';
@@ -41,6 +41,8 @@ export interface HostIdentity {
 
 /** How long a clean-up command may take before the pilot gives up on it. */
 const STOP_TIMEOUT_MS = 30_000;
+/** Docker's own default stop grace, used when the pilot does not say. */
+const DEFAULT_KILL_GRACE_SECONDS = 10;
 /** Checks that the container is really gone after `rm -f` (it may still be being created). */
 const STOP_CHECKS = 3;
 
@@ -146,6 +148,10 @@ export function createOciRuntime(engine: OciEngine, options: RuntimeOptions, hos
     async stop(command: LaunchCommand): Promise<void> {
       const name = command.containerName;
       if (name === undefined) return;
+      // The processor calls this as it sends SIGTERM: give the container the same grace (SIGTERM, then
+      // SIGKILL after it), then make sure nothing is left, even if the client was SIGKILLed meanwhile.
+      const grace = Math.max(0, Math.ceil(options.killGraceSeconds ?? DEFAULT_KILL_GRACE_SECONDS));
+      await runTool(engine, ['stop', '-t', String(grace), name], { env, timeoutMs: STOP_TIMEOUT_MS + grace * 1000 });
       for (let check = 0; check < STOP_CHECKS; check++) {
         const removed = await runTool(engine, removeArgs(engine, name), { env, timeoutMs: STOP_TIMEOUT_MS });
         // `--rm` may have removed it already; "no such container" is the good outcome, not an error.

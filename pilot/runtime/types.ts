@@ -85,6 +85,11 @@ export interface RuntimeOptions {
   gpus: boolean;
   /** A directory the runtime may use for prepared images (e.g. apptainer sandboxes); created as needed. */
   workDir: string;
+  /**
+   * `EWMS_PILOT_TASK_KILL_GRACE`: seconds between SIGTERM and SIGKILL when a run is stopped. Container
+   * runtimes give the container itself the same grace in `stop()` (default 10, Docker's own).
+   */
+  killGraceSeconds?: number;
   /** The pilot's environment, the base of every spawned client process's env. */
   baseEnv: Readonly<Record<string, string>>;
   logger: { debug(obj: object, msg?: string): void; info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };

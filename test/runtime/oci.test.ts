@@ -114,16 +114,22 @@ describe.each<OciEngine>(['docker', 'podman'])('%s prepare() and stop() with a s
     await expect(createOciRuntime(engine, options, ROOT).prepare('x/y:1')).rejects.toThrow(new RegExp(`${engine} is not installed`));
   });
 
-  test('stop() removes the named container with rm -f and checks it is gone; never throws', async () => {
-    const { runtime, calls, options } = standIn(engine, { OCI_STANDIN_IMAGES: IMAGE.reference!, OCI_STANDIN_CONTAINERS: 'ewms-ev1-a1' });
+  test('stop() stops the named container with the pilot\'s kill grace, then makes sure it is gone; never throws', async () => {
+    const { calls, options } = standIn(engine, { OCI_STANDIN_CONTAINERS: 'ewms-ev1-a1,stuck-one', OCI_STANDIN_STUCK: 'stuck-one' });
+    options.killGraceSeconds = 7.5;
+    const runtime = createOciRuntime(engine, options, ROOT);
     const command = runtime.command(taskRequest(), IMAGE);
     await runtime.stop(command);
-    expect(calls()).toEqual([
-      engine === 'docker' ? ['rm', '-f', 'ewms-ev1-a1'] : ['rm', '-f', '--time', '0', 'ewms-ev1-a1'],
-      ['container', 'inspect', 'ewms-ev1-a1'],
-    ]);
+    const rm = (name: string) => (engine === 'docker' ? ['rm', '-f', name] : ['rm', '-f', '--time', '0', name]);
+    expect(calls()).toEqual([['stop', '-t', '8', 'ewms-ev1-a1'], rm('ewms-ev1-a1'), ['container', 'inspect', 'ewms-ev1-a1']]);
+
+    // A container that ignores stop (or a client killed before the daemon answered) is removed by rm -f.
+    await runtime.stop({ ...command, containerName: 'stuck-one' });
+    expect(calls().slice(3)).toEqual([['stop', '-t', '8', 'stuck-one'], rm('stuck-one'), ['container', 'inspect', 'stuck-one']]);
+
     await runtime.stop({ ...command, containerName: 'never-existed' });
     options.baseEnv = { PATH: '/nonexistent' };
     await expect(createOciRuntime(engine, options, ROOT).stop(command)).resolves.toBeUndefined();
+    expect(options.logs.filter((l) => l.level === 'warn')).toEqual([]);
   });
 });

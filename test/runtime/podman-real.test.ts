@@ -59,7 +59,7 @@ function runDirs() {
 }
 
 describe.skipIf(unavailable !== undefined)('podman runtime, real containers', () => {
-  const options = testOptions({ baseEnv: engineEnv, workDir: join(root, 'work') });
+  const options = testOptions({ baseEnv: engineEnv, workDir: join(root, 'work'), killGraceSeconds: 1 });
   const runtime = createOciRuntime('podman', options);
   let image: PreparedImage;
 

@@ -6,8 +6,9 @@
  * - `image inspect REF`: exit 0 when REF is in OCI_STANDIN_IMAGES (comma-separated) or was pulled, else
  *   exit 1 with the engine's "No such image" message.
  * - `pull REF`: succeeds when REF is in OCI_STANDIN_PULLABLE, else fails like a registry refusal.
- * - `rm -f [--time N] NAME`, `container inspect NAME`: a container list kept in OCI_STANDIN_STATE/containers
- *   (names listed in OCI_STANDIN_CONTAINERS at start); `rm -f` removes the name.
+ * - `stop -t N NAME`, `rm -f [--time N] NAME`, `container inspect NAME`: a container list kept in OCI_STANDIN_STATE/containers
+ *   (names listed in OCI_STANDIN_CONTAINERS at start); `stop` removes the name (as `--rm` would) unless
+ *   it is listed in OCI_STANDIN_STUCK; `rm -f` removes it.
  * Every invocation is appended to OCI_STANDIN_LOG as a JSON line (engine, argv).
  * Any other command is refused, so a test notices an unexpected call.
  */
@@ -53,6 +54,16 @@ if (key === 'image inspect') {
       : `Error: initializing source docker://${ref}: reading manifest latest in docker.io/${ref}: requested access to the resource is denied\n`,
   );
   process.exit(engine === 'docker' ? 1 : 125);
+} else if (argv[0] === 'stop') {
+  // stop -t SECONDS NAME: the container stops (and --rm removes it) unless OCI_STANDIN_STUCK names it.
+  const name = argv[argv.length - 1];
+  if (!containers.includes(name)) {
+    process.stderr.write(`Error: no container with name or ID "${name}" found: no such container\n`);
+    process.exit(engine === 'docker' ? 1 : 125);
+  }
+  if (!list(env.OCI_STANDIN_STUCK).includes(name)) save('containers', containers.filter((c) => c !== name));
+  process.stdout.write(`${name}\n`);
+  process.exit(0);
 } else if (key === 'rm -f') {
   // podman: rm -f --time 0 NAME
   const name = argv[argv.length - 1];
