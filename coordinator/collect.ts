@@ -9,6 +9,8 @@
  *   crashes while handling it gets it again next time. One that stops early (`break`) has its last outcome
  *   released, not acked.
  * - Done when results + dead letters = expected.
+ * - With `keepDeadLetters`, dead letters are yielded but left in their queue (released when collection
+ *   ends) for `DeadLetters.list` / `requeue`.
  */
 import { describeError } from '../common/redact.js';
 import type { WireFormat } from '../common/wire.js';
@@ -23,6 +25,7 @@ export const DEAD_LETTER_READ_LIMIT = 1_000_000;
 
 const DEFAULT_PREFETCH = 500;
 const DEAD_LETTER_PREFETCH = 50;
+const KEPT_DEAD_LETTER_PREFETCH = 10_000;
 
 /** Where a delivery came from. */
 type Source = 'result' | 'dead-letter';
@@ -100,6 +103,7 @@ export async function* collectOutcomes(
   const acks = new Set<Promise<void>>();
   let missingInputIdWarned = false;
   let held: Delivery | undefined;
+  const kept: Delivery[] = [];
   // One pull at a time, kept across a timeout so an item arriving late is released, never lost.
   let pending: Promise<IteratorResult<Received>> | undefined;
 
@@ -122,7 +126,8 @@ export async function* collectOutcomes(
     const results = await broker.consume(queues.outgoing, { prefetch });
     subscriptions.push(results);
     const deadLetters = await broker.consume(queues.deadLetter, {
-      prefetch: Math.min(prefetch, DEAD_LETTER_PREFETCH),
+      // Kept dead letters stay unacked until the end, so they need room of their own.
+      prefetch: options.keepDeadLetters ? KEPT_DEAD_LETTER_PREFETCH : Math.min(prefetch, DEAD_LETTER_PREFETCH),
       maxDeliveries: DEAD_LETTER_READ_LIMIT,
     });
     subscriptions.push(deadLetters);
@@ -163,11 +168,14 @@ export async function* collectOutcomes(
       yield outcome;
       // The caller asked for the next one: it has taken this outcome.
       held = undefined;
-      settle(delivery, 'ack');
+      if (outcome.kind === 'dead-letter' && source === 'dead-letter' && options.keepDeadLetters) kept.push(delivery);
+      else settle(delivery, 'ack');
     }
   } finally {
     if (held) settle(held, 'release');
     await Promise.all(subscriptions.map((s) => s.close().catch(() => undefined)));
+    // Released only now that nothing consumes the dead-letter queue, so they stay there for inspection.
+    for (const delivery of kept) settle(delivery, 'release');
     for (const item of merged.end()) settle(item.delivery, 'release');
     if (pending) {
       const late = await pending.catch(() => undefined);

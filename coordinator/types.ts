@@ -64,6 +64,11 @@ export interface CollectOptions {
   signal?: AbortSignal;
   /** Most results held unacknowledged at once (default 500). */
   prefetch?: number;
+  /**
+   * Yield dead letters but leave them in the dead-letter queue (for `deadLetters().list()` / `requeue()`)
+   * instead of acking them. At most 10,000 are kept per collection.
+   */
+  keepDeadLetters?: boolean;
 }
 
 /** Counters of one `collect` run, readable while it runs. */

@@ -1,0 +1,495 @@
+#!/usr/bin/env node
+/**
+ * `ewms`: run and inspect workflows from the shell.
+ *
+ *   ewms run --events pixels.jsonl --output results.jsonl --pilots 4 --task-args 'scan {{INFILE}} {{OUTFILE}}'
+ *
+ * The broker comes from `--broker URL` or `EWMS_BROKER_URL`; its password/token only from `EWMS_BROKER_TOKEN`
+ * (or inside `EWMS_BROKER_URL`), never from a flag, so it cannot show up in `ps`. The WMS token likewise only
+ * from `EWMS_WMS_TOKEN`. Secrets are never printed.
+ */
+import { realpathSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { pino, type Logger } from 'pino';
+import yargs, { type Argv } from 'yargs';
+import { EwmsError } from '../common/errors.js';
+import { describeError, redact } from '../common/redact.js';
+import type { ConnectOptions } from '../mq-adapters/types.js';
+import { CoordinatorConfigError } from './errors.js';
+import { LineWriter, outcomeLine, readEvents } from './event-files.js';
+import { runWorkflow } from './run-workflow.js';
+import type { CondorOptions, EwmsWmsOptions, JsonValue, PilotCluster, PilotRequest, WireFormat } from './types.js';
+import { Workflow } from './workflow.js';
+
+/** Exit codes, as documented in `--help`. */
+export const EXIT = { ok: 0, failure: 1, usage: 2, deadLetters: 3 } as const;
+
+const EPILOG = `Exit codes:
+  0  done: every event has a result (run), or the command succeeded
+  1  failure: broker unreachable, pilots could not start, no progress within --idle-timeout, …
+  2  bad usage or configuration (nothing was changed)
+  3  run/collect finished, but some events were dead-lettered (see: ewms dlq list)
+
+Environment:
+  EWMS_BROKER_URL    broker URL when --broker is not given (may include the password)
+  EWMS_BROKER_TOKEN  broker password or token (RabbitMQ password/JWT, NATS token)
+  EWMS_WMS_TOKEN     bearer token for --backend ewms`;
+
+type Args = Record<string, unknown>;
+
+function secrets(): string[] {
+  return [process.env.EWMS_BROKER_TOKEN, process.env.EWMS_WMS_TOKEN, passwordOf(process.env.EWMS_BROKER_URL)].filter((s): s is string => !!s);
+}
+
+function passwordOf(url: string | undefined): string | undefined {
+  if (!url) return undefined;
+  try {
+    return decodeURIComponent(new URL(url).password) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function makeLogger(level: string): Logger {
+  return pino(
+    { level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime, redact: { paths: ['authToken', '*.authToken', 'token', '*.token', 'password'], censor: '***' } },
+    pino.destination(2),
+  );
+}
+
+/** The broker from `--broker` / `EWMS_BROKER_URL`, with the token from the environment. */
+export function brokerFromArgs(args: Args, env: NodeJS.ProcessEnv = process.env): ConnectOptions {
+  const flag = args.broker as string | undefined;
+  if (flag && passwordOf(flag)) {
+    throw new CoordinatorConfigError('--broker must not contain a password (it would be visible in ps)', 'put the password in EWMS_BROKER_TOKEN, or the whole URL in EWMS_BROKER_URL');
+  }
+  const address = flag ?? env.EWMS_BROKER_URL;
+  if (!address) throw new CoordinatorConfigError('no broker given', 'pass --broker URL (e.g. amqp://guest@localhost:5672) or set EWMS_BROKER_URL');
+  return env.EWMS_BROKER_TOKEN ? { address, authToken: env.EWMS_BROKER_TOKEN } : { address };
+}
+
+function jsonObject(text: string | undefined, flag: string): Record<string, string> | undefined {
+  if (text === undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new CoordinatorConfigError(`${flag} is not valid JSON`, `${flag} takes a JSON object, e.g. '{"KEY": "value"}'`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new CoordinatorConfigError(`${flag} must be a JSON object`, `e.g. '{"KEY": "value"}'`);
+  return Object.fromEntries(Object.entries(parsed).map(([k, v]) => [k, String(v)]));
+}
+
+function keyValues(list: unknown, flag: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of (list as string[] | undefined) ?? []) {
+    const at = item.indexOf('=');
+    if (at <= 0) throw new CoordinatorConfigError(`${flag} '${item}' is not KEY=VALUE`, `e.g. ${flag} EWMS_PILOT_MAX_CONCURRENT_TASKS=2`);
+    out[item.slice(0, at)] = item.slice(at + 1);
+  }
+  return out;
+}
+
+function defined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+function condorFromArgs(args: Args): CondorOptions {
+  return defined({
+    universe: args['condor-universe'] as CondorOptions['universe'],
+    template: args['condor-template'] as string | undefined,
+    pilotImage: args['condor-pilot-image'] as string | undefined,
+    pilotCommand: args['condor-pilot-command'] as string | undefined,
+    cpus: args['condor-cpus'] as number | undefined,
+    memory: args['condor-memory'] as string | undefined,
+    disk: args['condor-disk'] as string | undefined,
+    requirements: args['condor-requirements'] as string | undefined,
+    maxRuntimeSeconds: args['condor-max-runtime'] as number | undefined,
+    maxRetries: args['condor-max-retries'] as number | undefined,
+    workDir: args['condor-work-dir'] as string | undefined,
+    schedd: args['condor-schedd'] as string | undefined,
+    pool: args['condor-pool'] as string | undefined,
+  });
+}
+
+function ewmsFromArgs(args: Args): EwmsWmsOptions {
+  const url = args['wms-url'] as string | undefined;
+  if (!url) throw new CoordinatorConfigError('--backend ewms needs --wms-url', 'e.g. --wms-url https://ewms.example.org');
+  const locations: EwmsWmsOptions['locations'] = {};
+  for (const item of (args['wms-location'] as string[] | undefined) ?? []) {
+    const m = /^([^=]+)=([^,]+),(.+)$/.exec(item);
+    if (!m) throw new CoordinatorConfigError(`--wms-location '${item}' is not NAME=COLLECTOR,SCHEDD`, 'e.g. --wms-location sub-2=glidein-cm.example.org,sub-2.example.org');
+    locations[m[1]!] = { collector: m[2]!, schedd: m[3]! };
+  }
+  const options: EwmsWmsOptions = { url, locations };
+  if (process.env.EWMS_WMS_TOKEN) options.token = process.env.EWMS_WMS_TOKEN;
+  const worker = jsonObject(args['wms-worker-config'] as string | undefined, '--wms-worker-config');
+  if (worker) options.workerConfig = worker;
+  return options;
+}
+
+function localCommand(text: string | undefined): string[] | undefined {
+  if (text === undefined) return undefined;
+  if (text.trim().startsWith('[')) {
+    const parsed = JSON.parse(text) as unknown;
+    if (Array.isArray(parsed) && parsed.every((x) => typeof x === 'string')) return parsed as string[];
+    throw new CoordinatorConfigError('--local-command as JSON must be an array of strings', 'e.g. \'["node", "dist/pilot/cli.js"]\'');
+  }
+  return text.trim().split(/\s+/);
+}
+
+/** The pilot request the flags describe. */
+export function pilotRequestFromArgs(args: Args): PilotRequest {
+  const backend = args.backend as PilotRequest['backend'];
+  const taskArgs = args['task-args'] as string | undefined;
+  if (!taskArgs) throw new CoordinatorConfigError('no task given', "pass --task-args, e.g. --task-args 'python scan.py {{INFILE}} {{OUTFILE}}'");
+  const request: PilotRequest = {
+    backend,
+    count: args.pilots as number,
+    task: defined({
+      args: taskArgs,
+      image: args['task-image'] as string | undefined,
+      env: jsonObject(args['task-env'] as string | undefined, '--task-env'),
+      timeoutSeconds: args['task-timeout'] as number | undefined,
+    }),
+    pilotEnv: keyValues(args['pilot-env'], '--pilot-env'),
+  };
+  if (args['init-args']) {
+    request.init = defined({
+      args: args['init-args'] as string,
+      image: args['init-image'] as string | undefined,
+      env: jsonObject(args['init-env'] as string | undefined, '--init-env'),
+      timeoutSeconds: args['init-timeout'] as number | undefined,
+    });
+  }
+  if (args['pilot-broker']) {
+    const address = args['pilot-broker'] as string;
+    if (passwordOf(address)) throw new CoordinatorConfigError('--pilot-broker must not contain a password', 'the pilots get the token from EWMS_BROKER_TOKEN');
+    request.pilotBroker = process.env.EWMS_BROKER_TOKEN ? { address, authToken: process.env.EWMS_BROKER_TOKEN } : { address };
+  }
+  if (backend === 'local') request.local = defined({ workDir: args['local-work-dir'] as string | undefined, pilotCommand: localCommand(args['local-command'] as string | undefined) });
+  if (backend === 'condor') request.condor = condorFromArgs(args);
+  if (backend === 'ewms') request.ewms = ewmsFromArgs(args);
+  if (args['autoscale-max'] !== undefined) {
+    request.autoscale = defined({
+      min: (args['autoscale-min'] as number | undefined) ?? 0,
+      max: args['autoscale-max'] as number,
+      eventsPerPilot: args['autoscale-events-per-pilot'] as number | undefined,
+    });
+  }
+  return request;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Option groups
+// ---------------------------------------------------------------------------------------------------------
+
+function brokerOptions<T>(y: Argv<T>, workflowRequired: boolean) {
+  return y
+    .option('broker', { type: 'string', describe: 'Broker URL (amqp://user@host:5672, nats://host:4222); no password here. Default: EWMS_BROKER_URL', group: 'Broker:' })
+    .option('workflow', { type: 'string', demandOption: workflowRequired, describe: workflowRequired ? 'Workflow id (names the queues ewms-<id>-in / -out)' : 'Workflow id (names the queues); default: a new random id', group: 'Broker:' })
+    .option('max-deliveries', { type: 'number', default: 3, describe: 'Attempts per event before it is dead-lettered', group: 'Broker:' })
+    .option('wire-format', { choices: ['mqclient', 'raw'] as const, default: 'mqclient' as const, describe: 'Event body format on the wire', group: 'Broker:' })
+    .option('log-level', { choices: ['debug', 'info', 'warn', 'error', 'silent'] as const, default: 'warn' as const, describe: 'Log level (logs go to stderr)', group: 'Broker:' });
+}
+
+function pilotOptions<T>(y: Argv<T>) {
+  const g = 'Pilots:';
+  const c = 'HTCondor (--backend condor):';
+  const w = 'EWMS WMS (--backend ewms):';
+  return y
+    .option('backend', { choices: ['local', 'condor', 'ewms'] as const, default: 'local' as const, describe: 'Where pilots run', group: g })
+    .option('pilots', { type: 'number', default: 1, describe: 'How many pilots', group: g })
+    .option('task-args', { type: 'string', describe: 'Task command line; {{INFILE}} {{OUTFILE}} {{DATA_HUB}} are substituted', group: g })
+    .option('task-image', { type: 'string', describe: 'Task container image (unset: the task runs on the pilot host)', group: g })
+    .option('task-env', { type: 'string', describe: 'Task environment, JSON object', group: g })
+    .option('task-timeout', { type: 'number', describe: 'Task timeout, seconds', group: g })
+    .option('init-args', { type: 'string', describe: 'Init command, run once per pilot before any event', group: g })
+    .option('init-image', { type: 'string', describe: 'Init container image', group: g })
+    .option('init-env', { type: 'string', describe: 'Init environment, JSON object', group: g })
+    .option('init-timeout', { type: 'number', describe: 'Init timeout, seconds', group: g })
+    .option('pilot-env', { type: 'string', array: true, describe: 'Extra pilot setting KEY=VALUE (EWMS_PILOT_* only); repeatable', group: g })
+    .option('pilot-broker', { type: 'string', describe: 'Broker URL as the pilots must use it (default: --broker)', group: g })
+    .option('local-work-dir', { type: 'string', describe: 'local: directory for the pilots\' scratch dirs and logs', group: g })
+    .option('local-command', { type: 'string', describe: 'local: pilot command (default: node <this package>/dist/pilot/cli.js)', group: g })
+    .option('autoscale-min', { type: 'number', describe: 'Autoscaling: fewest pilots', group: g })
+    .option('autoscale-max', { type: 'number', describe: 'Autoscaling: most pilots (enables autoscaling)', group: g })
+    .option('autoscale-events-per-pilot', { type: 'number', describe: 'Autoscaling: queue depth per pilot (default 100)', group: g })
+    .option('condor-universe', { choices: ['vanilla', 'container'] as const, describe: 'Job universe (default vanilla)', group: c })
+    .option('condor-template', { type: 'string', describe: 'Submit template of your own', group: c })
+    .option('condor-pilot-image', { type: 'string', describe: 'Pilot image (container_image / +SingularityImage)', group: c })
+    .option('condor-pilot-command', { type: 'string', describe: 'Pilot command on the execute node (default ewms-pilot)', group: c })
+    .option('condor-cpus', { type: 'number', describe: 'request_cpus', group: c })
+    .option('condor-memory', { type: 'string', describe: 'request_memory, e.g. "2 GB"', group: c })
+    .option('condor-disk', { type: 'string', describe: 'request_disk, e.g. "4 GB"', group: c })
+    .option('condor-requirements', { type: 'string', describe: 'requirements (ClassAd expression)', group: c })
+    .option('condor-max-runtime', { type: 'number', describe: 'Remove pilots running longer than this many seconds', group: c })
+    .option('condor-max-retries', { type: 'number', describe: 'max_retries (default 3)', group: c })
+    .option('condor-work-dir', { type: 'string', describe: 'Where submit file, env file and logs go', group: c })
+    .option('condor-schedd', { type: 'string', describe: 'Schedd name (-name)', group: c })
+    .option('condor-pool', { type: 'string', describe: 'Collector (-pool)', group: c })
+    .option('wms-url', { type: 'string', describe: 'WMS base URL (token: EWMS_WMS_TOKEN)', group: w })
+    .option('wms-location', { type: 'string', array: true, describe: 'Condor location NAME=COLLECTOR,SCHEDD; repeatable', group: w })
+    .option('wms-worker-config', { type: 'string', describe: 'worker_config overrides, JSON object', group: w });
+}
+
+function collectOptions<T>(y: Argv<T>) {
+  return y
+    .option('output', { type: 'string', describe: 'Results file (JSONL: {"eventId","kind","data"}); default stdout' })
+    .option('append', { type: 'boolean', default: false, describe: 'Append to --output instead of replacing it' })
+    .option('dead-letters', { type: 'string', describe: 'Also write dead letters here (JSONL with reason and details)' })
+    .option('idle-timeout', { type: 'number', default: 600, describe: 'Give up after this many seconds without any outcome' })
+    .option('progress', { type: 'boolean', default: true, describe: 'Show progress on stderr (--no-progress to hide)' });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Commands
+// ---------------------------------------------------------------------------------------------------------
+
+async function openWorkflow(args: Args, logger: Logger): Promise<Workflow> {
+  return Workflow.create(
+    defined({
+      broker: brokerFromArgs(args),
+      id: args.workflow as string | undefined,
+      maxDeliveries: args['max-deliveries'] as number,
+      wireFormat: args['wire-format'] as WireFormat,
+      logger,
+    }),
+  );
+}
+
+async function cmdRun(args: Args, logger: Logger): Promise<number> {
+  const eventsPath = args.events as string | undefined;
+  const alsoExpect = (args['also-expect'] as number | undefined) ?? 0;
+  if (!eventsPath && alsoExpect === 0) throw new CoordinatorConfigError('nothing to run', 'give --events FILE|DIR, or --also-expect N for events already queued (e.g. requeued dead letters)');
+  const pilots = (args.pilots as number) > 0 || args['autoscale-max'] !== undefined ? pilotRequestFromArgs(args) : undefined;
+  const results = new LineWriter(args.output as string | undefined, { append: args.append as boolean });
+  const dead = args['dead-letters'] ? new LineWriter(args['dead-letters'] as string, { append: args.append as boolean }) : undefined;
+  try {
+    const report = await runWorkflow(
+      defined({
+        broker: brokerFromArgs(args),
+        id: args.workflow as string | undefined,
+        maxDeliveries: args['max-deliveries'] as number,
+        wireFormat: args['wire-format'] as WireFormat,
+        logger,
+        events: eventsPath ? readEvents(eventsPath) : undefined,
+        alsoExpect,
+        pilots,
+        idleTimeoutMs: (args['idle-timeout'] as number) * 1000,
+        progress: args.progress ? {} : (false as const),
+        deleteQueues: args['keep-queues'] ? false : ('if-clean' as const),
+        onOutcome: async (o) => {
+          if (o.kind === 'result') await results.write(outcomeLine(o));
+          else await dead?.write(outcomeLine(o));
+        },
+      }),
+    );
+    process.stderr.write(
+      `workflow ${report.workflowId}: ${report.results} results, ${report.deadLetters} dead letters, ${report.duplicates} duplicates dropped, ` +
+        `${report.published} published, ${report.seconds.toFixed(1)} s (${report.ratePerSecond.toFixed(1)}/s); queues ${report.queuesDeleted ? 'deleted' : 'kept'}\n`,
+    );
+    if (report.deadLetters > 0) process.stderr.write(`inspect: ewms dlq list --workflow ${report.workflowId}; retry: ewms dlq requeue --workflow ${report.workflowId}\n`);
+    return report.deadLetters > 0 ? EXIT.deadLetters : EXIT.ok;
+  } finally {
+    await results.close();
+    await dead?.close();
+  }
+}
+
+async function cmdPublish(args: Args, logger: Logger): Promise<number> {
+  const wf = await openWorkflow(args, logger);
+  try {
+    const ids = await wf.publish(readEvents(args.events as string));
+    if (args.ids) await writeFile(args.ids as string, ids.map((id) => `${id}\n`).join(''));
+    process.stdout.write(`${JSON.stringify({ workflow: wf.id, published: ids.length, queues: wf.queues })}\n`);
+    return EXIT.ok;
+  } finally {
+    await wf.close();
+  }
+}
+
+async function cmdCollect(args: Args, logger: Logger): Promise<number> {
+  const idsFile = args.ids as string | undefined;
+  const expected: number | string[] = idsFile
+    ? (await readFile(idsFile, 'utf8')).split('\n').map((s) => s.trim()).filter(Boolean)
+    : (args.expected as number | undefined) ?? -1;
+  if (expected === -1) throw new CoordinatorConfigError('collect needs to know what to wait for', 'give --expected N or --ids FILE (as written by ewms publish --ids)');
+  const wf = await openWorkflow(args, logger);
+  const results = new LineWriter(args.output as string | undefined, { append: args.append as boolean });
+  const dead = args['dead-letters'] ? new LineWriter(args['dead-letters'] as string, { append: args.append as boolean }) : undefined;
+  try {
+    for await (const o of wf.collect({ expected, idleTimeoutMs: (args['idle-timeout'] as number) * 1000, keepDeadLetters: true })) {
+      if (o.kind === 'result') await results.write(outcomeLine(o));
+      else await dead?.write(outcomeLine(o));
+    }
+    const s = wf.collectStats;
+    process.stderr.write(`${s.results} results, ${s.deadLetters} dead letters, ${s.duplicates} duplicates dropped\n`);
+    return s.deadLetters > 0 ? EXIT.deadLetters : EXIT.ok;
+  } finally {
+    await results.close();
+    await dead?.close();
+    await wf.close();
+  }
+}
+
+async function cmdSubmit(args: Args, logger: Logger): Promise<number> {
+  const request = pilotRequestFromArgs(args);
+  if (request.backend === 'local') {
+    throw new CoordinatorConfigError('submit starts pilots that outlive this command: use --backend condor or ewms', 'for local pilots use ewms run, or the library (Workflow.startPilots)');
+  }
+  const wf = await openWorkflow(args, logger);
+  try {
+    const cluster = await wf.startPilots(request);
+    process.stdout.write(`${JSON.stringify({ workflow: wf.id, backend: cluster.backend, cluster: cluster.id, queues: wf.queues })}\n`);
+    return EXIT.ok;
+  } finally {
+    await wf.close();
+  }
+}
+
+async function attachCluster(args: Args): Promise<PilotCluster> {
+  const backend = args.backend as string;
+  const id = args.cluster as string;
+  if (backend === 'condor') {
+    const { attachCondorCluster } = await import('./backends/condor.js');
+    return attachCondorCluster(id, condorFromArgs(args));
+  }
+  if (backend === 'ewms') {
+    const { attachEwmsWorkflow } = await import('./backends/ewms.js');
+    return attachEwmsWorkflow(id, ewmsFromArgs(args));
+  }
+  throw new CoordinatorConfigError(`status and rm work with --backend condor or ewms, not ${backend}`, 'local pilots belong to the process that started them');
+}
+
+async function cmdStatus(args: Args): Promise<number> {
+  const status = await (await attachCluster(args)).status();
+  process.stdout.write(`${JSON.stringify(status)}\n`);
+  return EXIT.ok;
+}
+
+async function cmdRm(args: Args): Promise<number> {
+  await (await attachCluster(args)).remove();
+  process.stderr.write(`removed ${args.backend} ${args.cluster}\n`);
+  return EXIT.ok;
+}
+
+async function cmdDlqList(args: Args, logger: Logger): Promise<number> {
+  const wf = await openWorkflow(args, logger);
+  const out = new LineWriter(args.output as string | undefined);
+  try {
+    const n = await wf.deadLetters().export((line) => out.write(line), { limit: args.limit as number });
+    process.stderr.write(`${n} dead letters in ${wf.queues.deadLetter}\n`);
+    return EXIT.ok;
+  } finally {
+    await out.close();
+    await wf.close();
+  }
+}
+
+async function cmdDlqRequeue(args: Args, logger: Logger): Promise<number> {
+  const wf = await openWorkflow(args, logger);
+  try {
+    const ids = args.ids as string[] | undefined;
+    const requeued = await wf.deadLetters().requeue(defined({ ids, limit: args.limit as number }));
+    process.stdout.write(`${JSON.stringify({ workflow: wf.id, requeued: requeued.length, ids: requeued })}\n`);
+    process.stderr.write(`requeued ${requeued.length} to ${wf.queues.incoming}; collect them with: ewms run --workflow ${wf.id} --also-expect ${requeued.length} ...\n`);
+    return EXIT.ok;
+  } finally {
+    await wf.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+type Handler = (args: Args, logger: Logger) => Promise<number>;
+
+/** Parse `argv` and run the command; resolves with the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let code: number = EXIT.ok;
+  let logger: Logger | undefined;
+  const handle = (fn: Handler) => async (args: Args) => {
+    logger = makeLogger(args['log-level'] as string);
+    code = await fn(args, logger);
+  };
+  const parser = yargs(argv)
+    .scriptName('ewms')
+    .usage('ewms <command> [options]\n\nFeed, run and drain event workflows: publish events, start pilots, collect results.')
+    .command('run', 'Publish events, start pilots, collect every outcome, stop the pilots', (y) =>
+      collectOptions(pilotOptions(brokerOptions(y, false)))
+        .option('events', { type: 'string', describe: 'Events: a .jsonl file (one JSON value per line) or a directory (one event per file)' })
+        .option('also-expect', { type: 'number', describe: 'Outcomes to await besides --events (e.g. requeued dead letters)' })
+        .option('keep-queues', { type: 'boolean', default: false, describe: 'Keep the queues at the end (they are kept anyway while dead letters remain)' }),
+      handle(cmdRun))
+    .command('publish', 'Publish events to a workflow\'s incoming queue', (y) =>
+      brokerOptions(y, false)
+        .option('events', { type: 'string', demandOption: true, describe: 'A .jsonl file or a directory of event files' })
+        .option('ids', { type: 'string', describe: 'Write the event ids here, one per line (for collect --ids)' }),
+      handle(cmdPublish))
+    .command('collect', 'Collect outcomes until the expected number have settled', (y) =>
+      collectOptions(brokerOptions(y, true))
+        .option('expected', { type: 'number', describe: 'How many outcomes to wait for' })
+        .option('ids', { type: 'string', describe: 'File of event ids to wait for (from publish --ids)' }),
+      handle(cmdCollect))
+    .command('submit', 'Start pilots for a workflow (condor or ewms) and print the cluster id', (y) => pilotOptions(brokerOptions(y, true)), handle(cmdSubmit))
+    .command('status', 'Show a pilot cluster\'s status (JSON)', (y) =>
+      pilotOptions(y).option('cluster', { type: 'string', demandOption: true, describe: 'Condor cluster id or EWMS workflow id' }).option('log-level', { type: 'string', default: 'warn', hidden: true }),
+      handle((a) => cmdStatus(a)))
+    .command('rm', 'Stop a pilot cluster', (y) =>
+      pilotOptions(y).option('cluster', { type: 'string', demandOption: true, describe: 'Condor cluster id or EWMS workflow id' }).option('log-level', { type: 'string', default: 'warn', hidden: true }),
+      handle((a) => cmdRm(a)))
+    .command('dlq', 'Inspect or requeue dead letters', (y) =>
+      y
+        .command('list', 'Write the dead letters as JSON lines (they stay in the queue)', (z) =>
+          brokerOptions(z, true)
+            .option('output', { type: 'string', describe: 'File to write (default stdout)' })
+            .option('limit', { type: 'number', default: 10_000, describe: 'Read at most this many' }),
+          handle(cmdDlqList))
+        .command('requeue', 'Put dead letters back on the incoming queue, same event ids', (z) =>
+          brokerOptions(z, true)
+            .option('ids', { type: 'string', array: true, describe: 'Only these event ids (default: all)' })
+            .option('limit', { type: 'number', default: 10_000, describe: 'Requeue at most this many' }),
+          handle(cmdDlqRequeue))
+        .demandCommand(1, 'name a dlq command: list or requeue'),
+    )
+    .demandCommand(1, 'name a command')
+    .epilog(EPILOG)
+    .strict()
+    .help()
+    .wrap(Math.min(120, process.stdout.columns ?? 120))
+    .exitProcess(false)
+    .fail((msg, err) => {
+      throw err ?? new CoordinatorConfigError(msg, 'see ewms --help');
+    });
+  try {
+    await parser.parseAsync();
+    return code;
+  } catch (err) {
+    const known = err instanceof EwmsError;
+    const text = redact(known ? err.toString() : describeError(err), secrets());
+    process.stderr.write(`ewms: ${text}\n`);
+    logger?.flush();
+    return err instanceof CoordinatorConfigError ? EXIT.usage : EXIT.failure;
+  }
+}
+
+export type { JsonValue };
+
+function isMain(): boolean {
+  try {
+    return !!process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+// Run when executed (also through the npm bin link), not when imported by tests.
+if (isMain()) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  }, (err: unknown) => {
+    process.stderr.write(`ewms: ${redact(describeError(err), secrets())}\n`);
+    process.exitCode = EXIT.failure;
+  });
+}

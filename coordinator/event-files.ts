@@ -1,0 +1,83 @@
+/**
+ * Events from files and outcomes to files, for the `ewms` CLI.
+ *
+ * Input: a `.jsonl` file (one JSON value per non-empty line), or a directory whose files are one event each
+ * (`*.json` parsed as JSON, anything else as UTF-8 text), in name order. Read lazily: a file of millions of
+ * events never sits in memory. Output: one JSON line per outcome.
+ */
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { once } from 'node:events';
+import type { JsonValue } from '../common/wire.js';
+import { CoordinatorConfigError } from './errors.js';
+import type { WorkflowOutcome } from './types.js';
+
+/** The events in `path` (a JSONL file or a directory of event files). */
+export async function* readEvents(path: string): AsyncGenerator<JsonValue> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch {
+    throw new CoordinatorConfigError(`no events at '${path}'`, 'give a .jsonl file or a directory of event files');
+  }
+  if (info.isDirectory()) {
+    const names = (await readdir(path, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name).sort();
+    for (const name of names) {
+      const text = await readFile(join(path, name), 'utf8');
+      yield name.endsWith('.json') ? parseJson(text, `${path}/${name}`) : text;
+    }
+    return;
+  }
+  const lines = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity });
+  let lineNo = 0;
+  for await (const line of lines) {
+    lineNo += 1;
+    if (line.trim() === '') continue;
+    yield parseJson(line, `${path}:${lineNo}`);
+  }
+}
+
+function parseJson(text: string, where: string): JsonValue {
+  try {
+    return JSON.parse(text) as JsonValue;
+  } catch (err) {
+    throw new CoordinatorConfigError(`${where} is not valid JSON (${(err as Error).message})`, 'one JSON value per line (JSONL); quote plain strings');
+  }
+}
+
+/** One outcome as a JSON line: `{"eventId", "kind", "data"}` plus `reason`/`details` for dead letters. */
+export function outcomeLine(outcome: WorkflowOutcome): string {
+  const record =
+    outcome.kind === 'result'
+      ? { eventId: outcome.inputEventId, kind: outcome.kind, data: outcome.data }
+      : { eventId: outcome.inputEventId, kind: outcome.kind, reason: outcome.reason, details: outcome.details, data: outcome.data };
+  return `${JSON.stringify(record)}\n`;
+}
+
+/** A line writer that respects the stream's backpressure. */
+export class LineWriter {
+  private readonly stream: NodeJS.WritableStream;
+  private readonly owned: WriteStream | undefined;
+
+  /** `path` `-` or undefined writes to stdout. */
+  constructor(path: string | undefined, options: { append?: boolean } = {}) {
+    if (path === undefined || path === '-') {
+      this.stream = process.stdout;
+    } else {
+      this.owned = createWriteStream(path, { flags: options.append ? 'a' : 'w' });
+      this.stream = this.owned;
+    }
+  }
+
+  async write(line: string): Promise<void> {
+    if (!this.stream.write(line)) await once(this.stream, 'drain');
+  }
+
+  async close(): Promise<void> {
+    if (!this.owned) return;
+    const owned = this.owned;
+    await new Promise<void>((resolve, reject) => owned.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  }
+}
