@@ -174,7 +174,8 @@ export function templateValues(options: {
       condor.maxRuntimeSeconds !== undefined ? `(JobStatus == 2) && ((time() - EnteredCurrentStatus) > ${Math.floor(condor.maxRuntimeSeconds)})` : undefined,
     INFO_ATTRS: CHIRP_ATTRIBUTES.join(', '),
     WORKFLOW_ID: classAdString(options.workflowId),
-    BATCH_NAME: classAdString(`ewms-${options.workflowId}`),
+    // Plain text (the workflow id is [A-Za-z0-9_-]): condor_submit takes batch_name verbatim.
+    BATCH_NAME: `ewms-${options.workflowId}`,
     LOG_DIR: options.logDir,
     EXTRA: extra.length > 0 ? extra.join('\n') : undefined,
     COUNT: String(options.count),
