@@ -33,10 +33,11 @@ export interface PulsarClient {
     topic: string;
     subscription: string;
     subscriptionType: 'Shared';
+    subscriptionInitialPosition?: 'Earliest' | 'Latest';
     receiverQueueSize?: number;
     ackTimeoutMs?: number;
     nAckRedeliverTimeoutMs?: number;
-    deadLetterPolicy?: { deadLetterTopic: string; maxRedeliverCount: number };
+    deadLetterPolicy?: { deadLetterTopic: string; maxRedeliverCount: number; initialSubscriptionName?: string };
   }): Promise<PulsarConsumer>;
   close(): Promise<null>;
 }

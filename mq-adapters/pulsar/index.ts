@@ -3,7 +3,8 @@
  *
  * UNVERIFIED against a real Pulsar broker: none can run on this project's machines, and `pulsar-client`
  * cannot install there (its native library download is refused). The adapter logic is tested against an
- * in-memory fake of the client's API (test/adapters/pulsar.test.ts); the README says so too.
+ * in-memory fake of the client's API (test/adapters/pulsar.test.ts, test/adapters/pulsar-fake.ts); the README
+ * says so too.
  *
  * Layout as the Python MQClient's: topic `<name>`, one shared subscription per queue.
  */
@@ -17,20 +18,58 @@ import { Semaphore } from '../shared/semaphore.js';
 import { DEFAULTS, HEADERS, defaultDeadLetterQueue, type Broker, type ConnectOptions, type ConsumeOptions, type Delivery, type OutgoingMessage, type QueueSpec, type Subscription } from '../types.js';
 import type { PulsarClient, PulsarConsumer, PulsarModule, PulsarProducer } from './client-types.js';
 
-/** The subscription name every pilot of a queue shares. */
-export const SUBSCRIPTION_NAME = 'ewms-pilot';
+/**
+ * The one shared subscription every consumer of a queue uses: the Python MQClient's name, so its producers
+ * feed our pilots and ours feed its consumers. (Pulsar keeps a message only for subscriptions that exist
+ * when it is published: a second name would be an independent copy of the stream, not a shared queue.)
+ */
+export const SUBSCRIPTION_NAME = 'i3-pulsar-sub';
 
-/** Load `pulsar-client`, or say exactly why it is not there. */
-export async function loadPulsarClient(): Promise<PulsarModule> {
+/** One receive call waits this long for a message before it is renewed. */
+const RECEIVE_WAIT_MS = 1_000;
+/** Pause after a receive that failed at once. */
+const RECEIVE_ERROR_PAUSE_MS = 500;
+
+/** The package name, kept out of the import expression so the compiler does not demand its types. */
+const PULSAR_PACKAGE = 'pulsar-client';
+
+/**
+ * Load `pulsar-client`, or say exactly why it is not there: not installed (it is an optional dependency
+ * whose install fails where libpulsar cannot be downloaded), or installed without a loadable native library.
+ */
+export async function loadPulsarClient(importer: (name: string) => Promise<unknown> = (name) => import(name)): Promise<PulsarModule> {
+  let mod: { default?: PulsarModule } & Partial<PulsarModule>;
   try {
-    const mod = (await import(/* optional dependency */ 'pulsar-client' as string)) as { default?: PulsarModule } & PulsarModule;
-    return mod.default ?? mod;
+    mod = (await importer(PULSAR_PACKAGE)) as typeof mod;
   } catch (err) {
+    throw pulsarUnavailable(err);
+  }
+  const api = mod.default ?? mod;
+  if (typeof api.Client !== 'function' || typeof api.AuthenticationToken !== 'function') {
     throw new AdapterUnavailableError(
-      `the Pulsar adapter needs the optional package 'pulsar-client', which is not installed or cannot load its native library (${describeError(err)})`,
-      "run 'npm install pulsar-client' on a machine where its install script can fetch libpulsar (or with the Pulsar C++ client installed system-wide); RabbitMQ and NATS need nothing extra",
+      `the installed '${PULSAR_PACKAGE}' package does not look like the Pulsar Node client (no Client / AuthenticationToken export)`,
+      `reinstall it: npm install ${PULSAR_PACKAGE}`,
     );
   }
+  return api as PulsarModule;
+}
+
+/** The error for a `pulsar-client` that could not be imported. */
+export function pulsarUnavailable(err: unknown): AdapterUnavailableError {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  const detail = describeError(err);
+  const missing = (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && detail.includes(PULSAR_PACKAGE);
+  const hint =
+    `install it where its install script can fetch the native libpulsar: 'npm install ${PULSAR_PACKAGE}' ` +
+    '(or install the Pulsar C++ client system-wide first; see https://pulsar.apache.org/docs/client-libraries-node/). ' +
+    'RabbitMQ (amqp://) and NATS (nats://) need nothing extra';
+  return new AdapterUnavailableError(
+    missing
+      ? `the Pulsar adapter needs the optional package '${PULSAR_PACKAGE}', which is not installed (npm skips it where its native library cannot be installed)`
+      : `the optional package '${PULSAR_PACKAGE}' is installed but could not be loaded (its native library libpulsar is missing or broken): ${detail}`,
+    hint,
+    { cause: err },
+  );
 }
 
 export async function connectPulsar(address: ResolvedAddress, options: ConnectOptions): Promise<Broker> {
@@ -77,9 +116,23 @@ class PulsarBroker implements Broker {
     this.slots = new Semaphore(options.maxInFlightPublishes ?? DEFAULTS.maxInFlightPublishes);
   }
 
-  /** Pulsar creates topics on first use; remembering the spec is all a declaration needs to do. */
+  /**
+   * Pulsar creates topics on first use, but keeps messages only for subscriptions that exist: create the
+   * shared subscription on the queue and on its dead-letter topic (as the Python MQClient's publisher does),
+   * so nothing published before the first pilot subscribes is lost.
+   */
   async declareQueue(spec: QueueSpec): Promise<void> {
     this.limits.set(spec.name, spec);
+    for (const topic of [spec.name, spec.deadLetterQueue ?? defaultDeadLetterQueue(spec.name)]) {
+      const consumer = await this.client.subscribe({
+        topic,
+        subscription: SUBSCRIPTION_NAME,
+        subscriptionType: 'Shared',
+        subscriptionInitialPosition: 'Earliest',
+        receiverQueueSize: 1,
+      });
+      await consumer.close();
+    }
   }
 
   async publish(queue: string, message: OutgoingMessage): Promise<string> {
@@ -105,12 +158,13 @@ class PulsarBroker implements Broker {
       topic: queue,
       subscription: SUBSCRIPTION_NAME,
       subscriptionType: 'Shared',
+      subscriptionInitialPosition: 'Earliest',
       receiverQueueSize: options.prefetch,
       // No per-message lease extension exists in Pulsar: the ack timeout stays off, and a message returns
       // when its consumer disconnects (or is nacked).
       nAckRedeliverTimeoutMs: 1_000,
       // Broker-side backstop one above the client-side limit, as on the other brokers.
-      deadLetterPolicy: { deadLetterTopic: deadLetterQueue, maxRedeliverCount: maxDeliveries + 1 },
+      deadLetterPolicy: { deadLetterTopic: deadLetterQueue, maxRedeliverCount: maxDeliveries + 1, initialSubscriptionName: SUBSCRIPTION_NAME },
     });
     const sub = new PulsarSubscription(consumer, options.prefetch, {
       queue,
@@ -162,6 +216,7 @@ class PulsarSubscription implements Subscription {
   private readonly buffer = new AsyncQueue<SharedDelivery>();
   private held = 0;
   private closed = false;
+  private consumerClosed = false;
   private slotFreed: (() => void) | undefined;
 
   constructor(
@@ -183,6 +238,19 @@ class PulsarSubscription implements Subscription {
     this.closed = true;
     this.slotFreed?.();
     for (const d of this.buffer.end()) await d.release().catch(() => undefined);
+    await this.closeIfIdle();
+  }
+
+  /**
+   * After close(), the consumer goes once every yielded delivery is settled: acks travel on it, and closing
+   * it earlier would hand those events to another pilot while this one still works on them.
+   */
+  private async closeIfIdle(): Promise<void> {
+    if (!this.closed || this.held > 0 || this.consumerClosed) return;
+    this.consumerClosed = true;
+    await this.consumer.close().catch((err: unknown) =>
+      this.ctx.logger?.warn({ queue: this.ctx.queue, err: describeError(err) }, 'closing the pulsar consumer failed'),
+    );
   }
 
   private async loop(): Promise<void> {
@@ -193,10 +261,22 @@ class PulsarSubscription implements Subscription {
         continue;
       }
       let msg;
+      const asked = Date.now();
       try {
-        msg = await this.consumer.receive(1_000);
-      } catch {
-        continue; // receive timed out: nothing there yet
+        msg = await this.consumer.receive(RECEIVE_WAIT_MS);
+      } catch (err) {
+        // A timeout means nothing is there yet. An error that comes back at once (the consumer or the
+        // connection is broken) must not become a hot loop.
+        if (Date.now() - asked < RECEIVE_WAIT_MS / 2) {
+          this.ctx.logger?.warn({ queue: this.ctx.queue, err: describeError(err) }, 'pulsar receive failed; retrying');
+          await new Promise((resolve) => setTimeout(resolve, RECEIVE_ERROR_PAUSE_MS));
+        }
+        continue;
+      }
+      if (this.closed) {
+        // Taken off the receiver queue after close(): give it straight back.
+        this.consumer.negativeAcknowledge(msg);
+        break;
       }
       const properties = msg.getProperties();
       const { [HEADERS.eventId]: idProp, ...headers } = properties;
@@ -222,13 +302,20 @@ class PulsarSubscription implements Subscription {
           onSettled: () => {
             this.held -= 1;
             this.slotFreed?.();
+            void this.closeIfIdle();
           },
         },
       );
       if (deliveryCount > this.ctx.maxDeliveries) {
+        // Its consumer died holding its last allowed delivery: dead-letter it without running it again. If
+        // that fails the event stays unacked, and Pulsar's own dead-letter policy takes it on a later return.
         void delivery
-          .deadLetter({ reason: `delivery limit exceeded: delivery ${deliveryCount} of ${this.ctx.maxDeliveries}` })
-          .catch(() => undefined);
+          .deadLetter({
+            reason: `delivery limit exceeded: delivery ${deliveryCount} of ${this.ctx.maxDeliveries} (a consumer died or lost its connection while holding it)`,
+          })
+          .catch((err: unknown) =>
+            this.ctx.logger?.error({ eventId: delivery.eventId, queue: this.ctx.queue, err: describeError(err) }, 'dead-lettering failed'),
+          );
         continue;
       }
       if (this.closed) {
