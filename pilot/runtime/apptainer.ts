@@ -20,6 +20,7 @@ import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { containerView, requireRunnable } from './container-layout.js';
 import { checkHostDirectories } from './mounts.js';
+import { prepareOnce } from './prepare-once.js';
 import { outputTail, runTool } from './run-tool.js';
 import {
   RuntimeSetupError,
@@ -75,7 +76,6 @@ function sandboxName(reference: string): string {
 /** Create the Apptainer runtime. */
 export function createApptainerRuntime(options: RuntimeOptions): ContainerRuntime {
   const imagesDir = join(options.workDir, 'apptainer-images');
-  const prepared = new Map<string, Promise<PreparedImage>>();
   let externalDirectories: Promise<string[]> | undefined;
   let resolvedExternal: string[] | undefined;
   let versionChecked: Promise<void> | undefined;
@@ -166,22 +166,7 @@ export function createApptainerRuntime(options: RuntimeOptions): ContainerRuntim
   return {
     name: 'apptainer',
 
-    prepare(image: string | undefined): Promise<PreparedImage> {
-      if (image === undefined || image === '') {
-        return Promise.reject(
-          new RuntimeSetupError(
-            'the apptainer runtime needs an image and none is configured',
-            'Set EWMS_PILOT_TASK_IMAGE (and EWMS_PILOT_INIT_IMAGE for an init command), or use EWMS_PILOT_CONTAINER_RUNTIME=none.',
-          ),
-        );
-      }
-      let pending = prepared.get(image);
-      if (pending === undefined) {
-        pending = prepareImage(image);
-        prepared.set(image, pending);
-      }
-      return pending;
-    },
+    prepare: prepareOnce('apptainer', prepareImage),
 
     command(request: LaunchRequest, image: PreparedImage): LaunchCommand {
       const runnable = requireRunnable(image.runnable, 'apptainer');

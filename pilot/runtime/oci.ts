@@ -20,6 +20,7 @@
  */
 import { containerView, requireRunnable } from './container-layout.js';
 import { checkHostDirectories } from './mounts.js';
+import { prepareOnce } from './prepare-once.js';
 import { outputTail, runTool } from './run-tool.js';
 import {
   RuntimeSetupError,
@@ -71,7 +72,6 @@ function gpuFlags(engine: OciEngine): string[] {
 
 /** Create the Docker or Podman runtime. */
 export function createOciRuntime(engine: OciEngine, options: RuntimeOptions, host: HostIdentity = currentIdentity()): ContainerRuntime {
-  const prepared = new Map<string, Promise<PreparedImage>>();
   let externalDirectories: Promise<string[]> | undefined;
   let resolvedExternal: string[] | undefined;
   const env = { ...options.baseEnv };
@@ -115,22 +115,7 @@ export function createOciRuntime(engine: OciEngine, options: RuntimeOptions, hos
   return {
     name: engine,
 
-    prepare(image: string | undefined): Promise<PreparedImage> {
-      if (image === undefined || image === '') {
-        return Promise.reject(
-          new RuntimeSetupError(
-            `the ${engine} runtime needs an image and none is configured`,
-            'Set EWMS_PILOT_TASK_IMAGE (and EWMS_PILOT_INIT_IMAGE for an init command), or use EWMS_PILOT_CONTAINER_RUNTIME=none.',
-          ),
-        );
-      }
-      let pending = prepared.get(image);
-      if (pending === undefined) {
-        pending = prepareImage(image);
-        prepared.set(image, pending);
-      }
-      return pending;
-    },
+    prepare: prepareOnce(engine, prepareImage),
 
     command(request: LaunchRequest, image: PreparedImage): LaunchCommand {
       const runnable = requireRunnable(image.runnable, engine);

@@ -5,23 +5,14 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { createApptainerRuntime, isSafeEnvFlagValue } from '../../pilot/runtime/apptainer.js';
 import { RuntimeSetupError, type LaunchRequest, type PreparedImage } from '../../pilot/runtime/types.js';
-import { launch, pathWithStandIns, processesWith, taskRequest, testOptions } from './helpers.js';
+import { GOLDEN_ENV_FLAGS, GOLDEN_TASK_ARGS, launch, pathWithStandIns, processesWith, taskRequest, testOptions } from './helpers.js';
 
 const SANDBOX: PreparedImage = { reference: 'docker://example/task:1', runnable: '/work/apptainer-images/task-1' };
 
 const HUB_MOUNT = 'type=bind,src=/scratch/ewms-pilot-data/data-hub,dst=/ewms-pilot-data/data-hub';
 const IO_MOUNT = 'type=bind,src=/scratch/ewms-pilot-data/ev1/task-io,dst=/ewms-pilot-data/task-io';
-const TASK_ENV_FLAGS = [
-  '--env', 'ALPHA=one',
-  '--env', 'EWMS_TASK_DATA_HUB_DIR=/ewms-pilot-data/data-hub',
-  '--env', 'EWMS_TASK_INFILE=/ewms-pilot-data/task-io/in-ev1.in',
-  '--env', 'EWMS_TASK_OUTFILE=/ewms-pilot-data/task-io/out-ev1.out',
-  '--env', 'ZULU=last',
-];
-const TASK_ARGS = [
-  'python', '/app/run.py', '--in', '/ewms-pilot-data/task-io/in-ev1.in', '--out=/ewms-pilot-data/task-io/out-ev1.out',
-  '--hub', '/ewms-pilot-data/data-hub',
-];
+const TASK_ENV_FLAGS = GOLDEN_ENV_FLAGS;
+const TASK_ARGS = GOLDEN_TASK_ARGS;
 
 describe('apptainer command line (golden)', () => {
   test('a task: containall, no-eval, binds at the container paths, env, placeholders rewritten', () => {

@@ -36,6 +36,21 @@ export function testOptions(overrides: Partial<RuntimeOptions> = {}): RuntimeOpt
   };
 }
 
+/** The `--env` flags `taskRequest()` gives every runtime (sorted; `EWMS_TASK_*` at container paths). */
+export const GOLDEN_ENV_FLAGS = [
+  '--env', 'ALPHA=one',
+  '--env', 'EWMS_TASK_DATA_HUB_DIR=/ewms-pilot-data/data-hub',
+  '--env', 'EWMS_TASK_INFILE=/ewms-pilot-data/task-io/in-ev1.in',
+  '--env', 'EWMS_TASK_OUTFILE=/ewms-pilot-data/task-io/out-ev1.out',
+  '--env', 'ZULU=last',
+];
+
+/** `taskRequest()`'s args with the placeholders rewritten to container paths. */
+export const GOLDEN_TASK_ARGS = [
+  'python', '/app/run.py', '--in', '/ewms-pilot-data/task-io/in-ev1.in', '--out=/ewms-pilot-data/task-io/out-ev1.out',
+  '--hub', '/ewms-pilot-data/data-hub',
+];
+
 /** A task run in `/scratch/ewms-pilot-data/<event>/task-io` with the data hub next to it. */
 export function taskRequest(overrides: Partial<LaunchRequest> = {}): LaunchRequest {
   const taskIoDir = '/scratch/ewms-pilot-data/ev1/task-io';

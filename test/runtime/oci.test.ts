@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { createOciRuntime, type OciEngine } from '../../pilot/runtime/oci.js';
 import { RuntimeSetupError, type PreparedImage } from '../../pilot/runtime/types.js';
-import { pathWithStandIns, taskRequest, testOptions } from './helpers.js';
+import { GOLDEN_ENV_FLAGS, GOLDEN_TASK_ARGS, pathWithStandIns, taskRequest, testOptions } from './helpers.js';
 
 const IMAGE: PreparedImage = { reference: 'ghcr.io/example/task:1', runnable: 'ghcr.io/example/task:1' };
 const ROOT = { uid: 0, gid: 0 };
@@ -14,17 +14,8 @@ const BINDS = [
   '--mount', 'type=bind,source=/scratch/ewms-pilot-data/data-hub,target=/ewms-pilot-data/data-hub',
   '--mount', 'type=bind,source=/scratch/ewms-pilot-data/ev1/task-io,target=/ewms-pilot-data/task-io',
 ];
-const ENV = [
-  '--env', 'ALPHA=one',
-  '--env', 'EWMS_TASK_DATA_HUB_DIR=/ewms-pilot-data/data-hub',
-  '--env', 'EWMS_TASK_INFILE=/ewms-pilot-data/task-io/in-ev1.in',
-  '--env', 'EWMS_TASK_OUTFILE=/ewms-pilot-data/task-io/out-ev1.out',
-  '--env', 'ZULU=last',
-];
-const ARGS = [
-  'python', '/app/run.py', '--in', '/ewms-pilot-data/task-io/in-ev1.in', '--out=/ewms-pilot-data/task-io/out-ev1.out',
-  '--hub', '/ewms-pilot-data/data-hub',
-];
+const ENV = GOLDEN_ENV_FLAGS;
+const ARGS = GOLDEN_TASK_ARGS;
 
 describe('docker/podman command lines (golden)', () => {
   test.each<OciEngine>(['docker', 'podman'])('%s as root: named, removed, init, never pulls, no user mapping', (engine) => {
