@@ -29,7 +29,7 @@ function podman(...args: string[]) {
 
 /** Why Podman cannot run here, or undefined when it can (tries a real container). */
 function podmanUnavailable(): string | undefined {
-  if (spawnSync('podman', ['--version']).status !== 0) return 'podman is not installed (apt-get install -y podman runc busybox-static)';
+  if (spawnSync('podman', ['--version']).status !== 0) return 'podman is not installed (apt-get install -y podman runc catatonit busybox-static)';
   if (spawnSync('runc', ['--version']).status !== 0) return 'runc is not installed (apt-get install -y runc)';
   const busybox = ['/bin/busybox', '/usr/bin/busybox'].find((p) => spawnSync('file', ['-L', p], { encoding: 'utf8' }).stdout?.includes('statically linked'));
   if (!busybox) return 'no statically linked busybox for the test image (apt-get install -y busybox-static)';
@@ -43,6 +43,8 @@ function podmanUnavailable(): string | undefined {
   if (imported.status !== 0) return `podman import failed: ${imported.stderr.trim()}`;
   const probe = podman('run', '--rm', '--pull=never', imageTag, '/bin/sh', '-c', 'echo ok');
   if (probe.stdout.trim() !== 'ok') return `podman cannot run a container here: ${(probe.stderr || probe.stdout).trim().split('\n').pop()}`;
+  const withInit = podman('run', '--rm', '--init', '--pull=never', imageTag, '/bin/sh', '-c', 'echo ok');
+  if (withInit.stdout.trim() !== 'ok') return `podman run --init fails (apt-get install -y catatonit): ${withInit.stderr.trim().split('\n').pop()}`;
   return undefined;
 }
 
