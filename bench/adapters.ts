@@ -9,7 +9,7 @@ import { connect as natsConnect } from '@nats-io/transport-node';
 import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '../mq-adapters/index.js';
 import type { Broker } from '../mq-adapters/types.js';
-import { type BenchRow, rate } from './report.js';
+import { type BenchRow, alternate, rate } from './report.js';
 
 const AMQP_URL = process.env.EWMS_TEST_RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const NATS_URL = process.env.EWMS_TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -40,87 +40,100 @@ async function ourConsume(broker: Broker, queue: string, n: number): Promise<num
   return rate(n, started);
 }
 
-async function rabbit(n: number): Promise<BenchRow[]> {
-  const rawQ = `bench-raw-${randomUUID()}`;
-  const ourQ = `bench-our-${randomUUID()}`;
+/** Raw amqplib on a quorum queue: publish in batches of 1,000 with confirms, then consume with prefetch 100. */
+async function rawRabbit(n: number): Promise<number[]> {
+  const q = `bench-raw-${randomUUID()}`;
   const conn = await amqplib.connect(AMQP_URL);
-  const ch = await conn.createConfirmChannel();
-  await ch.assertQueue(rawQ, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
-  let started = performance.now();
-  for (let i = 0; i < n; i += 1000) {
-    for (let j = i; j < Math.min(n, i + 1000); j++) ch.publish('', rawQ, Buffer.from(BODY), { persistent: true });
-    await ch.waitForConfirms();
-  }
-  const rawPub = rate(n, started);
-  const cch = await conn.createChannel();
-  await cch.prefetch(100);
-  started = performance.now();
-  await new Promise<void>((resolve) => {
-    let got = 0;
-    void cch.consume(rawQ, (m) => {
-      if (!m) return;
-      cch.ack(m);
-      if (++got === n) resolve();
+  try {
+    const ch = await conn.createConfirmChannel();
+    await ch.assertQueue(q, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    let started = performance.now();
+    for (let i = 0; i < n; i += 1000) {
+      for (let j = i; j < Math.min(n, i + 1000); j++) ch.publish('', q, Buffer.from(BODY), { persistent: true });
+      await ch.waitForConfirms();
+    }
+    const publish = rate(n, started);
+    const cch = await conn.createChannel();
+    await cch.prefetch(100);
+    started = performance.now();
+    await new Promise<void>((resolve) => {
+      let got = 0;
+      void cch.consume(q, (m) => {
+        if (!m) return;
+        cch.ack(m);
+        if (++got === n) resolve();
+      });
     });
-  });
-  const rawCon = rate(n, started);
-  await ch.deleteQueue(rawQ);
-  await conn.close();
-
-  const broker = await connect({ address: AMQP_URL });
-  await broker.declareQueue({ name: ourQ });
-  const ourPub = await ourPublish(broker, ourQ, n, 1000);
-  const ourCon = await ourConsume(broker, ourQ, n);
-  await broker.deleteQueue(ourQ);
-  await broker.close();
-  return [
-    { name: 'rabbitmq publish+confirm', baseline: rawPub, ours: ourPub, unit: 'msg/s' },
-    { name: 'rabbitmq consume+ack (prefetch 100)', baseline: rawCon, ours: ourCon, unit: 'msg/s' },
-  ];
+    const consume = rate(n, started);
+    await ch.deleteQueue(q);
+    return [publish, consume];
+  } finally {
+    await conn.close();
+  }
 }
 
-async function nats(n: number): Promise<BenchRow[]> {
-  const rawStream = `bench-raw-${randomUUID()}`;
-  const ourQ = `bench-our-${randomUUID()}`;
+/** Raw nats.js JetStream: 1,000 publishes in flight, then a pull consumer with 100 outstanding. */
+async function rawNats(n: number): Promise<number[]> {
+  const stream = `bench-raw-${randomUUID()}`;
   const nc = await natsConnect({ servers: NATS_URL });
-  const jsm = await jetstreamManager(nc);
-  await jsm.streams.add({ name: rawStream, subjects: [`${rawStream}.s`] });
-  await jsm.consumers.add(rawStream, { durable_name: 'psub', ack_policy: AckPolicy.Explicit });
-  const js = jetstream(nc);
-  let started = performance.now();
-  const inflight: Promise<unknown>[] = [];
-  for (let i = 0; i < n; i++) {
-    inflight.push(js.publish(`${rawStream}.s`, BODY));
-    if (inflight.length >= 1000) await Promise.all(inflight.splice(0));
+  try {
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: stream, subjects: [`${stream}.s`] });
+    await jsm.consumers.add(stream, { durable_name: 'psub', ack_policy: AckPolicy.Explicit });
+    const js = jetstream(nc);
+    let started = performance.now();
+    const inflight = new Set<Promise<unknown>>();
+    for (let i = 0; i < n; i++) {
+      const p = js.publish(`${stream}.s`, BODY);
+      inflight.add(p);
+      void p.finally(() => inflight.delete(p));
+      if (inflight.size >= 1000) await Promise.race(inflight);
+    }
+    await Promise.all(inflight);
+    const publish = rate(n, started);
+    const consumer = await js.consumers.get(stream, 'psub');
+    started = performance.now();
+    const messages = await consumer.consume({ max_messages: 100 });
+    let got = 0;
+    for await (const m of messages) {
+      m.ack();
+      if (++got === n) break;
+    }
+    const consume = rate(n, started);
+    await messages.close();
+    await jsm.streams.delete(stream);
+    return [publish, consume];
+  } finally {
+    await nc.close();
   }
-  await Promise.all(inflight);
-  const rawPub = rate(n, started);
-  const consumer = await js.consumers.get(rawStream, 'psub');
-  started = performance.now();
-  const messages = await consumer.consume({ max_messages: 100 });
-  let got = 0;
-  for await (const m of messages) {
-    m.ack();
-    if (++got === n) break;
-  }
-  const rawCon = rate(n, started);
-  await messages.close();
-  await jsm.streams.delete(rawStream);
-  await nc.close();
-
-  const broker = await connect({ address: NATS_URL });
-  await broker.declareQueue({ name: ourQ });
-  const ourPub = await ourPublish(broker, ourQ, n, 1000);
-  const ourCon = await ourConsume(broker, ourQ, n);
-  await broker.deleteQueue(ourQ);
-  await broker.close();
-  return [
-    { name: 'nats publish+ack', baseline: rawPub, ours: ourPub, unit: 'msg/s' },
-    { name: 'nats consume+ack (prefetch 100)', baseline: rawCon, ours: ourCon, unit: 'msg/s' },
-  ];
 }
 
-/** Run both brokers' adapter benchmarks with `n` messages each. */
-export async function benchAdapters(n = 20_000): Promise<BenchRow[]> {
-  return [...(await rabbit(n)), ...(await nats(n))];
+/** The same work through our `Broker` API. */
+async function ours(address: string, n: number): Promise<number[]> {
+  const q = `bench-our-${randomUUID()}`;
+  const broker = await connect({ address });
+  try {
+    await broker.declareQueue({ name: q });
+    const publish = await ourPublish(broker, q, n, 1000);
+    const consume = await ourConsume(broker, q, n);
+    await broker.deleteQueue(q);
+    return [publish, consume];
+  } finally {
+    await broker.close();
+  }
+}
+
+/**
+ * Run both brokers' adapter benchmarks: `n` messages per trial, `trials` alternating trials of the raw
+ * client and of ours, medians reported.
+ */
+export async function benchAdapters(n = 20_000, trials = 3): Promise<BenchRow[]> {
+  const r = await alternate(trials, () => rawRabbit(n), () => ours(AMQP_URL, n));
+  const s = await alternate(trials, () => rawNats(n), () => ours(NATS_URL, n));
+  return [
+    { name: 'rabbitmq publish+confirm (1,000 in flight)', baseline: r.baseline[0]!, ours: r.ours[0]!, unit: 'msg/s' },
+    { name: 'rabbitmq consume+ack (prefetch 100)', baseline: r.baseline[1]!, ours: r.ours[1]!, unit: 'msg/s' },
+    { name: 'nats publish+ack (1,000 in flight)', baseline: s.baseline[0]!, ours: s.ours[0]!, unit: 'msg/s' },
+    { name: 'nats consume+ack (prefetch 100)', baseline: s.baseline[1]!, ours: s.ours[1]!, unit: 'msg/s' },
+  ];
 }
