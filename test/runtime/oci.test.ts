@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,5 +123,41 @@ describe.each<OciEngine>(['docker', 'podman'])('%s prepare() and stop() with a s
     options.baseEnv = { PATH: '/nonexistent' };
     await expect(createOciRuntime(engine, options, ROOT).stop(command)).resolves.toBeUndefined();
     expect(options.logs.filter((l) => l.level === 'warn')).toEqual([]);
+  });
+});
+
+const dockerCli = spawnSync('docker', ['--version'], { encoding: 'utf8' });
+const dockerMissing = dockerCli.status === 0 ? undefined : 'the docker CLI is not installed';
+if (dockerMissing) console.warn(`SKIPPED checks against the real docker CLI: ${dockerMissing}`);
+
+/**
+ * The docker CLI parses every flag and each `--mount` spec before it contacts the daemon, so pointing it
+ * at a socket that does not exist checks our argument vectors against the real parser on a machine
+ * without a Docker daemon.
+ */
+describe.skipIf(dockerMissing !== undefined)('the real docker CLI accepts the command lines (no daemon: it fails only at connecting)', () => {
+  const noDaemon = { PATH: process.env.PATH ?? '/usr/bin:/bin', DOCKER_HOST: 'unix:///nonexistent/ewms-test-docker.sock', HOME: tmpdir() };
+
+  test('run (user mapping, GPUs, binds, env with commas/newlines), stop and rm', () => {
+    const options = testOptions({ gpus: true, externalDirectories: ['/cvmfs/x'], baseEnv: noDaemon, killGraceSeconds: 1 });
+    const runtime = createOciRuntime('docker', options, USER);
+    const command = runtime.command(taskRequest({ env: { LIST: 'a,b', LINES: 'x\n"y"' } }), IMAGE);
+    const run = spawnSync(command.file, command.args, { env: command.env, encoding: 'utf8' });
+    expect(run.stderr).toMatch(/Cannot connect to the Docker daemon/);
+    expect(run.stderr).not.toMatch(/unknown flag|invalid argument|unknown shorthand/);
+    for (const args of [['stop', '-t', '1', 'ewms-ev1-a1'], ['rm', '-f', 'ewms-ev1-a1']]) {
+      const result = spawnSync('docker', args, { env: noDaemon, encoding: 'utf8' });
+      expect(result.stderr).toMatch(/Cannot connect to the Docker daemon/);
+    }
+    // And a mount spec the parser does refuse, to show the check can fail.
+    const bad = spawnSync('docker', ['run', '--mount', 'type=bind,source=/tmp,target=/x,bogus', 'img'], { env: noDaemon, encoding: 'utf8' });
+    expect(bad.stderr).toMatch(/invalid argument/);
+  });
+
+  test('prepare() without a reachable daemon is a start-up error that says so', async () => {
+    const runtime = createOciRuntime('docker', testOptions({ baseEnv: noDaemon }), ROOT);
+    const err = await runtime.prepare('ghcr.io/example/task:1').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RuntimeSetupError);
+    expect((err as Error).message).toMatch(/could not pull ghcr.io\/example\/task:1 with docker: .*Cannot connect to the Docker daemon/s);
   });
 });
