@@ -6,38 +6,14 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import type { Broker } from '../../mq-adapters/types.js';
 import { HEADERS } from '../../mq-adapters/types.js';
 import { decodeEnvelope } from '../../common/wire.js';
-import { drainOutputs, newQueues, openBroker, pilotEnv, publishEvents, startPilot, type BrokerName } from './run-pilot.js';
+import { alive, drainOutputs, pilotEnv, publishEvents, startPilot, TestQueues, type BrokerName } from './run-pilot.js';
 
 const brokers: BrokerName[] = ['rabbitmq', 'nats'];
-const opened: Array<{ broker: Broker; queues: string[] }> = [];
-
-afterEach(async () => {
-  for (const { broker, queues } of opened.splice(0)) {
-    for (const q of queues) await broker.deleteQueue(q).catch(() => undefined);
-    await broker.close().catch(() => undefined);
-  }
-});
-
-async function setup(name: BrokerName) {
-  const broker = await openBroker(name);
-  const queues = newQueues();
-  await broker.declareQueue({ name: queues.incoming });
-  await broker.declareQueue({ name: queues.outgoing });
-  opened.push({ broker, queues: [queues.incoming, queues.outgoing] });
-  return { broker, queues };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const testQueues = new TestQueues();
+afterEach(() => testQueues.cleanup());
+const setup = (name: BrokerName) => testQueues.create(name);
 
 describe.each(brokers)('pilot on %s', (name) => {
   test('1,000 events through 2 pilots with cp: every output present once, every input acked', async () => {
@@ -57,7 +33,6 @@ describe.each(brokers)('pilot on %s', (name) => {
 
   test('a task failing on one event: retried, then dead-lettered with the reason; the rest unaffected', async () => {
     const { broker, queues } = await setup(name);
-    opened.at(-1)!.queues.push(`${queues.incoming}.dlq`);
     const events = ['ok-1', 'POISON', 'ok-2', 'ok-3'];
     const ids = await publishEvents(broker, queues.incoming, events);
     const env = pilotEnv(name, queues, {
@@ -82,7 +57,6 @@ describe.each(brokers)('pilot on %s', (name) => {
 
   test('fail-fast: the first task failure stops the pilot, which exits non-zero after the quarantine', async () => {
     const { broker, queues } = await setup(name);
-    opened.at(-1)!.queues.push(`${queues.incoming}.dlq`);
     await publishEvents(broker, queues.incoming, ['POISON', ...Array.from({ length: 20 }, (_, i) => `ok-${i}`)]);
     const env = pilotEnv(name, queues, {
       EWMS_PILOT_TASK_ARGS: `sh -c 'grep -q POISON "$EWMS_TASK_INFILE" && exit 7; sleep 0.2; cp "$EWMS_TASK_INFILE" "$EWMS_TASK_OUTFILE"'`,
@@ -100,7 +74,6 @@ describe.each(brokers)('pilot on %s', (name) => {
 
   test('a task past its timeout: its whole process tree is killed and the event is redelivered', async () => {
     const { broker, queues } = await setup(name);
-    opened.at(-1)!.queues.push(`${queues.incoming}.dlq`);
     const pidDir = mkdtempSync(join(tmpdir(), 'ewms-pids-'));
     await publishEvents(broker, queues.incoming, ['slow']);
     const env = pilotEnv(name, queues, {

@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -89,15 +89,20 @@ export interface Output {
 
 /** Drain a queue until `expected` outputs arrived or nothing came for `idleMs`; acks everything. */
 export async function drainOutputs(broker: Broker, queue: string, expected: number, idleMs = 5000): Promise<Output[]> {
+  const deliveries = await drainDeliveries(broker, queue, expected, idleMs);
+  return deliveries.map((d) => ({ inputEventId: d.headers[HEADERS.inputEventId] ?? '', data: decodeEnvelope(d.body).data, delivery: d }));
+}
+
+/** Drain a queue's deliveries as they are (bodies not decoded); acks everything. */
+export async function drainDeliveries(broker: Broker, queue: string, expected: number, idleMs = 5000): Promise<Delivery[]> {
   const sub = await broker.consume(queue, { prefetch: 200 });
   const it = sub[Symbol.asyncIterator]();
-  const got: Output[] = [];
+  const got: Delivery[] = [];
   while (got.length < expected) {
     const next = await Promise.race([it.next(), new Promise<'idle'>((r) => setTimeout(() => r('idle'), idleMs))]);
     if (next === 'idle' || next.done) break;
-    const d = next.value;
-    got.push({ inputEventId: d.headers[HEADERS.inputEventId] ?? '', data: decodeEnvelope(d.body).data, delivery: d });
-    await d.ack();
+    got.push(next.value);
+    await next.value.ack();
   }
   await sub.close();
   return got;
@@ -105,4 +110,53 @@ export async function drainOutputs(broker: Broker, queue: string, expected: numb
 
 export async function openBroker(name: BrokerName): Promise<Broker> {
   return connect({ address: brokerUrl(name) });
+}
+
+/** Fresh queues per test on a real broker, deleted (with their dead-letter queues) by `cleanup()`. */
+export class TestQueues {
+  private readonly opened: Array<{ broker: Broker; queues: string[] }> = [];
+
+  /** Declare a fresh incoming/outgoing pair on `name`. */
+  async create(name: BrokerName): Promise<{ broker: Broker; queues: { incoming: string; outgoing: string } }> {
+    const broker = await openBroker(name);
+    const queues = newQueues();
+    await broker.declareQueue({ name: queues.incoming });
+    await broker.declareQueue({ name: queues.outgoing });
+    this.opened.push({ broker, queues: [queues.incoming, queues.outgoing, `${queues.incoming}.dlq`] });
+    return { broker, queues };
+  }
+
+  async cleanup(): Promise<void> {
+    for (const { broker, queues } of this.opened.splice(0)) {
+      for (const q of queues) await broker.deleteQueue(q).catch(() => undefined);
+      await broker.close().catch(() => undefined);
+    }
+  }
+}
+
+/**
+ * Is a process with this pid still running? A zombie (dead, waiting for its new parent to reap it, which
+ * on a loaded machine takes a moment) is not running.
+ */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Resolve when `predicate` holds, checking every 50 ms; reject after `timeoutMs`. */
+export async function waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }

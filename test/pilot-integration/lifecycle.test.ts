@@ -1,0 +1,147 @@
+/**
+ * The pilot's life around its tasks, on the real command line and real brokers: eviction (SIGTERM) and a
+ * crash (SIGKILL) mid-task lose nothing and duplicate nothing a consumer can see; malformed events go to
+ * the dead-letter queue at once; long tasks keep their lease; HTChirp reports through `condor_chirp`.
+ */
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, test } from 'vitest';
+import { HEADERS } from '../../mq-adapters/types.js';
+import { alive, drainDeliveries, drainOutputs, pilotEnv, publishEvents, startPilot, TestQueues, waitFor, type BrokerName, type Output } from './run-pilot.js';
+
+const testQueues = new TestQueues();
+afterEach(() => testQueues.cleanup());
+
+const lines = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean) : []);
+const scratch = (prefix: string) => mkdtempSync(join(tmpdir(), prefix));
+
+/** Every input answered, and answered by one output event id (what a deduplicating consumer keeps). */
+function expectEachAnsweredOnce(outputs: Output[], inputIds: string[], data: (i: number) => string): void {
+  const outputIdByInput = new Map<string, Set<string>>();
+  for (const o of outputs) {
+    const ids = outputIdByInput.get(o.inputEventId) ?? new Set<string>();
+    ids.add(o.delivery.eventId);
+    outputIdByInput.set(o.inputEventId, ids);
+  }
+  expect([...outputIdByInput.keys()].sort()).toEqual([...inputIds].sort());
+  for (const ids of outputIdByInput.values()) expect(ids.size).toBe(1);
+  inputIds.forEach((id, i) => expect(outputs.find((o) => o.inputEventId === id)?.data).toBe(data(i)));
+}
+
+describe.each(['rabbitmq', 'nats'] as BrokerName[])('pilot lifecycle on %s', (name) => {
+  test('SIGTERM mid-task: in-flight tasks stopped after the grace, events released; a second pilot completes each once', async () => {
+    const { broker, queues } = await testQueues.create(name);
+    const pids = join(scratch('ewms-term-'), 'pids');
+    const ids = await publishEvents(broker, queues.incoming, Array.from({ length: 6 }, (_, i) => `e${i}`));
+    const task = `sh -c 'echo $$ >> ${pids}; sleep 3; cp "$EWMS_TASK_INFILE" "$EWMS_TASK_OUTFILE"'`;
+    const first = startPilot(pilotEnv(name, queues, { EWMS_PILOT_TASK_ARGS: task, EWMS_PILOT_MAX_CONCURRENT_TASKS: '2', EWMS_PILOT_TASK_KILL_GRACE: '0.5' }));
+    await waitFor(() => lines(pids).length >= 2, 15_000, 'two tasks to start');
+    first.child.kill('SIGTERM');
+    const ended = await first.exited;
+    expect(ended.code, first.stderr().slice(-2000)).toBe(143);
+    for (const pid of lines(pids).map(Number)) expect(alive(pid), `task ${pid} outlived the pilot`).toBe(false);
+
+    const second = startPilot(pilotEnv(name, queues, { EWMS_PILOT_TASK_ARGS: 'cp {{INFILE}} {{OUTFILE}}', EWMS_PILOT_MAX_CONCURRENT_TASKS: '2' }));
+    expect((await second.exited).code, second.stderr().slice(-2000)).toBe(0);
+    const outputs = await drainOutputs(broker, queues.outgoing, 100, 3000);
+    expect(outputs).toHaveLength(6); // a graceful stop publishes nothing twice
+    expectEachAnsweredOnce(outputs, ids, (i) => `e${i}`);
+    expect(await broker.depth(queues.incoming)).toBe(0);
+  }, 90_000);
+
+  test('SIGKILL mid-task: unacked events come back; a second pilot completes each, deduplicated by event id', async () => {
+    const { broker, queues } = await testQueues.create(name);
+    const pids = join(scratch('ewms-kill-'), 'pids');
+    const ids = await publishEvents(broker, queues.incoming, Array.from({ length: 6 }, (_, i) => `k${i}`));
+    // A short lease, so NATS hands the dead pilot's events out again soon (RabbitMQ does at disconnect).
+    const common = { EWMS_PILOT_MAX_CONCURRENT_TASKS: '2', EWMS_PILOT_LEASE_TIMEOUT: '2', EWMS_PILOT_TIMEOUT_QUEUE_INCOMING: '6' };
+    const task = `sh -c 'echo $$ >> ${pids}; sleep 1; cp "$EWMS_TASK_INFILE" "$EWMS_TASK_OUTFILE"'`;
+    const first = startPilot(pilotEnv(name, queues, { ...common, EWMS_PILOT_TASK_ARGS: task }));
+    await waitFor(() => lines(pids).length >= 3, 15_000, 'a task to start after one completed');
+    first.child.kill('SIGKILL');
+    expect((await first.exited).signal).toBe('SIGKILL');
+    // The crashed pilot's tasks lead their own process groups; HTCondor would remove them with the job.
+    for (const pid of lines(pids).map(Number)) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+
+    const second = startPilot(pilotEnv(name, queues, { ...common, EWMS_PILOT_TASK_ARGS: 'cp {{INFILE}} {{OUTFILE}}' }));
+    expect((await second.exited).code, second.stderr().slice(-2000)).toBe(0);
+    const outputs = await drainOutputs(broker, queues.outgoing, 100, 3000);
+    expectEachAnsweredOnce(outputs, ids, (i) => `k${i}`);
+    expect(await broker.depth(queues.incoming)).toBe(0);
+  }, 90_000);
+
+  test('a malformed event is dead-lettered on its first delivery with the reason; the pilot goes on', async () => {
+    const { broker, queues } = await testQueues.create(name);
+    await publishEvents(broker, queues.incoming, ['good-1']);
+    const badId = await broker.publish(queues.incoming, { body: Buffer.from('this is not zstd at all') });
+    await publishEvents(broker, queues.incoming, ['good-2']);
+    const pilot = startPilot(pilotEnv(name, queues, { EWMS_PILOT_TASK_ARGS: 'cp {{INFILE}} {{OUTFILE}}' }));
+    expect((await pilot.exited).code, pilot.stderr().slice(-2000)).toBe(0);
+    const outputs = await drainOutputs(broker, queues.outgoing, 2);
+    expect(outputs.map((o) => o.data).sort()).toEqual(['good-1', 'good-2']);
+    const dead = await drainDeliveries(broker, `${queues.incoming}.dlq`, 1);
+    expect(dead).toHaveLength(1);
+    expect(dead[0]!.eventId).toBe(badId);
+    expect(Buffer.from(dead[0]!.body).toString()).toBe('this is not zstd at all');
+    expect(dead[0]!.headers[HEADERS.deadLetterReason]).toMatch(/malformed event.*zstd/);
+    expect(dead[0]!.headers[HEADERS.deadLetterDeliveries]).toBe('1');
+  }, 60_000);
+});
+
+describe('long tasks keep their lease (NATS)', () => {
+  test('a task twice as long as the lease is not handed to another pilot meanwhile', async () => {
+    const { broker, queues } = await testQueues.create('nats');
+    const starts = join(scratch('ewms-lease-'), 'starts');
+    await publishEvents(broker, queues.incoming, ['long']);
+    const env = pilotEnv('nats', queues, {
+      EWMS_PILOT_TASK_ARGS: `sh -c 'echo start >> ${starts}; sleep 6; cp "$EWMS_TASK_INFILE" "$EWMS_TASK_OUTFILE"'`,
+      EWMS_PILOT_LEASE_TIMEOUT: '3',
+      EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE: '9',
+    });
+    const first = startPilot(env);
+    await waitFor(() => lines(starts).length >= 1, 15_000, 'the task to start');
+    await new Promise((r) => setTimeout(r, 1000)); // the second pilot is pulling before the lease would lapse
+    const second = startPilot({ ...env, EWMS_PILOT_DATA_DIR_PARENT_PATH_ON_HOST: scratch('ewms-lease-2-') });
+    const [a, b] = await Promise.all([first.exited, second.exited]);
+    expect(a.code, first.stderr().slice(-2000)).toBe(0);
+    expect(b.code, second.stderr().slice(-2000)).toBe(0);
+    expect(lines(starts)).toHaveLength(1);
+    const outputs = await drainOutputs(broker, queues.outgoing, 10, 2000);
+    expect(outputs.map((o) => o.data)).toEqual(['long']);
+  }, 60_000);
+});
+
+describe('HTChirp', () => {
+  test('status and task counts reach condor_chirp with the Python pilot attribute names', async () => {
+    const { broker, queues } = await testQueues.create('rabbitmq');
+    const bin = scratch('ewms-chirp-bin-');
+    const log = join(bin, 'calls');
+    writeFileSync(join(bin, 'condor_chirp'), `#!/bin/sh\nprintf '%s\\t' "$@" >> '${log}'\necho >> '${log}'\n`);
+    chmodSync(join(bin, 'condor_chirp'), 0o755);
+    await publishEvents(broker, queues.incoming, ['a', 'b', 'c']);
+    const pilot = startPilot(
+      pilotEnv('rabbitmq', queues, {
+        EWMS_PILOT_TASK_ARGS: 'cp {{INFILE}} {{OUTFILE}}',
+        EWMS_PILOT_HTCHIRP: 'true',
+        EWMS_PILOT_HTCHIRP_RATELIMIT_INTERVAL: '0',
+        PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
+      }),
+    );
+    expect((await pilot.exited).code, pilot.stderr().slice(-2000)).toBe(0);
+    const calls = lines(log).map((l) => l.split('\t').filter(Boolean));
+    expect(calls.every((c) => c[0] === 'set_job_attr')).toBe(true);
+    const last = (attr: string) => calls.filter((c) => c[1] === attr).at(-1)?.[2];
+    expect(last('HTChirpEWMSPilotTasksSuccess')).toBe('3');
+    expect(last('HTChirpEWMSPilotTasksFailed')).toBe('0');
+    expect(last('HTChirpEWMSPilotStatus')).toBe('"done"');
+    expect(Number(last('HTChirpEWMSPilotStartedTimestamp'))).toBeGreaterThan(1_600_000_000);
+    expect(calls.some((c) => c[1] === 'HTChirpEWMSPilotStatus' && c[2] === '"processing events"')).toBe(true);
+  }, 60_000);
+});
