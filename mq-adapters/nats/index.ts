@@ -60,7 +60,7 @@ class NatsBroker implements Broker {
   readonly type = 'nats' as const;
   readonly displayAddress: string;
   private readonly slots: Semaphore;
-  private readonly movers: NatsSub[] = [];
+  private readonly movers = new Map<string, NatsSub>();
   private readonly subscriptions = new Set<NatsSubscription>();
 
   constructor(
@@ -151,18 +151,22 @@ class NatsBroker implements Broker {
     const deadLetterQueue = options.deadLetterQueue ?? defaultDeadLetterQueue(queue);
     await this.requireStream(queue);
     await this.ensureConsumer(stream, subjectName(queue), options.leaseMs ?? DEFAULTS.leaseMs, maxDeliveries);
-    this.movers.push(
-      startDeadLetterMover({
-        nc: this.nc,
-        jsm: this.jsm,
-        js: this.js,
+    // One mover per queue and connection: two subscriptions in one process must not both move a message.
+    if (!this.movers.has(queue)) {
+      this.movers.set(
         queue,
-        stream,
-        consumer: CONSUMER_NAME,
-        deadLetterSubject: subjectName(deadLetterQueue),
-        logger: this.options.logger,
-      }),
-    );
+        startDeadLetterMover({
+          nc: this.nc,
+          jsm: this.jsm,
+          js: this.js,
+          queue,
+          stream,
+          consumer: CONSUMER_NAME,
+          deadLetterSubject: subjectName(deadLetterQueue),
+          logger: this.options.logger,
+        }),
+      );
+    }
     const consumer = await this.js.consumers.get(stream, CONSUMER_NAME);
     const sub = new NatsSubscription(
       this.nc,
@@ -205,7 +209,7 @@ class NatsBroker implements Broker {
 
   async close(): Promise<void> {
     for (const sub of this.subscriptions) await sub.close();
-    for (const mover of this.movers) mover.unsubscribe();
+    for (const mover of this.movers.values()) mover.unsubscribe();
     // drain(): flushes pending publishes and acks before closing.
     await this.nc.drain().catch(() => this.nc.close());
   }
