@@ -125,7 +125,7 @@ export const VARIABLES: readonly VariableDefinition[] = [
   v('EWMS_PILOT_MAX_CONCURRENT_TASKS', 'integer', '1', 'Tasks run at once (>= 1).'),
   v('EWMS_PILOT_MAX_WORKER_RUNTIME', 'seconds', undefined, 'The job\'s wall-time budget in seconds: intake stops TASK_TIMEOUT before it so in-flight tasks can finish. Unset: no limit.', { origin: 'ours' }),
   // containers
-  v('EWMS_PILOT_CONTAINER_RUNTIME', 'choice', undefined, 'How tasks run: `none` (host processes), `apptainer`, `docker` or `podman`.', { origin: 'ours', choices: ['none', 'apptainer', 'docker', 'podman'], defaultText: '`apptainer` when TASK_IMAGE is set, else `none`' }),
+  v('EWMS_PILOT_CONTAINER_RUNTIME', 'choice', undefined, 'How tasks run: `none` (host processes), `apptainer`, `docker` or `podman`.', { origin: 'ours', choices: ['none', 'apptainer', 'docker', 'podman'], defaultText: '`apptainer` when EWMS_PILOT_TASK_IMAGE is set (as the Python pilot on HTCondor), else `none`' }),
   v('EWMS_PILOT_CONTAINER_GPUS', 'boolean', 'false', 'Pass the node\'s GPUs into task containers (`--nv` / `--gpus all`).', { origin: 'ours' }),
   v('EWMS_PILOT_CONTAINER_DEBUG', 'boolean', 'false', 'Run the container runtime verbosely (`apptainer --debug`).'),
   // reporting

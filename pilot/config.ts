@@ -250,9 +250,12 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
   const initArgs = r.command('EWMS_PILOT_INIT_ARGS');
   const initImage = r.string('EWMS_PILOT_INIT_IMAGE') ?? taskImage;
 
-  const runtime = r.choice<RuntimeName>('EWMS_PILOT_CONTAINER_RUNTIME') ?? (taskImage || r.isSet('EWMS_PILOT_INIT_IMAGE') ? 'apptainer' : 'none');
-  if (runtime === 'none' && r.isSet('EWMS_PILOT_CONTAINER_RUNTIME') && (taskImage || r.isSet('EWMS_PILOT_INIT_IMAGE'))) {
-    r.problem('EWMS_PILOT_CONTAINER_RUNTIME', "is 'none' (run on the host) but EWMS_PILOT_TASK_IMAGE or EWMS_PILOT_INIT_IMAGE names an image", 'unset the image to run on the host, or choose apptainer, docker or podman');
+  const runtime = r.choice<RuntimeName>('EWMS_PILOT_CONTAINER_RUNTIME') ?? (taskImage ? 'apptainer' : 'none');
+  if (runtime === 'none' && taskImage) {
+    r.problem('EWMS_PILOT_CONTAINER_RUNTIME', "is 'none' (run on the host) but EWMS_PILOT_TASK_IMAGE names an image", 'unset the image to run on the host, or choose apptainer, docker or podman');
+  }
+  if (runtime === 'none' && r.isSet('EWMS_PILOT_INIT_IMAGE')) {
+    r.problem('EWMS_PILOT_INIT_IMAGE', 'names an image but tasks run on the host (no EWMS_PILOT_TASK_IMAGE)', 'unset it, or set EWMS_PILOT_TASK_IMAGE to run in containers');
   }
   if (runtime !== 'none' && !taskImage) {
     r.problem('EWMS_PILOT_TASK_IMAGE', `is required with EWMS_PILOT_CONTAINER_RUNTIME=${runtime}`, 'set the image the task runs in, or set EWMS_PILOT_CONTAINER_RUNTIME=none to run on the host');

@@ -1,0 +1,214 @@
+/**
+ * The configuration table and its parser: every variable is read with its type, defaults match the
+ * Python ewms-pilot, flags win over the environment, and bad input names the variable without echoing
+ * a secret.
+ */
+import { describe, expect, test } from 'vitest';
+import { ConfigError, loadConfig, type PilotConfig } from '../../pilot/config.js';
+import { flagOf, renderConfigurationMarkdown, VARIABLES } from '../../pilot/config-table.js';
+
+const BASE = {
+  EWMS_PILOT_TASK_ARGS: 'true',
+  EWMS_PILOT_QUEUE_INCOMING: 'in-q',
+  EWMS_PILOT_QUEUE_OUTGOING: 'out-q',
+  EWMS_PILOT_QUEUE_INCOMING_BROKER_TYPE: 'rabbitmq',
+  EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS: 'guest@127.0.0.1:5672',
+};
+const load = (extra: Record<string, string> = {}, flags: Record<string, string | boolean> = {}) => loadConfig({ ...BASE, ...extra }, flags, '/work');
+
+function configError(extra: Record<string, string>): ConfigError {
+  try {
+    load(extra);
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+/** For every variable: a value to set, and where it must show up. */
+const EVERY_VARIABLE: Record<string, [string, (c: PilotConfig) => unknown, unknown]> = {
+  EWMS_PILOT_TASK_ARGS: [`python3 -c 'print(1)' "{{INFILE}}" a\\ b`, (c) => c.task.args, ['python3', '-c', 'print(1)', '{{INFILE}}', 'a b']],
+  EWMS_PILOT_TASK_IMAGE: ['docker.io/library/alpine:3', (c) => [c.task.image, c.runtime], ['docker.io/library/alpine:3', 'apptainer']],
+  EWMS_PILOT_TASK_ENV_JSON: ['{"A": "x", "N": 4}', (c) => c.task.env, { A: 'x', N: '4' }],
+  EWMS_PILOT_TASK_TIMEOUT: ['90', (c) => [c.task.timeoutSeconds, c.settings.taskTimeoutSeconds], [90, 90]],
+  EWMS_PILOT_TASK_KILL_GRACE: ['2.5', (c) => c.settings.killGraceSeconds, 2.5],
+  EWMS_PILOT_INIT_ARGS: ['sh -c "echo hi"', (c) => c.init?.args, ['sh', '-c', 'echo hi']],
+  EWMS_PILOT_INIT_IMAGE: ['/cvmfs/images/init', (c) => [c.runtime, c.init?.image, c.task.image], ['apptainer', '/cvmfs/images/init', 'img:1']],
+  EWMS_PILOT_INIT_ENV_JSON: ['{"B": "y"}', (c) => c.init, undefined],
+  EWMS_PILOT_INIT_TIMEOUT: ['30', (c) => c.init, undefined],
+  EWMS_PILOT_QUEUE_INCOMING: ['events-1', (c) => [c.settings.incoming.queue, c.settings.deadLetterQueue], ['events-1', 'events-1.dlq']],
+  EWMS_PILOT_QUEUE_INCOMING_AUTH_TOKEN: ['s3cret-token', (c) => [c.settings.incoming.broker.authToken, c.settings.outgoing.broker.authToken], ['s3cret-token', 's3cret-token']],
+  EWMS_PILOT_QUEUE_INCOMING_BROKER_TYPE: ['NATS', (c) => c.settings.incoming.broker.type, 'nats'],
+  EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS: ['amqps://broker.example:5671/vh', (c) => c.settings.outgoing.broker.address, 'amqps://broker.example:5671/vh'],
+  EWMS_PILOT_QUEUE_OUTGOING: ['results-1', (c) => c.settings.outgoing.queue, 'results-1'],
+  EWMS_PILOT_QUEUE_OUTGOING_AUTH_TOKEN: ['other-token', (c) => [c.settings.incoming.broker.authToken, c.settings.outgoing.broker.authToken], [undefined, 'other-token']],
+  EWMS_PILOT_QUEUE_OUTGOING_BROKER_TYPE: ['nats', (c) => c.settings.outgoing.broker.type, 'nats'],
+  EWMS_PILOT_QUEUE_OUTGOING_BROKER_ADDRESS: ['127.0.0.1:4222', (c) => c.settings.outgoing.broker.address, '127.0.0.1:4222'],
+  EWMS_PILOT_QUEUE_DEAD_LETTER: ['poison', (c) => c.settings.deadLetterQueue, 'poison'],
+  EWMS_PILOT_MAX_DELIVERIES: ['5', (c) => c.settings.maxDeliveries, 5],
+  EWMS_PILOT_WIRE_FORMAT: ['RAW', (c) => c.wireFormat, 'raw'],
+  EWMS_PILOT_PREFETCH: ['8', (c) => c.settings.prefetch, 8],
+  EWMS_PILOT_LEASE_TIMEOUT: ['120', (c) => c.settings.leaseSeconds, 120],
+  EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE: ['300', (c) => [c.settings.firstMessageTimeoutSeconds, c.settings.idleTimeoutSeconds], [300, 1]],
+  EWMS_PILOT_TIMEOUT_QUEUE_INCOMING: ['45', (c) => [c.settings.firstMessageTimeoutSeconds, c.settings.idleTimeoutSeconds], [45, 45]],
+  EWMS_PILOT_DATA_DIR_PARENT_PATH_ON_HOST: ['scratch/', (c) => c.dataDir, '/work/scratch/ewms-pilot-data'],
+  EWMS_PILOT_INFILE_EXT: ['json', (c) => c.infileExt, '.json'],
+  EWMS_PILOT_OUTFILE_EXT: ['.txt', (c) => c.outfileExt, '.txt'],
+  EWMS_PILOT_EXTERNAL_DIRECTORIES: ['/cvmfs, /data/sim,', (c) => c.externalDirectories, ['/cvmfs', '/data/sim']],
+  EWMS_PILOT_KEEP_ALL_TASK_FILES: ['yes', (c) => c.keepAllTaskFiles, true],
+  EWMS_PILOT_DUMP_TASK_OUTPUT: ['True', (c) => c.dumpTaskOutput, true],
+  EWMS_PILOT_STOP_LISTENING_ON_TASK_ERROR: ['false', (c) => c.settings.stopOnTaskError, false],
+  EWMS_PILOT_OKAY_ERRORS: ['TimeoutError ContainerRunError,exit:3', (c) => c.okayErrors, ['TimeoutError', 'ContainerRunError', 'exit:3']],
+  EWMS_PILOT_QUARANTINE_TIME: ['600', (c) => c.settings.quarantineSeconds, 600],
+  EWMS_PILOT_MAX_CONCURRENT_TASKS: ['4', (c) => c.settings.maxConcurrentTasks, 4],
+  EWMS_PILOT_MAX_WORKER_RUNTIME: ['3600', (c) => c.settings.maxWorkerRuntimeSeconds, 3600],
+  EWMS_PILOT_CONTAINER_RUNTIME: ['none', (c) => c.runtime, 'none'],
+  EWMS_PILOT_CONTAINER_GPUS: ['1', (c) => c.containerGpus, true],
+  EWMS_PILOT_CONTAINER_DEBUG: ['on', (c) => c.containerDebug, true],
+  EWMS_PILOT_HTCHIRP: ['true', (c) => c.settings.chirp.enabled, true],
+  EWMS_PILOT_HTCHIRP_DEST: ['job_event_log', (c) => c.settings.chirp.destination, 'JOB_EVENT_LOG'],
+  EWMS_PILOT_HTCHIRP_RATELIMIT_INTERVAL: ['0.5', (c) => c.settings.chirp.rateLimitSeconds, 0.5],
+  EWMS_PILOT_LOG_LEVEL: ['debug', (c) => c.logLevel, 'debug'],
+  EWMS_PILOT_CL_LOG: ['WARNING', (c) => c.logLevel, 'warn'],
+  EWMS_PILOT_CL_LOG_THIRD_PARTY: ['DEBUG', (c) => c.warnings, []],
+};
+
+/** What a variable needs beside it to matter: the init variables an init command, an init image a task image. */
+function contextFor(name: string): Record<string, string> {
+  if (name === 'EWMS_PILOT_INIT_IMAGE') return { EWMS_PILOT_INIT_ARGS: 'true', EWMS_PILOT_TASK_IMAGE: 'img:1' };
+  if (name.startsWith('EWMS_PILOT_INIT_') && name !== 'EWMS_PILOT_INIT_ARGS') return { EWMS_PILOT_INIT_ARGS: 'true' };
+  return {};
+}
+
+describe('every variable', () => {
+  test('the table and this test cover the same variables', () => {
+    expect(Object.keys(EVERY_VARIABLE).sort()).toEqual(VARIABLES.map((v) => v.name).sort());
+  });
+
+  test.each(Object.entries(EVERY_VARIABLE))('%s is read', (name, [value, observe, expected]) => {
+    // The init variables only matter with an init command.
+    const config = load({ ...contextFor(name), [name]: value });
+    if (name === 'EWMS_PILOT_INIT_ENV_JSON') expect(config.init?.env).toEqual({ B: 'y' });
+    else if (name === 'EWMS_PILOT_INIT_TIMEOUT') expect(config.init?.timeoutSeconds).toBe(30);
+    else expect(observe(config)).toEqual(expected);
+  });
+
+  test.each(VARIABLES.map((v) => [v.name, flagOf(v.name)]))('%s is also the flag --%s, which wins over the environment', (name, flag) => {
+    const [value, observe] = EVERY_VARIABLE[name]!;
+    const extra = contextFor(name);
+    expect(observe(load(extra, { [flag]: value }))).toEqual(observe(load({ ...extra, [name]: value })));
+  });
+});
+
+describe('defaults (those of the Python ewms-pilot 1.x where it has the variable)', () => {
+  test('a minimal environment', () => {
+    const c = load();
+    expect(c.task).toEqual({ args: ['true'], image: undefined, env: {}, timeoutSeconds: undefined });
+    expect(c.init).toBeUndefined();
+    expect(c.runtime).toBe('none');
+    expect(c.infileExt).toBe('.in');
+    expect(c.outfileExt).toBe('.out');
+    expect(c.dataDir).toBe('/work/ewms-pilot-data');
+    expect(c.wireFormat).toBe('mqclient');
+    expect(c.logLevel).toBe('info');
+    expect(c.okayErrors).toEqual([]);
+    expect(c.keepAllTaskFiles).toBe(false);
+    expect(c.dumpTaskOutput).toBe(false);
+    expect(c.settings).toMatchObject({
+      deadLetterQueue: 'in-q.dlq',
+      maxDeliveries: 3,
+      prefetch: 1,
+      maxConcurrentTasks: 1,
+      stopOnTaskError: true,
+      quarantineSeconds: 0,
+      idleTimeoutSeconds: 1,
+      firstMessageTimeoutSeconds: 1,
+      maxWorkerRuntimeSeconds: undefined,
+      taskTimeoutSeconds: undefined,
+      killGraceSeconds: 10,
+      leaseSeconds: 60,
+      chirp: { enabled: false, destination: 'JOB_ATTR', rateLimitSeconds: 60 },
+    });
+    // The outgoing queue uses the incoming broker when it names none of its own.
+    expect(c.settings.outgoing.broker).toEqual({ type: 'rabbitmq', address: 'guest@127.0.0.1:5672' });
+  });
+
+  test('an empty variable counts as unset, as in the Python pilot', () => {
+    expect(load({ EWMS_PILOT_PREFETCH: '', EWMS_PILOT_INFILE_EXT: '' }).settings.prefetch).toBe(1);
+  });
+
+  test('the old EWMS_PILOT_SUBPROC_TIMEOUT is read when TASK_TIMEOUT is not set', () => {
+    expect(load({ EWMS_PILOT_SUBPROC_TIMEOUT: '12' }).task.timeoutSeconds).toBe(12);
+    expect(load({ EWMS_PILOT_SUBPROC_TIMEOUT: '12', EWMS_PILOT_TASK_TIMEOUT: '5' }).task.timeoutSeconds).toBe(5);
+  });
+
+  test('an unknown EWMS_PILOT_ variable is a warning (a typo must not go unnoticed)', () => {
+    expect(load({ EWMS_PILOT_TASK_TIMEOUTT: '5' }).warnings.join('\n')).toMatch(/EWMS_PILOT_TASK_TIMEOUTT/);
+  });
+
+  test('the init image defaults to the task image', () => {
+    const c = load({ EWMS_PILOT_TASK_IMAGE: 'img:1', EWMS_PILOT_INIT_ARGS: 'prep' });
+    expect(c.init?.image).toBe('img:1');
+  });
+});
+
+describe('errors name the variable and the fix, and never a secret', () => {
+  test.each([
+    ['missing task args', { EWMS_PILOT_TASK_ARGS: '' }, /EWMS_PILOT_TASK_ARGS: is required/],
+    ['unterminated quote', { EWMS_PILOT_TASK_ARGS: "sh -c 'echo" }, /EWMS_PILOT_TASK_ARGS: unterminated single quote/],
+    ['unknown broker type', { EWMS_PILOT_QUEUE_INCOMING_BROKER_TYPE: 'kafka' }, /EWMS_PILOT_QUEUE_INCOMING_BROKER_TYPE: 'kafka' is not a broker type/],
+    ['no broker type and no scheme', { EWMS_PILOT_QUEUE_INCOMING_BROKER_TYPE: '' }, /EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS/],
+    ['missing queue', { EWMS_PILOT_QUEUE_OUTGOING: '' }, /EWMS_PILOT_QUEUE_OUTGOING: is required/],
+    ['bad integer', { EWMS_PILOT_MAX_CONCURRENT_TASKS: '0' }, /EWMS_PILOT_MAX_CONCURRENT_TASKS: '0' is not a whole number >= 1/],
+    ['bad seconds', { EWMS_PILOT_TASK_TIMEOUT: 'soon' }, /EWMS_PILOT_TASK_TIMEOUT: 'soon' is not a number of seconds/],
+    ['bad boolean', { EWMS_PILOT_HTCHIRP: 'maybe' }, /EWMS_PILOT_HTCHIRP: 'maybe' is not a boolean/],
+    ['bad choice', { EWMS_PILOT_WIRE_FORMAT: 'protobuf' }, /EWMS_PILOT_WIRE_FORMAT: 'protobuf' is not one of mqclient, raw/],
+    ['env JSON not an object', { EWMS_PILOT_TASK_ENV_JSON: '[1]' }, /EWMS_PILOT_TASK_ENV_JSON: is JSON but not an object/],
+    ['env JSON bad name', { EWMS_PILOT_TASK_ENV_JSON: '{"1X": "a"}' }, /'1X' is not a valid environment variable name/],
+    ['env JSON bad value', { EWMS_PILOT_TASK_ENV_JSON: '{"X": {"a": 1}}' }, /the value of 'X' is not a string or a number/],
+    ['quarantine without fail-fast', { EWMS_PILOT_QUARANTINE_TIME: '60', EWMS_PILOT_STOP_LISTENING_ON_TASK_ERROR: 'false' }, /EWMS_PILOT_QUARANTINE_TIME/],
+    ['runtime none with an image', { EWMS_PILOT_CONTAINER_RUNTIME: 'none', EWMS_PILOT_TASK_IMAGE: 'img' }, /EWMS_PILOT_CONTAINER_RUNTIME: is 'none'/],
+    ['an init image for host tasks', { EWMS_PILOT_INIT_IMAGE: 'img' }, /EWMS_PILOT_INIT_IMAGE: names an image but tasks run on the host/],
+    ['container runtime without an image', { EWMS_PILOT_CONTAINER_RUNTIME: 'podman' }, /EWMS_PILOT_TASK_IMAGE: is required with EWMS_PILOT_CONTAINER_RUNTIME=podman/],
+    ['wall time shorter than a task', { EWMS_PILOT_MAX_WORKER_RUNTIME: '60', EWMS_PILOT_TASK_TIMEOUT: '120' }, /EWMS_PILOT_MAX_WORKER_RUNTIME/],
+    ['relative external directory', { EWMS_PILOT_EXTERNAL_DIRECTORIES: 'data' }, /EWMS_PILOT_EXTERNAL_DIRECTORIES: 'data' is not an absolute path/],
+  ])('%s', (_label, extra, pattern) => {
+    const err = configError(extra as Record<string, string>);
+    expect(err.message).toMatch(pattern);
+    expect(err.message).toMatch(/fix: /);
+  });
+
+  test('every problem is reported at once', () => {
+    const err = configError({ EWMS_PILOT_TASK_ARGS: '', EWMS_PILOT_PREFETCH: 'x', EWMS_PILOT_HTCHIRP_DEST: 'nowhere' });
+    expect(err.message).toMatch(/3 problems/);
+  });
+
+  test('malformed env JSON does not echo its content (it often carries tokens)', () => {
+    const err = configError({ EWMS_PILOT_TASK_ENV_JSON: '{"TOKEN": "hunter2-secret", oops}' });
+    expect(err.message).toMatch(/EWMS_PILOT_TASK_ENV_JSON: is not valid JSON \(at character \d+\)/);
+    expect(err.toString()).not.toContain('hunter2');
+  });
+
+  test('a password in a broker address or an auth token is never printed', () => {
+    const err = configError({
+      EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS: 'amqp://user:pa55word-xyz@host:5672',
+      EWMS_PILOT_QUEUE_INCOMING_BROKER_TYPE: 'nats',
+      EWMS_PILOT_QUEUE_OUTGOING_AUTH_TOKEN: 'tok-123456',
+      EWMS_PILOT_PREFETCH: 'tok-123456',
+    });
+    expect(err.toString()).not.toContain('pa55word-xyz');
+    expect(err.toString()).not.toContain('tok-123456');
+  });
+});
+
+describe('the Markdown reference', () => {
+  test('one row per variable, with its flag and default', () => {
+    const md = renderConfigurationMarkdown();
+    const rows = md.trim().split('\n').slice(2);
+    expect(rows).toHaveLength(VARIABLES.length);
+    expect(md).toContain('| `EWMS_PILOT_INFILE_EXT` | `--infile-ext` | string | `.in` |');
+    expect(md).toContain('| `EWMS_PILOT_WIRE_FORMAT` | `--wire-format` | mqclient \\| raw | `mqclient` |');
+    for (const row of rows) expect(row.split(/(?<!\\)\|/)).toHaveLength(7);
+  });
+});

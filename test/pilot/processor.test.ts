@@ -1,0 +1,146 @@
+/**
+ * One event through the task processor on the host runtime, with real processes and files but no broker:
+ * infile/outfile forms by extension and wire format, outcomes and their dead-letter reasons.
+ */
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { describe, expect, test } from 'vitest';
+import { decodeEnvelope, encodeEnvelope, type JsonValue, type WireFormat } from '../../common/wire.js';
+import { HEADERS, type Delivery } from '../../mq-adapters/types.js';
+import type { TaskOutcome } from '../../pilot/event-loop.js';
+import { isOkayError } from '../../pilot/failure.js';
+import { TaskProcessor, type TaskProcessorOptions } from '../../pilot/processor.js';
+import { createHostRuntime } from '../../pilot/runtime/none.js';
+import { splitShellWords } from '../../pilot/shell-words.js';
+import { TaskFiles } from '../../pilot/task-files.js';
+import { outputEventId } from '../../pilot/task-io.js';
+
+function delivery(body: Uint8Array, eventId = 'ev-1', deliveryCount = 1): Delivery {
+  const fail = async () => {
+    throw new Error('the processor never settles');
+  };
+  return { body, headers: {}, eventId, deliveryCount, ack: fail, nack: fail, release: fail, deadLetter: fail, extendLease: fail };
+}
+
+async function processOne(
+  args: string,
+  body: Uint8Array,
+  options: Partial<TaskProcessorOptions> & { infileExt?: string; outfileExt?: string; wireFormat?: WireFormat } = {},
+) {
+  const dataDir = join(mkdtempSync(join(tmpdir(), 'ewms-proc-')), 'ewms-pilot-data');
+  const infileExt = options.infileExt ?? '.in';
+  const outfileExt = options.outfileExt ?? '.out';
+  const files = new TaskFiles(dataDir, infileExt, outfileExt);
+  await files.prepare();
+  let dumped = '';
+  const processor = new TaskProcessor({
+    task: { args: splitShellWords(args), image: undefined, env: { GREETING: 'hi' }, timeoutSeconds: undefined },
+    runtime: createHostRuntime({ baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }),
+    image: { reference: undefined, runnable: undefined },
+    files,
+    wireFormat: options.wireFormat ?? 'mqclient',
+    infileExt,
+    outfileExt,
+    killGraceSeconds: 1,
+    okayErrors: [],
+    keepAllTaskFiles: false,
+    dumpTaskOutput: false,
+    version: '9.9.9',
+    logger: pino({ level: 'silent' }),
+    dumpTo: new Writable({ write: (chunk: Buffer, _e, cb) => ((dumped += chunk.toString()), cb()) }),
+    ...options,
+  });
+  const outcome = await processor.process(delivery(body), new AbortController().signal);
+  return { outcome, dataDir, dumped: () => dumped };
+}
+
+const mq = (data: JsonValue) => encodeEnvelope(data);
+function outputData(outcome: TaskOutcome): JsonValue | undefined {
+  if (outcome.kind !== 'success') throw new Error(`expected success, got ${JSON.stringify(outcome)}`);
+  return outcome.output ? decodeEnvelope(outcome.output.body).data : undefined;
+}
+
+describe('TaskProcessor', () => {
+  test('text in, text out; the output answers the input with a derived, stable event id', async () => {
+    const { outcome, dataDir } = await processOne('sh -c \'printf "%s %s" "$GREETING" "$(cat {{INFILE}})" > {{OUTFILE}}\'', mq('world'));
+    expect(outputData(outcome)).toBe('hi world');
+    if (outcome.kind !== 'success') return;
+    expect(outcome.output?.headers).toEqual({ [HEADERS.inputEventId]: 'ev-1' });
+    expect(outcome.output?.eventId).toBe(outputEventId('ev-1'));
+    expect(outputEventId('ev-1')).not.toBe(outputEventId('ev-2'));
+    expect(readdirSync(dataDir)).toEqual(['data-hub']); // the event's directory is removed
+  });
+
+  test('EWMS_TASK_* variables point at the files and the data hub', async () => {
+    const { outcome } = await processOne('sh -c \'cat "$EWMS_TASK_INFILE" > "$EWMS_TASK_OUTFILE"; test -d "$EWMS_TASK_DATA_HUB_DIR" && echo " hub" >> "$EWMS_TASK_OUTFILE"\'', mq('x'));
+    expect(outputData(outcome)).toBe('x hub\n');
+  });
+
+  test('JSON data into a .json infile, a .json outfile back as JSON', async () => {
+    const { outcome } = await processOne('cp {{INFILE}} {{OUTFILE}}', mq({ a: [1, 2], b: null }), { infileExt: '.json', outfileExt: '.json' });
+    expect(outputData(outcome)).toEqual({ a: [1, 2], b: null });
+  });
+
+  test('a string into a .json infile is written as the text it is (as the Python pilot does)', async () => {
+    const { outcome } = await processOne('cp {{INFILE}} {{OUTFILE}}', mq('{"k": 1}'), { infileExt: '.json' });
+    expect(outputData(outcome)).toBe('{"k": 1}');
+  });
+
+  test('non-string data without a .json infile is dead-lettered at once, without fail-fast', async () => {
+    const { outcome } = await processOne('true', mq({ a: 1 }));
+    expect(outcome).toMatchObject({ kind: 'failure', permanent: true, okay: true });
+    if (outcome.kind === 'failure') expect(outcome.reason.details?.['error-type']).toBe('InvalidDataForInfileException');
+  });
+
+  test('no outfile: success without output', async () => {
+    const { outcome } = await processOne('true', mq('x'));
+    expect(outcome.kind).toBe('success');
+    expect(outputData(outcome)).toBeUndefined();
+  });
+
+  test('raw wire format: bytes pass through untouched', async () => {
+    const bytes = Uint8Array.from([0, 255, 10, 13, 128]);
+    const { outcome } = await processOne('cp {{INFILE}} {{OUTFILE}}', bytes, { wireFormat: 'raw' });
+    expect(outcome.kind === 'success' && Buffer.from(outcome.output!.body)).toEqual(Buffer.from(bytes));
+  });
+
+  test('a binary outfile cannot travel as mqclient JSON: a failure that says what to do', async () => {
+    const { outcome } = await processOne("sh -c 'printf \"\\377\\376\" > {{OUTFILE}}'", mq('x'));
+    expect(outcome.kind).toBe('failure');
+    if (outcome.kind === 'failure') expect(outcome.reason.reason).toMatch(/binary.*mqclient/);
+  });
+
+  test('a malformed body is a permanent failure that names the problem', async () => {
+    const { outcome } = await processOne('true', Buffer.from('not zstd'));
+    expect(outcome).toMatchObject({ kind: 'failure', permanent: true, okay: true });
+    if (outcome.kind === 'failure') expect(outcome.reason.reason).toMatch(/^malformed event: .*zstd/);
+  });
+
+  test('a failing task: reason with exit code, stderr tail, host, attempt and version; output dumped', async () => {
+    const { outcome, dumped } = await processOne("sh -c 'echo to-stdout; echo line1 >&2; echo line2 >&2; exit 4'", mq('x'));
+    expect(outcome).toMatchObject({ kind: 'failure', permanent: false, okay: false });
+    if (outcome.kind !== 'failure') return;
+    expect(outcome.reason.reason).toBe('task exited with code 4');
+    expect(outcome.reason.details).toMatchObject({ 'error-type': 'TaskExitError', 'exit-code': '4', attempt: '1', 'pilot-version': '9.9.9', 'stderr-tail': 'line1\\nline2' });
+    expect(outcome.reason.details?.host).toBeTruthy();
+    expect(dumped()).toContain('to-stdout');
+    expect(dumped()).toContain('line2');
+  });
+
+  test('KEEP_ALL_TASK_FILES keeps the event directory', async () => {
+    const { dataDir } = await processOne('cp {{INFILE}} {{OUTFILE}}', mq('x'), { keepAllTaskFiles: true });
+    expect(existsSync(join(dataDir, 'ev-1', 'task-io', 'outfile.out'))).toBe(true);
+    expect(existsSync(join(dataDir, 'ev-1', 'outputs', 'stderrfile'))).toBe(true);
+  });
+
+  test('OKAY_ERRORS accepts our kinds, the Python names and exit codes', () => {
+    const exit3 = { kind: 'TaskExitError' as const, message: '', exitCode: 3 };
+    expect(isOkayError(exit3, ['ContainerRunError'])).toBe(true);
+    expect(isOkayError(exit3, ['exit:3'])).toBe(true);
+    expect(isOkayError(exit3, ['exit:4', 'TimeoutError'])).toBe(false);
+    expect(isOkayError({ kind: 'TaskTimeoutError', message: '' }, ['TimeoutError'])).toBe(true);
+  });
+});
