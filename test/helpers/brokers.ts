@@ -122,6 +122,29 @@ function track(id: string, entry: { pid(): number | undefined; dir: string }): v
   }
 }
 
+/** A `dispose()` that kills the broker, forgets it and removes its directory, once however often it is called. */
+function disposeOnce(id: string, dir: string, killNow: () => Promise<void>): () => Promise<void> {
+  let disposed = false;
+  return async () => {
+    if (disposed) return;
+    disposed = true;
+    await killNow();
+    live.delete(id);
+    rmSync(dir, { recursive: true, force: true });
+  };
+}
+
+/** Start a new private broker; if it does not come up, leave nothing behind. */
+async function firstStart(broker: PrivateBroker): Promise<PrivateBroker> {
+  try {
+    await broker.start();
+  } catch (err) {
+    await broker.dispose();
+    throw err;
+  }
+  return broker;
+}
+
 /** Files in a private broker's directory that let a later run clean up after a test process that was SIGKILLed. */
 const OWNER_FILE = 'owner.pid';
 const BROKER_PID_FILE = 'broker.pid';
@@ -335,7 +358,6 @@ export async function startPrivateRabbitMQ(options: PrivateRabbitMQOptions = {})
     pid = undefined;
   };
 
-  let disposed = false;
   const broker: PrivateBroker = {
     type: 'rabbitmq',
     url,
@@ -346,22 +368,10 @@ export async function startPrivateRabbitMQ(options: PrivateRabbitMQOptions = {})
     stop: () => signalAndWait('SIGTERM', 20_000),
     kill: () => signalAndWait('SIGKILL', 5_000),
     logTail,
-    dispose: async () => {
-      if (disposed) return;
-      disposed = true;
-      await signalAndWait('SIGKILL', 5_000);
-      live.delete(node);
-      rmSync(dir, { recursive: true, force: true });
-    },
+    dispose: disposeOnce(node, dir, () => signalAndWait('SIGKILL', 5_000)),
   };
   track(node, { pid: () => pid, dir });
-  try {
-    await start();
-  } catch (err) {
-    await broker.dispose();
-    throw err;
-  }
-  return broker;
+  return firstStart(broker);
 }
 
 /** Can we complete an AMQP handshake (the port alone opens before the node is fully booted)? */
@@ -435,7 +445,6 @@ export async function startPrivateNats(options: PrivateNatsOptions = {}): Promis
     clearTimeout(timer);
   };
 
-  let disposed = false;
   const broker: PrivateBroker = {
     type: 'nats',
     get url() {
@@ -451,22 +460,10 @@ export async function startPrivateNats(options: PrivateNatsOptions = {}): Promis
     stop: () => signalAndWait('SIGINT', 10_000),
     kill: () => signalAndWait('SIGKILL', 5_000),
     logTail,
-    dispose: async () => {
-      if (disposed) return;
-      disposed = true;
-      await signalAndWait('SIGKILL', 5_000);
-      live.delete(id);
-      rmSync(dir, { recursive: true, force: true });
-    },
+    dispose: disposeOnce(id, dir, () => signalAndWait('SIGKILL', 5_000)),
   };
   track(id, { pid: () => (child && child.exitCode === null && child.signalCode === null ? child.pid : undefined), dir });
-  try {
-    await start();
-  } catch (err) {
-    await broker.dispose();
-    throw err;
-  }
-  return broker;
+  return firstStart(broker);
 }
 
 /** The client port from `nats-server_<pid>.ports`, once the server has written it. */
