@@ -7,61 +7,7 @@ import { simulateEvent } from '../../examples/skyscan/likelihood.js';
 import { runScan } from '../../examples/skyscan/scan.js';
 import { escapeXml, inverseMollweide, mollweide, renderSkyMapSvg, viridis } from '../../examples/skyscan/svg.js';
 import { evaluatePixel } from '../../examples/skyscan/task.js';
-
-/**
- * Check that `text` is a well-formed XML document with one root element: tags nest and close, attributes
- * are quoted and unique, `&` only starts an entity, `<` only starts markup. Returns the element names.
- */
-function checkWellFormed(text: string): string[] {
-  const names: string[] = [];
-  const stack: string[] = [];
-  let roots = 0;
-  let i = 0;
-  const body = text.replace(/^<\?xml[^?]*\?>\s*/, '');
-  const fail = (why: string): never => {
-    throw new Error(`${why} at offset ${i}: ${JSON.stringify(body.slice(Math.max(0, i - 40), i + 40))}`);
-  };
-  const checkText = (t: string) => {
-    if (/&(?!(amp|lt|gt|quot|apos|#\d+|#x[0-9a-fA-F]+);)/.test(t)) fail('bare &');
-    if (t.includes('>') && !t.includes('&gt;') && /[^\s]/.test(t) && t.includes('>')) fail('bare > in text');
-  };
-  while (i < body.length) {
-    const lt = body.indexOf('<', i);
-    if (lt === -1) {
-      if (body.slice(i).trim()) fail('text after the root element');
-      break;
-    }
-    checkText(body.slice(i, lt));
-    if (stack.length === 0 && body.slice(i, lt).trim()) fail('text outside the root element');
-    i = lt;
-    const gt = body.indexOf('>', i);
-    if (gt === -1) fail('unclosed tag');
-    const tag = body.slice(i + 1, gt);
-    if (tag.includes('<')) fail('< inside a tag');
-    if (tag.startsWith('/')) {
-      const name = tag.slice(1).trim();
-      if (stack.pop() !== name) fail(`</${name}> closes the wrong element`);
-    } else {
-      const selfClosing = tag.endsWith('/');
-      const inner = selfClosing ? tag.slice(0, -1) : tag;
-      const m = /^([A-Za-z_][\w:.-]*)((?:\s+[A-Za-z_][\w:.-]*="[^"<]*")*)\s*$/.exec(inner);
-      if (!m) fail(`malformed tag <${tag.slice(0, 60)}>`);
-      const [, name, attrs] = m as unknown as [string, string, string];
-      const attrNames = [...attrs.matchAll(/([A-Za-z_][\w:.-]*)="([^"]*)"/g)].map((a) => {
-        checkText(a[2] as string);
-        return a[1] as string;
-      });
-      if (new Set(attrNames).size !== attrNames.length) fail(`duplicate attribute in <${name}>`);
-      if (stack.length === 0) roots++;
-      names.push(name);
-      if (!selfClosing) stack.push(name);
-    }
-    i = gt + 1;
-  }
-  if (stack.length > 0) throw new Error(`unclosed elements: ${stack.join(' > ')}`);
-  if (roots !== 1) throw new Error(`${roots} root elements`);
-  return names;
-}
+import { checkWellFormed } from './xml-check.js';
 
 describe('the well-formedness check itself', () => {
   test('accepts a good document and rejects broken ones', () => {

@@ -1,0 +1,222 @@
+/**
+ * `npm run demo`: IceCube's realtime sky scan in miniature, run end to end on this machine.
+ *
+ * A neutrino event is simulated (a fixed seed by default). The event generator splits the sky into HEALPix
+ * pixels, publishes one event per pixel to a workflow's incoming queue, and starts local pilots; each pilot
+ * runs `task.js` on its events, which computes the likelihood of the event coming from that pixel. The
+ * generator collects the results, refines around the most likely region at a finer nside, collects again,
+ * and reports the best-fit direction with its 90% region next to the simulated truth. The sky map is
+ * written as SVG and JSON.
+ */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { EwmsError } from '../../common/errors.js';
+import { describeError, redact } from '../../common/redact.js';
+import { Workflow, type PilotCluster } from '../../coordinator/index.js';
+import { chooseBroker, type ChosenBroker } from './broker.js';
+import { nside2npix } from './healpix.js';
+import { simulateEvent } from './likelihood.js';
+import { pilotEvaluator } from './pilot-evaluator.js';
+import { skyMapDocument, summaryLines } from './report.js';
+import { checkScanOptions, runScan } from './scan.js';
+import { renderSkyMapSvg } from './svg.js';
+
+/** Exit codes. */
+export const DEMO_EXIT = { ok: 0, failure: 1, usage: 2, interrupted: 130 } as const;
+
+/** Bad command-line values. */
+export class DemoUsageError extends EwmsError {}
+
+/** The demo's options, after parsing. */
+export interface DemoOptions {
+  seed: number;
+  nside: number;
+  refineNside: number;
+  pilots: number;
+  tasksPerPilot: number;
+  out: string;
+  broker: string | undefined;
+}
+
+/** Parse the command line (`--help` prints and exits). */
+export async function parseDemoArgs(argv: string[]): Promise<DemoOptions> {
+  const parsed = await yargs(argv)
+    .scriptName('npm run demo --')
+    .usage(
+      'npm run demo [-- options]\n\n' +
+        'A sky scan in miniature: simulate a neutrino event, scan the sky for its direction with one event per\n' +
+        'HEALPix pixel, processed by local pilots through a message broker, refine around the best region, and\n' +
+        'report the best fit with its 90% region. Writes skymap.svg and skymap.json to --out.',
+    )
+    .option('seed', { type: 'number', default: 1, describe: 'Seed of the simulated event (same seed, same event, same answer)' })
+    .option('nside', { type: 'number', default: 8, describe: 'HEALPix nside of the whole-sky pass (12·nside² pixels)' })
+    .option('refine-nside', { type: 'number', default: 64, describe: 'nside of the refinement around the best coarse pixels (= nside: none)' })
+    .option('pilots', { type: 'number', default: 2, describe: 'Local pilots to start' })
+    .option('tasks-per-pilot', { type: 'number', default: 2, describe: 'Tasks each pilot runs at once (EWMS_PILOT_MAX_CONCURRENT_TASKS)' })
+    .option('out', { type: 'string', default: './skyscan-output', describe: 'Directory for skymap.svg, skymap.json and the pilots\' logs' })
+    .option('broker', {
+      type: 'string',
+      describe: 'Broker URL (amqp://user:pass@host:5672, nats://host:4222). Default: EWMS_BROKER_URL, else the local RabbitMQ, else the local NATS, else a throwaway nats-server',
+    })
+    .epilog('Exit codes: 0 done, 1 failed, 2 bad options, 130 interrupted (queues, pilots and any throwaway broker are cleaned up).')
+    .version(false)
+    .strict()
+    .help()
+    .wrap(Math.min(110, process.stdout.columns ?? 110))
+    .exitProcess(true)
+    .fail((msg, err) => {
+      throw err ?? new DemoUsageError(msg, 'see npm run demo -- --help');
+    })
+    .parseAsync();
+  const options: DemoOptions = {
+    seed: parsed.seed,
+    nside: parsed.nside,
+    refineNside: parsed['refine-nside'],
+    pilots: parsed.pilots,
+    tasksPerPilot: parsed['tasks-per-pilot'],
+    out: resolve(parsed.out),
+    broker: parsed.broker,
+  };
+  for (const [name, value] of [
+    ['seed', options.seed],
+    ['pilots', options.pilots],
+    ['tasks-per-pilot', options.tasksPerPilot],
+  ] as const) {
+    if (!Number.isInteger(value) || (name !== 'seed' && value < 1)) {
+      throw new DemoUsageError(`--${name} must be a whole number${name === 'seed' ? '' : ' >= 1'}, got ${value}`, 'see npm run demo -- --help');
+    }
+  }
+  try {
+    checkScanOptions(options);
+  } catch (err) {
+    throw new DemoUsageError((err as EwmsError).message, (err as EwmsError).hint);
+  }
+  return options;
+}
+
+/** The task command line the pilots run: this Node, the compiled task, the pilot's file placeholders. */
+export function taskCommandLine(): string {
+  const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  const task = fileURLToPath(new URL('./task.js', import.meta.url));
+  return `${quote(process.execPath)} ${quote(task)} {{INFILE}} {{OUTFILE}}`;
+}
+
+const say = (line = '') => process.stdout.write(`${line}\n`);
+
+/** Run the demo; resolves with the exit code. */
+export async function runDemo(options: DemoOptions): Promise<number> {
+  const started = Date.now();
+  const { event, truth } = simulateEvent(options.seed);
+  say(`Sky scan, seed ${options.seed}: a simulated neutrino event with ${event.hits.length} hits (per-hit resolution ${event.sigmaHitDeg}°).`);
+
+  const controller = new AbortController();
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) process.exit(DEMO_EXIT.interrupted); // second Ctrl-C: leave now
+    interrupted = true;
+    process.stderr.write(`\n${signal}: stopping the pilots and removing the queues (Ctrl-C again to quit at once)…\n`);
+    controller.abort(new EwmsError(`interrupted by ${signal}`, 'run the demo again'));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let broker: ChosenBroker | undefined;
+  let workflow: Workflow | undefined;
+  let pilots: PilotCluster | undefined;
+  try {
+    broker = await chooseBroker({ url: options.broker });
+    say(`broker: ${broker.description}`);
+    controller.signal.throwIfAborted();
+    workflow = await Workflow.create({ broker: { address: broker.url } });
+    const pilotDir = join(options.out, 'pilots');
+    rmSync(pilotDir, { recursive: true, force: true });
+    mkdirSync(pilotDir, { recursive: true });
+    pilots = await workflow.startPilots({
+      backend: 'local',
+      count: options.pilots,
+      task: { args: taskCommandLine(), timeoutSeconds: 60 },
+      pilotEnv: {
+        EWMS_PILOT_INFILE_EXT: '.json',
+        EWMS_PILOT_OUTFILE_EXT: '.json',
+        EWMS_PILOT_MAX_CONCURRENT_TASKS: String(options.tasksPerPilot),
+        EWMS_PILOT_PREFETCH: String(options.tasksPerPilot),
+        // The pilots serve both rounds: they must not take the short pause between them for the end.
+        EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE: '600',
+        EWMS_PILOT_TIMEOUT_QUEUE_INCOMING: '600',
+        EWMS_PILOT_LOG_LEVEL: 'warn',
+        // A failed task is retried by any pilot (and dead-lettered after 3 attempts, which fails the scan
+        // with the task's message); one bad attempt must not take a pilot out of a two-pilot demo.
+        EWMS_PILOT_STOP_LISTENING_ON_TASK_ERROR: 'false',
+      },
+      local: { workDir: pilotDir },
+    });
+    say(`workflow ${workflow.id}: ${options.pilots} local pilot(s), ${options.tasksPerPilot} task(s) each; pilot logs in ${pilotDir}`);
+
+    let roundStarted = Date.now();
+    const evaluate = pilotEvaluator(workflow, event, {
+      signal: controller.signal,
+      progress: { logIntervalMs: 2_000 },
+      pilots: { cluster: pilots, logHint: `read the pilots' logs: ${join(pilotDir, 'pilot-*', 'pilot.err')}` },
+      onRound: (round) => {
+        roundStarted = Date.now();
+        const what =
+          round.index === 1
+            ? `the whole sky, ${round.pixels} pixels at nside ${round.nside}`
+            : `refinement, ${round.pixels} pixels at nside ${round.nside} (children of the ${round.pixels / (round.nside / options.nside) ** 2} best coarse pixels)`;
+        say(`round ${round.index}: ${what}`);
+      },
+    });
+    const timed: typeof evaluate = async (pixels, round) => {
+      const results = await evaluate(pixels, round);
+      say(`round ${round.index}: ${results.length} results in ${((Date.now() - roundStarted) / 1000).toFixed(1)} s`);
+      return results;
+    };
+    const outcome = await runScan(timed, { nside: options.nside, refineNside: options.refineNside }, truth.direction);
+
+    say();
+    for (const line of summaryLines(outcome.summary)) say(line);
+    mkdirSync(options.out, { recursive: true });
+    const svgPath = join(options.out, 'skymap.svg');
+    const jsonPath = join(options.out, 'skymap.json');
+    writeFileSync(svgPath, renderSkyMapSvg(outcome.map, outcome.summary, { title: `Sky scan of a simulated neutrino event (seed ${options.seed}, nside ${options.nside} → ${options.refineNside})` }));
+    const doc = skyMapDocument(outcome, { seed: options.seed, nside: options.nside, refineNside: options.refineNside, truth });
+    writeFileSync(jsonPath, `${JSON.stringify(doc, null, 1)}\n`);
+    say();
+    say(`wrote ${svgPath} and ${jsonPath}`);
+    const total = outcome.rounds.reduce((n, r) => n + r.pixels, 0);
+    say(`${total} pixels (${nside2npix(options.nside)} + ${total - nside2npix(options.nside)}) evaluated as events in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    return DEMO_EXIT.ok;
+  } catch (err) {
+    if (interrupted) {
+      process.stderr.write('interrupted.\n');
+      return DEMO_EXIT.interrupted;
+    }
+    const secrets = broker ? [broker.url] : [];
+    process.stderr.write(`\n${redact(err instanceof EwmsError ? err.toString() : describeError(err), secrets)}\n`);
+    return DEMO_EXIT.failure;
+  } finally {
+    // Clean up whatever happened: pilots first (they hold the queues), then the queues, then the broker.
+    await pilots?.remove().catch(() => undefined);
+    await workflow?.close({ deleteQueues: true }).catch(() => undefined);
+    await broker?.stop().catch(() => undefined);
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
+}
+
+async function main(): Promise<void> {
+  let options: DemoOptions;
+  try {
+    options = await parseDemoArgs(hideBin(process.argv));
+  } catch (err) {
+    process.stderr.write(`${err instanceof EwmsError ? err.toString() : describeError(err)}\n`);
+    process.exitCode = DEMO_EXIT.usage;
+    return;
+  }
+  process.exitCode = await runDemo(options);
+}
+
+await main();
