@@ -97,7 +97,7 @@ export async function chooseBroker(options: ChooseBrokerOptions = {}): Promise<C
     return {
       url: server.url,
       source: 'throwaway-nats',
-      description: `a throwaway nats-server at ${server.url} (stopped and removed at the end)`,
+      description: `a throwaway nats-server at ${server.url}, data in ${server.dir} (both removed at the end)`,
       stop: () => server.stop(),
     };
   }

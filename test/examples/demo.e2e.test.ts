@@ -18,6 +18,11 @@ const DEMO = join(ROOT, 'dist/examples/skyscan/demo.js');
 const RABBITMQ = process.env.EWMS_TEST_RABBITMQ_URL || 'amqp://guest:guest@127.0.0.1:5672';
 const MANAGEMENT = 'http://127.0.0.1:15672';
 
+const UNSHARE = '/usr/bin/unshare';
+const IP = '/usr/sbin/ip';
+/** A private network namespace needs root (or user namespaces) and the two tools. */
+const CAN_UNSHARE = existsSync(UNSHARE) && existsSync(IP) && spawnSync(UNSHARE, ['-n', IP, 'link', 'set', 'lo', 'up']).status === 0;
+
 const workDir = mkdtempSync(join(tmpdir(), 'ewms-demo-e2e-'));
 afterAll(() => rmSync(workDir, { recursive: true, force: true }));
 
@@ -40,6 +45,20 @@ function processesUnder(dir: string): number[] {
       if (readlinkSync(`/proc/${entry}/cwd`).startsWith(dir)) pids.push(Number(entry));
     } catch {
       // gone, or not ours to read
+    }
+  }
+  return pids;
+}
+
+/** Processes whose command line contains `text`. */
+function processesWithArgument(text: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) pids.push(Number(entry));
+    } catch {
+      // gone
     }
   }
   return pids;
@@ -109,6 +128,35 @@ describe('npm run demo', () => {
     expect(await queueExists(`ewms-${id}-out`)).toBe(false);
     expect(processesUnder(join(out, 'pilots'))).toEqual([]);
     expect(existsSync(join(out, 'skymap.json'))).toBe(false);
+  }, 90_000);
+
+  // A network namespace of its own hides the shared brokers: the demo sees a fresh machine.
+  test.skipIf(!CAN_UNSHARE)('with no broker running it starts a throwaway nats-server, and removes it at the end', () => {
+    const out = join(workDir, 'throwaway');
+    const run = spawnSync(UNSHARE, ['-n', 'sh', '-c', `${IP} link set lo up && exec "$0" "$@"`, process.execPath, DEMO, '--nside', '2', '--refine-nside', '4', '--out', out], {
+      encoding: 'utf8',
+      timeout: 120_000,
+      env: { ...process.env, EWMS_BROKER_URL: '' },
+    });
+    expect(run.status, `stdout:\n${run.stdout}\nstderr:\n${run.stderr}`).toBe(0);
+    const [, url, dir] = /a throwaway nats-server at (nats:\/\/127\.0\.0\.1:\d+), data in (\S+) /.exec(run.stdout) ?? [];
+    expect(url).toBeDefined();
+    expect(existsSync(join(out, 'skymap.json'))).toBe(true);
+    // The server is gone, and its directory with it.
+    expect(existsSync(dir as string)).toBe(false);
+    expect(processesWithArgument(dir as string)).toEqual([]);
+  }, 150_000);
+
+  test.skipIf(!CAN_UNSHARE)('with no broker and no nats-server it stops with one message that says what to install', () => {
+    const run = spawnSync(UNSHARE, ['-n', process.execPath, DEMO, '--out', join(workDir, 'nothing')], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, EWMS_BROKER_URL: '', PATH: '/nonexistent' },
+    });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain('NoBrokerError');
+    expect(run.stderr).toContain('apt-get install -y nats-server');
+    expect(run.stderr).toContain('EWMS_BROKER_URL=');
   }, 90_000);
 
   test('--help lists the options; a bad option value exits 2 with a hint', () => {
