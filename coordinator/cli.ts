@@ -19,7 +19,7 @@ import type { ConnectOptions } from '../mq-adapters/types.js';
 import { CoordinatorConfigError } from './errors.js';
 import { LineWriter, outcomeLine, readEvents } from './event-files.js';
 import { runWorkflow } from './run-workflow.js';
-import type { CondorOptions, EwmsWmsOptions, JsonValue, PilotCluster, PilotRequest, WireFormat } from './types.js';
+import type { CondorOptions, EwmsWmsOptions, PilotCluster, PilotRequest, WireFormat } from './types.js';
 import { Workflow } from './workflow.js';
 
 /** Exit codes, as documented in `--help`. */
@@ -473,8 +473,6 @@ export async function main(argv: string[]): Promise<number> {
     return err instanceof CoordinatorConfigError ? EXIT.usage : EXIT.failure;
   }
 }
-
-export type { JsonValue };
 
 function isMain(): boolean {
   try {

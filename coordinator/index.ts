@@ -21,3 +21,8 @@ export { LocalPilotCluster } from './backends/local.js';
 export { targetPilots } from './autoscale.js';
 export { encodeEvent, decodeEvent } from './codec.js';
 export { EwmsError } from '../common/errors.js';
+export { runWorkflow, type RunWorkflowOptions, type WorkflowReport } from './run-workflow.js';
+export { ProgressDisplay, progressLine, type ProgressOptions, type ProgressSnapshot } from './progress.js';
+export { readEvents, outcomeLine } from './event-files.js';
+export { CondorPilotCluster, attachCondorCluster, prepareSubmission, type CondorSubmission } from './backends/condor.js';
+export { EwmsPilotCluster, WmsClient, attachEwmsWorkflow, type MqProfile } from './backends/ewms.js';

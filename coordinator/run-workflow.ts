@@ -4,6 +4,8 @@
  */
 import type { JsonValue } from '../common/wire.js';
 import { describeError } from '../common/redact.js';
+import { failedPilots } from './autoscale.js';
+import { PilotBackendError } from './errors.js';
 import { ProgressDisplay, type ProgressOptions } from './progress.js';
 import type { ClusterStatus, PilotCluster, PilotRequest, WorkflowOptions, WorkflowOutcome, WorkflowQueues } from './types.js';
 import { Workflow } from './workflow.js';
@@ -75,13 +77,19 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
     log?.info({ workflow: workflow.id, published: ids.length, expected, pilots: cluster?.id }, 'events published; collecting');
 
     // With extra outcomes to await, ids cannot all be named: count instead.
-    const outcomes = workflow.collect({
-      expected: extra > 0 ? expected : ids,
-      idleTimeoutMs: options.idleTimeoutMs ?? 600_000,
-      keepDeadLetters: true,
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
-    for await (const outcome of outcomes) await options.onOutcome(outcome);
+    const watchdog = cluster ? watchPilots(cluster, log) : undefined;
+    const signals = [watchdog?.signal, options.signal].filter((s): s is AbortSignal => s !== undefined);
+    try {
+      const outcomes = workflow.collect({
+        expected: extra > 0 ? expected : ids,
+        idleTimeoutMs: options.idleTimeoutMs ?? 600_000,
+        keepDeadLetters: true,
+        ...(signals.length > 0 ? { signal: AbortSignal.any(signals) } : {}),
+      });
+      for await (const outcome of outcomes) await options.onOutcome(outcome);
+    } finally {
+      watchdog?.stop();
+    }
 
     if (cluster) {
       pilotStatus = await cluster.status().catch(() => undefined);
@@ -111,4 +119,42 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
     if (cluster) await cluster.remove().catch((err: unknown) => log?.error({ err: describeError(err) }, 'stopping the pilots failed'));
     if (!closed) await workflow.close().catch(() => undefined);
   }
+}
+
+/** States in which a pilot does no more work. */
+const ENDED_STATES = new Set(['failed', 'held', 'removed', 'completed']);
+const WATCH_PERIOD_MS = 2_000;
+
+/**
+ * Abort collection when every pilot has ended and some failed (a task image that cannot start, a bad
+ * setting): waiting for the idle timeout would only hide the cause. Two checks in a row must agree, so a
+ * pilot being replaced by the autoscaler does not trip it.
+ */
+function watchPilots(cluster: PilotCluster, log: RunWorkflowOptions['logger']): { signal: AbortSignal; stop(): void } {
+  const abort = new AbortController();
+  let strikes = 0;
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    cluster
+      .status()
+      .then((status) => {
+        const present = Object.entries(status.byState).filter(([, n]) => n > 0);
+        const down = status.total > 0 && present.every(([state]) => ENDED_STATES.has(state)) && failedPilots(status) > 0;
+        strikes = down ? strikes + 1 : 0;
+        if (strikes >= 2) {
+          abort.abort(
+            new PilotBackendError(
+              `every pilot has ended (${present.map(([s, n]) => `${n} ${s}`).join(', ')}; ${Object.entries(status.byPilotStatus).map(([s, n]) => `${n}× ${s}`).join(', ')}) before all outcomes arrived`,
+              "read the pilots' stderr (local: <work dir>/pilot-N/pilot.err; condor: the jobs' error files) — exit 2 means a bad pilot setting",
+            ),
+          );
+        }
+      })
+      .catch((err: unknown) => log?.warn({ err: describeError(err) }, 'could not read the pilot status'))
+      .finally(() => (busy = false));
+  }, WATCH_PERIOD_MS);
+  timer.unref();
+  return { signal: abort.signal, stop: () => clearInterval(timer) };
 }

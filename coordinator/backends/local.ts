@@ -8,17 +8,27 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, openSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AdapterLogger } from '../../mq-adapters/types.js';
 import { PilotBackendError } from '../errors.js';
 import type { PilotEnvironment } from '../pilot-env.js';
 import type { ClusterStatus, LocalOptions, PilotCluster } from '../types.js';
 
-/** The pilot CLI of this package (`dist/pilot/cli.js`). */
-export const DEFAULT_PILOT_CLI = fileURLToPath(new URL('../../pilot/cli.js', import.meta.url));
+/** The pilot CLI of this package (`dist/pilot/cli.js`), found from the compiled or the source tree. */
+export const DEFAULT_PILOT_CLI = findPilotCli(dirname(fileURLToPath(import.meta.url)));
+
+function findPilotCli(start: string): string {
+  const sibling = join(start, '..', '..', 'pilot', 'cli.js'); // dist/coordinator/backends → dist/pilot
+  if (existsSync(sibling)) return sibling;
+  for (let dir = start; dirname(dir) !== dir; dir = dirname(dir)) {
+    const candidate = join(dir, 'dist', 'pilot', 'cli.js');
+    if (existsSync(candidate)) return candidate;
+  }
+  return sibling;
+}
 
 /** Variables a condor job has from its starter besides the ones we give it. */
 const BASE_ENV_KEYS = ['PATH', 'HOME', 'TMPDIR', 'LANG'] as const;
