@@ -4,7 +4,8 @@
  * ewms-pilot is) or the matching flags; `ewms-pilot --help` lists them all.
  *
  * Exit codes: 0 done (queue drained or wall time reached), 1 task failure (fail-fast) or broker failure,
- * 2 bad configuration or an unusable runtime/image, 128+N stopped by signal N.
+ * 2 bad configuration or an unusable runtime/image, 128+N stopped by signal N. A broker that cannot be
+ * reached at start is exit 1 (HTCondor may simply run the job again).
  */
 import { createRequire } from 'node:module';
 import yargs from 'yargs';
@@ -13,10 +14,8 @@ import { describeError, redact } from '../common/redact.js';
 import { defaultLabel, flagOf, typeLabel, VARIABLES } from './config-table.js';
 import { ConfigError, loadConfig, type FlagValues, type PilotConfig } from './config.js';
 import { createPilotLogger, type Logger } from './logger.js';
-import { runPilot } from './pilot.js';
-import { runInit, TaskProcessor } from './processor.js';
-import { createRuntime } from './runtime/index.js';
-import { TaskFiles } from './task-files.js';
+import { runConfiguredPilot } from './assemble.js';
+import { RuntimeSetupError } from './runtime/types.js';
 
 const EXIT_CONFIG = 2;
 
@@ -75,50 +74,13 @@ async function main(): Promise<number> {
     const text = err instanceof EwmsError ? err.toString() : describeError(err);
     logger.fatal({ err: redact(text, config.secrets) }, 'the pilot could not start');
     process.stderr.write(`ewms-pilot: ${redact(text, config.secrets)}\n`);
-    return err instanceof EwmsError ? EXIT_CONFIG : 1;
+    // An unusable runtime or image is the job's configuration; anything else (a broker down) is not.
+    return err instanceof RuntimeSetupError ? EXIT_CONFIG : 1;
   }
 }
 
 async function start(config: PilotConfig, logger: Logger): Promise<number> {
-  const files = new TaskFiles(config.dataDir, config.infileExt, config.outfileExt);
-  await files.prepare();
-  const runtime = await createRuntime(config.runtime, {
-    externalDirectories: config.externalDirectories,
-    debug: config.containerDebug,
-    gpus: config.containerGpus,
-    workDir: `${config.dataDir}/images`,
-    baseEnv: taskBaseEnv(process.env),
-    logger,
-  });
-  // A missing or broken image is a start-up error: no event is taken on a node that cannot run any.
-  const taskImage = await runtime.prepare(config.task.image);
-  const init = config.init;
-  const initImage = init ? (init.image === config.task.image ? taskImage : await runtime.prepare(init.image)) : undefined;
-
-  const outcome = await runPilot(config.settings, {
-    logger,
-    version: PILOT_VERSION,
-    runInit:
-      init && initImage
-        ? () => runInit({ init, runtime, image: initImage, files, killGraceSeconds: config.settings.killGraceSeconds, keepFiles: config.keepAllTaskFiles, logger })
-        : undefined,
-    makeProcessor: () =>
-      new TaskProcessor({
-        task: config.task,
-        runtime,
-        image: taskImage,
-        files,
-        wireFormat: config.wireFormat,
-        infileExt: config.infileExt,
-        outfileExt: config.outfileExt,
-        killGraceSeconds: config.settings.killGraceSeconds,
-        okayErrors: config.okayErrors,
-        keepAllTaskFiles: config.keepAllTaskFiles,
-        dumpTaskOutput: config.dumpTaskOutput,
-        version: PILOT_VERSION,
-        logger,
-      }),
-  });
+  const outcome = await runConfiguredPilot(config, { logger, version: PILOT_VERSION, baseEnv: taskBaseEnv(process.env) });
   process.stderr.write(`ewms-pilot: ${redact(outcome.summary, config.secrets)}\n`);
   return outcome.exitCode;
 }

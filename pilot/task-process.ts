@@ -56,15 +56,14 @@ export async function runProcess(command: LaunchCommand, options: RunProcessOpti
   });
   if (options.signal?.aborted) return result({ aborted: true });
 
-  let stdout;
-  let stderr;
-  try {
-    stdout = await open(options.stdoutPath, 'w');
-    stderr = await open(options.stderrPath, 'w');
-  } catch (err) {
-    await stdout?.close();
-    return result({ spawnError: `cannot create the output files: ${(err as Error).message}` });
+  const opened = await Promise.allSettled([open(options.stdoutPath, 'w'), open(options.stderrPath, 'w')]);
+  if (opened[0].status === 'rejected' || opened[1].status === 'rejected') {
+    for (const o of opened) if (o.status === 'fulfilled') await o.value.close();
+    const reason = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected')?.reason as Error;
+    return result({ spawnError: `cannot create the output files: ${reason.message}` });
   }
+  const stdout = opened[0].value;
+  const stderr = opened[1].value;
 
   try {
     return await new Promise<ProcessResult>((resolve) => {

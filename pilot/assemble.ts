@@ -1,0 +1,63 @@
+/**
+ * Puts a pilot together from its checked configuration: data directory, container runtime and image,
+ * init command, task processor, and the lifecycle. The command line and the benchmark both start pilots
+ * through here, so they run the same thing.
+ */
+import type { PilotConfig } from './config.js';
+import type { Logger } from './logger.js';
+import { runPilot, type PilotOutcome } from './pilot.js';
+import { runInit, TaskProcessor } from './processor.js';
+import { createRuntime } from './runtime/index.js';
+import { TaskFiles } from './task-files.js';
+
+/** What the caller provides besides the configuration. */
+export interface AssembleOptions {
+  logger: Logger;
+  version: string;
+  /** The environment tasks start from (the pilot's own secrets already removed). */
+  baseEnv: Record<string, string>;
+}
+
+/**
+ * Prepare everything, then run the pilot to its end. A runtime that cannot be used or an image that
+ * cannot be prepared throws (a start-up error: no event is taken on a node that cannot run any).
+ */
+export async function runConfiguredPilot(config: PilotConfig, options: AssembleOptions): Promise<PilotOutcome> {
+  const { logger, version } = options;
+  const files = new TaskFiles(config.dataDir, config.infileExt, config.outfileExt);
+  await files.prepare();
+  const runtime = await createRuntime(config.runtime, {
+    externalDirectories: config.externalDirectories,
+    debug: config.containerDebug,
+    gpus: config.containerGpus,
+    workDir: `${config.dataDir}/images`,
+    baseEnv: options.baseEnv,
+    logger,
+  });
+  const taskImage = await runtime.prepare(config.task.image);
+  const init = config.init;
+  const initImage = init && init.image !== config.task.image ? await runtime.prepare(init.image) : taskImage;
+  const killGraceSeconds = config.settings.killGraceSeconds;
+
+  return runPilot(config.settings, {
+    logger,
+    version,
+    runInit: init ? () => runInit({ init, runtime, image: initImage, files, killGraceSeconds, keepFiles: config.keepAllTaskFiles, logger }) : undefined,
+    makeProcessor: () =>
+      new TaskProcessor({
+        task: config.task,
+        runtime,
+        image: taskImage,
+        files,
+        wireFormat: config.wireFormat,
+        infileExt: config.infileExt,
+        outfileExt: config.outfileExt,
+        killGraceSeconds,
+        okayErrors: config.okayErrors,
+        keepAllTaskFiles: config.keepAllTaskFiles,
+        dumpTaskOutput: config.dumpTaskOutput,
+        version,
+        logger,
+      }),
+  });
+}
