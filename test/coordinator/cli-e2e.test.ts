@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import { Workflow } from '../../coordinator/index.js';
-import { BROKER_NAMES, brokerOptions, freshId, type BrokerName } from './helpers.js';
+import { BROKER_NAMES, brokerOptions, freshId, startEchoPilot, type BrokerName } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../../dist/coordinator/cli.js', import.meta.url));
 const dirs: string[] = [];
@@ -94,6 +94,32 @@ describe.each(BROKER_NAMES)('ewms run on %s', (name) => {
       await wf.close({ deleteQueues: true });
     }
   }, 120_000);
+});
+
+describe('ewms publish / collect', () => {
+  test('publish writes ids; a real consumer moves the events; collect --ids gets each once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ewms-cli-pc-'));
+    dirs.push(dir);
+    const workflow = freshId('pc');
+    writeFileSync(join(dir, 'events.jsonl'), ['"a"', '{"b": 2}', '[3]'].join('\n'));
+    const published = await ewms('rabbitmq', ['publish', '--workflow', workflow, '--events', 'events.jsonl', '--ids', 'ids.txt'], dir);
+    expect(published.code, published.stderr).toBe(0);
+    expect(JSON.parse(published.stdout)).toMatchObject({ workflow, published: 3, queues: { incoming: `ewms-${workflow}-in` } });
+    const ids = readFileSync(join(dir, 'ids.txt'), 'utf8').trim().split('\n');
+    expect(ids).toHaveLength(3);
+    const wf = await Workflow.create({ broker: brokerOptions('rabbitmq'), id: workflow });
+    const pilot = await startEchoPilot('rabbitmq', wf.queues);
+    try {
+      const collected = await ewms('rabbitmq', ['collect', '--workflow', workflow, '--ids', 'ids.txt', '--output', 'out.jsonl', '--no-progress'], dir);
+      expect(collected.code, collected.stderr).toBe(0);
+      const lines = readFileSync(join(dir, 'out.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { eventId: string; data: unknown });
+      expect(lines.map((l) => l.eventId).sort()).toEqual([...ids].sort());
+      expect(lines.map((l) => JSON.stringify(l.data)).sort()).toEqual(['"a"', '[3]', '{"b":2}']);
+    } finally {
+      await pilot.stop();
+      await wf.close({ deleteQueues: true });
+    }
+  });
 });
 
 describe('ewms CLI usage', () => {

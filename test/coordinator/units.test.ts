@@ -2,10 +2,11 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { describe, expect, test } from 'vitest';
 import { buildPilotEnv, LocalPilotCluster, PublishError, targetPilots, type WorkflowTarget } from '../../coordinator/index.js';
 import { readEvents } from '../../coordinator/event-files.js';
-import { formatDuration, progressLine } from '../../coordinator/progress.js';
+import { formatDuration, ProgressDisplay, progressLine } from '../../coordinator/progress.js';
 import { publishEvents } from '../../coordinator/publish.js';
 import type { Broker } from '../../mq-adapters/types.js';
 
@@ -84,6 +85,23 @@ describe('autoscaling and progress', () => {
   test('target pilots follow depth between min and max', () => {
     const o = { min: 1, max: 10, eventsPerPilot: 100 };
     expect([0, 1, 100, 101, 550, 1e6].map((d) => targetPilots(d, o))).toEqual([1, 1, 1, 2, 6, 10]);
+  });
+
+  test('on a TTY the line is redrawn in place; elsewhere one plain line per interval', () => {
+    const chunks: string[] = [];
+    const tty = Object.assign(new PassThrough(), { isTTY: true });
+    tty.on('data', (b: Buffer) => chunks.push(b.toString()));
+    const snap = { published: 10, expected: 10, results: 10, deadLetters: 0 };
+    const d = new ProgressDisplay(() => snap, { stream: tty });
+    d.draw();
+    d.stop();
+    expect(chunks[0]).toMatch(/^\r\x1b\[2Kdone 10\/10/);
+    expect(chunks.at(-1)).toBe('\n');
+    const plain: string[] = [];
+    const log = Object.assign(new PassThrough(), { isTTY: false });
+    log.on('data', (b: Buffer) => plain.push(b.toString()));
+    new ProgressDisplay(() => snap, { stream: log }).stop();
+    expect(plain).toEqual([expect.stringMatching(/^\[progress\] done 10\/10 .*\n$/)]);
   });
 
   test('progress line and durations', () => {
