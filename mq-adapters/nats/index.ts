@@ -27,6 +27,17 @@ const PUBLISH_ATTEMPT_TIMEOUT_MS = 10_000;
 const RETRY_PAUSE_MS = 100;
 
 /**
+ * About how many bytes the NATS header block takes (`NATS/1.0`, one `key: value` line per header, our
+ * event id and the JetStream message id): enough to refuse an oversize message with the right size.
+ */
+function headerBytes(headers: Record<string, string> | undefined, eventId: string): number {
+  let bytes = 'NATS/1.0\r\n\r\n'.length;
+  for (const [key, value] of Object.entries(headers ?? {})) bytes += Buffer.byteLength(key) + Buffer.byteLength(value) + 4;
+  bytes += HEADERS.eventId.length + Buffer.byteLength(eventId) + 4;
+  return bytes + 'Nats-Msg-Id'.length + Buffer.byteLength(eventId) + 37 + 4;
+}
+
+/**
  * Connect to NATS. Fails with `BrokerAuthError` (credentials refused) or `BrokerUnreachableError` (nothing
  * answered within `connectTimeoutMs`).
  */
@@ -87,10 +98,9 @@ class NatsBroker implements Broker {
 
   async publish(queue: string, message: OutgoingMessage): Promise<string> {
     const eventId = message.eventId ?? randomUUID();
-    // Headers count against max_payload too; leave them generous room.
-    if (message.body.byteLength > this.maxPayload) {
-      throw new MessageTooLargeError('nats', message.body.byteLength, this.maxPayload);
-    }
+    // The server counts headers against max_payload too: refuse here, before anything is sent.
+    const bytes = message.body.byteLength + headerBytes(message.headers, eventId);
+    if (bytes > this.maxPayload) throw new MessageTooLargeError('nats', bytes, this.maxPayload);
     const h = natsHeaders();
     for (const [key, value] of Object.entries(message.headers ?? {})) h.set(key, value);
     h.set(HEADERS.eventId, eventId);

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { AckPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect as natsConnect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { connect } from '../../mq-adapters/index.js';
+import { MessageTooLargeError, connect } from '../../mq-adapters/index.js';
 import { escapeQueueName, streamName, subjectName, unescapeQueueName } from '../../mq-adapters/nats/index.js';
 import { HEADERS, type Broker, type Delivery } from '../../mq-adapters/types.js';
 
@@ -76,6 +76,21 @@ describe('names', () => {
     expect(d.eventId).toBe('d1');
     await d.ack();
     await sub.close();
+  });
+});
+
+describe('message size', () => {
+  test('the server counts headers against max_payload: a body that fits only without them is refused before sending', async () => {
+    const broker = await open();
+    const q = queueName();
+    await broker.declareQueue({ name: q });
+    const limit = nc.info?.max_payload ?? 1024 * 1024;
+    const err = await broker.publish(q, { body: new Uint8Array(limit - 16), headers: { 'x-app': 'v' } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MessageTooLargeError);
+    expect((err as MessageTooLargeError).bytes).toBeGreaterThan(limit);
+    // With room for its headers it goes through, so the estimate is not needlessly strict.
+    await broker.publish(q, { body: new Uint8Array(limit - 1024), headers: { 'x-app': 'v' } });
+    expect(await broker.depth(q)).toBe(1);
   });
 });
 
