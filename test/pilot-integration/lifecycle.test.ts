@@ -145,3 +145,26 @@ describe('HTChirp', () => {
     expect(calls.some((c) => c[1] === 'HTChirpEWMSPilotStatus' && c[2] === '"processing events"')).toBe(true);
   }, 60_000);
 });
+
+describe('wall-time budget', () => {
+  test('MAX_WORKER_RUNTIME stops intake a task timeout before the budget; in-flight work finishes; exit 0', async () => {
+    const { broker, queues } = await testQueues.create('rabbitmq');
+    await publishEvents(broker, queues.incoming, Array.from({ length: 40 }, (_, i) => `w${i}`));
+    const started = Date.now();
+    const pilot = startPilot(
+      pilotEnv('rabbitmq', queues, {
+        EWMS_PILOT_TASK_ARGS: `sh -c 'sleep 0.3; cp "$EWMS_TASK_INFILE" "$EWMS_TASK_OUTFILE"'`,
+        EWMS_PILOT_MAX_WORKER_RUNTIME: '3',
+        EWMS_PILOT_TASK_TIMEOUT: '1',
+      }),
+    );
+    const { code } = await pilot.exited;
+    expect(code, pilot.stderr().slice(-2000)).toBe(0);
+    expect(pilot.stderr()).toMatch(/max-runtime/);
+    expect(Date.now() - started).toBeLessThan(3000 + 2500); // the budget, plus start-up and exit
+    const outputs = await drainOutputs(broker, queues.outgoing, 40, 2000);
+    expect(outputs.length).toBeGreaterThan(0);
+    expect(outputs.length).toBeLessThan(40);
+    expect(await broker.depth(queues.incoming)).toBe(40 - outputs.length);
+  }, 60_000);
+});
