@@ -12,7 +12,7 @@ import { realpathSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
-import yargs, { type Argv } from 'yargs';
+import yargs, { type Argv, type Options } from 'yargs';
 import { EwmsError } from '../common/errors.js';
 import { describeError, redact } from '../common/redact.js';
 import type { ConnectOptions } from '../mq-adapters/types.js';
@@ -95,22 +95,27 @@ function defined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
 
+/** Which `--condor-*` flag sets which `CondorOptions` field (yargs has already typed the values). */
+const CONDOR_FLAGS: ReadonlyArray<[keyof CondorOptions, string]> = [
+  ['universe', 'condor-universe'],
+  ['template', 'condor-template'],
+  ['pilotImage', 'condor-pilot-image'],
+  ['pilotCommand', 'condor-pilot-command'],
+  ['cpus', 'condor-cpus'],
+  ['memory', 'condor-memory'],
+  ['disk', 'condor-disk'],
+  ['requirements', 'condor-requirements'],
+  ['maxRuntimeSeconds', 'condor-max-runtime'],
+  ['maxRetries', 'condor-max-retries'],
+  ['workDir', 'condor-work-dir'],
+  ['schedd', 'condor-schedd'],
+  ['pool', 'condor-pool'],
+];
+
 function condorFromArgs(args: Args): CondorOptions {
-  return defined({
-    universe: args['condor-universe'] as CondorOptions['universe'],
-    template: args['condor-template'] as string | undefined,
-    pilotImage: args['condor-pilot-image'] as string | undefined,
-    pilotCommand: args['condor-pilot-command'] as string | undefined,
-    cpus: args['condor-cpus'] as number | undefined,
-    memory: args['condor-memory'] as string | undefined,
-    disk: args['condor-disk'] as string | undefined,
-    requirements: args['condor-requirements'] as string | undefined,
-    maxRuntimeSeconds: args['condor-max-runtime'] as number | undefined,
-    maxRetries: args['condor-max-retries'] as number | undefined,
-    workDir: args['condor-work-dir'] as string | undefined,
-    schedd: args['condor-schedd'] as string | undefined,
-    pool: args['condor-pool'] as string | undefined,
-  });
+  const options: Record<string, unknown> = {};
+  for (const [field, flag] of CONDOR_FLAGS) if (args[flag] !== undefined) options[field] = args[flag];
+  return options as CondorOptions;
 }
 
 function ewmsFromArgs(args: Args): EwmsWmsOptions {
@@ -194,44 +199,51 @@ function brokerOptions<T>(y: Argv<T>, workflowRequired: boolean) {
     .option('log-level', { choices: ['debug', 'info', 'warn', 'error', 'silent'] as const, default: 'warn' as const, describe: 'Log level (logs go to stderr)', group: 'Broker:' });
 }
 
-function pilotOptions<T>(y: Argv<T>) {
-  const g = 'Pilots:';
-  const c = 'HTCondor (--backend condor):';
-  const w = 'EWMS WMS (--backend ewms):';
-  return y
-    .option('backend', { choices: ['local', 'condor', 'ewms'] as const, default: 'local' as const, describe: 'Where pilots run', group: g })
-    .option('pilots', { type: 'number', default: 1, describe: 'How many pilots', group: g })
-    .option('task-args', { type: 'string', describe: 'Task command line; {{INFILE}} {{OUTFILE}} {{DATA_HUB}} are substituted', group: g })
-    .option('task-image', { type: 'string', describe: 'Task container image (unset: the task runs on the pilot host)', group: g })
-    .option('task-env', { type: 'string', describe: 'Task environment, JSON object', group: g })
-    .option('task-timeout', { type: 'number', describe: 'Task timeout, seconds', group: g })
-    .option('init-args', { type: 'string', describe: 'Init command, run once per pilot before any event', group: g })
-    .option('init-image', { type: 'string', describe: 'Init container image', group: g })
-    .option('init-env', { type: 'string', describe: 'Init environment, JSON object', group: g })
-    .option('init-timeout', { type: 'number', describe: 'Init timeout, seconds', group: g })
-    .option('pilot-env', { type: 'string', array: true, describe: 'Extra pilot setting KEY=VALUE (EWMS_PILOT_* only); repeatable', group: g })
-    .option('pilot-broker', { type: 'string', describe: 'Broker URL as the pilots must use it (default: --broker)', group: g })
-    .option('local-work-dir', { type: 'string', describe: 'local: directory for the pilots\' scratch dirs and logs', group: g })
-    .option('local-command', { type: 'string', describe: 'local: pilot command (default: node <this package>/dist/pilot/cli.js)', group: g })
-    .option('autoscale-min', { type: 'number', describe: 'Autoscaling: fewest pilots', group: g })
-    .option('autoscale-max', { type: 'number', describe: 'Autoscaling: most pilots (enables autoscaling)', group: g })
-    .option('autoscale-events-per-pilot', { type: 'number', describe: 'Autoscaling: queue depth per pilot (default 100)', group: g })
-    .option('condor-universe', { choices: ['vanilla', 'container'] as const, describe: 'Job universe (default vanilla)', group: c })
-    .option('condor-template', { type: 'string', describe: 'Submit template of your own', group: c })
-    .option('condor-pilot-image', { type: 'string', describe: 'Pilot image (container_image / +SingularityImage)', group: c })
-    .option('condor-pilot-command', { type: 'string', describe: 'Pilot command on the execute node (default ewms-pilot)', group: c })
-    .option('condor-cpus', { type: 'number', describe: 'request_cpus', group: c })
-    .option('condor-memory', { type: 'string', describe: 'request_memory, e.g. "2 GB"', group: c })
-    .option('condor-disk', { type: 'string', describe: 'request_disk, e.g. "4 GB"', group: c })
-    .option('condor-requirements', { type: 'string', describe: 'requirements (ClassAd expression)', group: c })
-    .option('condor-max-runtime', { type: 'number', describe: 'Remove pilots running longer than this many seconds', group: c })
-    .option('condor-max-retries', { type: 'number', describe: 'max_retries (default 3)', group: c })
-    .option('condor-work-dir', { type: 'string', describe: 'Where submit file, env file and logs go', group: c })
-    .option('condor-schedd', { type: 'string', describe: 'Schedd name (-name)', group: c })
-    .option('condor-pool', { type: 'string', describe: 'Collector (-pool)', group: c })
-    .option('wms-url', { type: 'string', describe: 'WMS base URL (token: EWMS_WMS_TOKEN)', group: w })
-    .option('wms-location', { type: 'string', array: true, describe: 'Condor location NAME=COLLECTOR,SCHEDD; repeatable', group: w })
-    .option('wms-worker-config', { type: 'string', describe: 'worker_config overrides, JSON object', group: w });
+const PILOTS = 'Pilots:';
+const CONDOR = 'HTCondor (--backend condor):';
+const WMS = 'EWMS WMS (--backend ewms):';
+
+/** The options that describe pilots (run, submit, status, rm). */
+const PILOT_OPTIONS: ReadonlyArray<readonly [string, Options]> = [
+  ['backend', { choices: ['local', 'condor', 'ewms'] as const, default: 'local' as const, describe: 'Where pilots run', group: PILOTS }],
+  ['pilots', { type: 'number', default: 1, describe: 'How many pilots', group: PILOTS }],
+  ['task-args', { type: 'string', describe: 'Task command line; {{INFILE}} {{OUTFILE}} {{DATA_HUB}} are substituted', group: PILOTS }],
+  ['task-image', { type: 'string', describe: 'Task container image (unset: the task runs on the pilot host)', group: PILOTS }],
+  ['task-env', { type: 'string', describe: 'Task environment, JSON object', group: PILOTS }],
+  ['task-timeout', { type: 'number', describe: 'Task timeout, seconds', group: PILOTS }],
+  ['init-args', { type: 'string', describe: 'Init command, run once per pilot before any event', group: PILOTS }],
+  ['init-image', { type: 'string', describe: 'Init container image', group: PILOTS }],
+  ['init-env', { type: 'string', describe: 'Init environment, JSON object', group: PILOTS }],
+  ['init-timeout', { type: 'number', describe: 'Init timeout, seconds', group: PILOTS }],
+  ['pilot-env', { type: 'string', array: true, describe: 'Extra pilot setting KEY=VALUE (EWMS_PILOT_* only); repeatable', group: PILOTS }],
+  ['pilot-broker', { type: 'string', describe: 'Broker URL as the pilots must use it (default: --broker)', group: PILOTS }],
+  ['local-work-dir', { type: 'string', describe: 'local: directory for the pilots\' scratch dirs and logs', group: PILOTS }],
+  ['local-command', { type: 'string', describe: 'local: pilot command (default: node <this package>/dist/pilot/cli.js)', group: PILOTS }],
+  ['autoscale-min', { type: 'number', describe: 'Autoscaling: fewest pilots', group: PILOTS }],
+  ['autoscale-max', { type: 'number', describe: 'Autoscaling: most pilots (enables autoscaling)', group: PILOTS }],
+  ['autoscale-events-per-pilot', { type: 'number', describe: 'Autoscaling: queue depth per pilot (default 100)', group: PILOTS }],
+  ['condor-universe', { choices: ['vanilla', 'container'] as const, describe: 'Job universe (default vanilla)', group: CONDOR }],
+  ['condor-template', { type: 'string', describe: 'Submit template of your own', group: CONDOR }],
+  ['condor-pilot-image', { type: 'string', describe: 'Pilot image (container_image / +SingularityImage)', group: CONDOR }],
+  ['condor-pilot-command', { type: 'string', describe: 'Pilot command on the execute node (default ewms-pilot)', group: CONDOR }],
+  ['condor-cpus', { type: 'number', describe: 'request_cpus', group: CONDOR }],
+  ['condor-memory', { type: 'string', describe: 'request_memory, e.g. "2 GB"', group: CONDOR }],
+  ['condor-disk', { type: 'string', describe: 'request_disk, e.g. "4 GB"', group: CONDOR }],
+  ['condor-requirements', { type: 'string', describe: 'requirements (ClassAd expression)', group: CONDOR }],
+  ['condor-max-runtime', { type: 'number', describe: 'Remove pilots running longer than this many seconds', group: CONDOR }],
+  ['condor-max-retries', { type: 'number', describe: 'max_retries (default 3)', group: CONDOR }],
+  ['condor-work-dir', { type: 'string', describe: 'Where submit file, env file and logs go', group: CONDOR }],
+  ['condor-schedd', { type: 'string', describe: 'Schedd name (-name)', group: CONDOR }],
+  ['condor-pool', { type: 'string', describe: 'Collector (-pool)', group: CONDOR }],
+  ['wms-url', { type: 'string', describe: 'WMS base URL (token: EWMS_WMS_TOKEN)', group: WMS }],
+  ['wms-location', { type: 'string', array: true, describe: 'Condor location NAME=COLLECTOR,SCHEDD; repeatable', group: WMS }],
+  ['wms-worker-config', { type: 'string', describe: 'worker_config overrides, JSON object', group: WMS }],
+];
+
+function pilotOptions<T>(y: Argv<T>): Argv<T> {
+  let out = y;
+  for (const [name, option] of PILOT_OPTIONS) out = out.option(name, option) as unknown as Argv<T>;
+  return out;
 }
 
 function collectOptions<T>(y: Argv<T>) {
