@@ -31,8 +31,8 @@ export interface RunDir {
 }
 
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
-/** Names the pilot itself uses beside event directories: an event must not take one over. */
-const RESERVED = new Set([DATA_HUB_DIR_NAME, 'init']);
+/** Names the pilot itself uses beside event directories (init, the runtimes' image cache): never an event's. */
+const RESERVED = new Set([DATA_HUB_DIR_NAME, 'init', 'images']);
 
 /**
  * A directory name for an event id: the id itself when it is plainly safe (letters, digits, `_ . -`, not

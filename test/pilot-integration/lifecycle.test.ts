@@ -168,3 +168,18 @@ describe('wall-time budget', () => {
     expect(await broker.depth(queues.incoming)).toBe(40 - outputs.length);
   }, 60_000);
 });
+
+describe('secrets', () => {
+  test("a task's environment holds none of the pilot's EWMS_PILOT_* variables (they carry broker credentials)", async () => {
+    const { broker, queues } = await testQueues.create('rabbitmq');
+    await publishEvents(broker, queues.incoming, ['x']);
+    const pilot = startPilot(
+      pilotEnv('rabbitmq', queues, { EWMS_PILOT_TASK_ARGS: `sh -c 'env > "$EWMS_TASK_OUTFILE"'`, EWMS_PILOT_TASK_ENV_JSON: '{"MINE": "kept"}' }),
+    );
+    expect((await pilot.exited).code, pilot.stderr().slice(-2000)).toBe(0);
+    const [out] = await drainOutputs(broker, queues.outgoing, 1);
+    expect(String(out?.data)).toMatch(/^EWMS_TASK_INFILE=/m);
+    expect(String(out?.data)).toMatch(/^MINE=kept$/m);
+    expect(String(out?.data)).not.toMatch(/EWMS_PILOT_|AUTH_TOKEN/);
+  }, 60_000);
+});

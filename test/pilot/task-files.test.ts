@@ -11,7 +11,7 @@ describe('safeDirName', () => {
     expect(safeDirName('event_42.v2')).toBe('event_42.v2');
   });
 
-  test.each(['..', '../../etc/passwd', '/abs/path', 'a/b', 'nul\0byte', '.hidden', '', ' ', 'data-hub', 'init', 'x'.repeat(500), 'é'])(
+  test.each(['..', '../../etc/passwd', '/abs/path', 'a/b', 'nul\0byte', '.hidden', '', ' ', 'data-hub', 'init', 'images', 'x'.repeat(500), 'é'])(
     '%j becomes one safe path component',
     (id) => {
       const name = safeDirName(id);
