@@ -192,6 +192,7 @@ export function pilotRequestFromArgs(args: Args): PilotRequest {
 
 function brokerOptions<T>(y: Argv<T>, workflowRequired: boolean) {
   return y
+    .epilog(EPILOG)
     .option('broker', { type: 'string', describe: 'Broker URL (amqp://user@host:5672, nats://host:4222); no password here. Default: EWMS_BROKER_URL', group: 'Broker:' })
     .option('workflow', { type: 'string', demandOption: workflowRequired, describe: workflowRequired ? 'Workflow id (names the queues ewms-<id>-in / -out)' : 'Workflow id (names the queues); default: a new random id', group: 'Broker:' })
     .option('max-deliveries', { type: 'number', default: 3, describe: 'Attempts per event before it is dead-lettered', group: 'Broker:' })
@@ -446,10 +447,10 @@ export async function main(argv: string[]): Promise<number> {
       handle(cmdCollect))
     .command('submit', 'Start pilots for a workflow (condor or ewms) and print the cluster id', (y) => pilotOptions(brokerOptions(y, true)), handle(cmdSubmit))
     .command('status', 'Show a pilot cluster\'s status (JSON)', (y) =>
-      pilotOptions(y).option('cluster', { type: 'string', demandOption: true, describe: 'Condor cluster id or EWMS workflow id' }).option('log-level', { type: 'string', default: 'warn', hidden: true }),
+      pilotOptions(y).epilog(EPILOG).option('cluster', { type: 'string', demandOption: true, describe: 'Condor cluster id or EWMS workflow id' }).option('log-level', { type: 'string', default: 'warn', hidden: true }),
       handle((a) => cmdStatus(a)))
     .command('rm', 'Stop a pilot cluster', (y) =>
-      pilotOptions(y).option('cluster', { type: 'string', demandOption: true, describe: 'Condor cluster id or EWMS workflow id' }).option('log-level', { type: 'string', default: 'warn', hidden: true }),
+      pilotOptions(y).epilog(EPILOG).option('cluster', { type: 'string', demandOption: true, describe: 'Condor cluster id or EWMS workflow id' }).option('log-level', { type: 'string', default: 'warn', hidden: true }),
       handle((a) => cmdRm(a)))
     .command('dlq', 'Inspect or requeue dead letters', (y) =>
       y
