@@ -157,12 +157,17 @@ export interface ScanSummary {
   truth?: RaDec & { distanceDeg: number; deltaLlh: number; insideRegion: boolean };
 }
 
+/** The side of a square of a pixel's area, in degrees: the pixel's typical size. */
+function pixelSizeDeg(nside: number): number {
+  return (Math.sqrt(pixelArea(nside)) * 180) / Math.PI;
+}
+
 /**
  * An upper bound of the distance from a pixel centre to any point of the pixel, in degrees. HEALPix pixels
- * are not squares; √(area)·1.2 bounds the worst (polar-cap) pixels, as the healpix tests check.
+ * are not squares; 1.2 × the pixel size bounds the worst (polar-cap) pixels, as the healpix tests check.
  */
 export function pixelRadiusBoundDeg(nside: number): number {
-  return (Math.sqrt(pixelArea(nside)) * 1.2 * 180) / Math.PI;
+  return 1.2 * pixelSizeDeg(nside);
 }
 
 /** Signed RA difference a − b in degrees, wrapped to (−180, 180]. */
@@ -193,7 +198,7 @@ export function summarize(map: SkyMap, truth?: RaDec): ScanSummary {
     if (leaf.llh - bestPixel.llh >= DELTA_LLH_90) continue;
     const { theta, phi } = pix2angNest(leaf.nside, leaf.pix);
     const c = angToRaDec(theta, phi);
-    const halfDeg = pixelRadiusBoundDeg(leaf.nside) / 1.2 / 2; // half the pixel's side, roughly
+    const halfDeg = pixelSizeDeg(leaf.nside) / 2;
     areaSr += pixelArea(leaf.nside);
     pixelsByNside[leaf.nside] = (pixelsByNside[leaf.nside] ?? 0) + 1;
     // RA extent measured on the sky near the best fit's declination would mislead at the poles; quote

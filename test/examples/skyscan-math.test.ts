@@ -116,14 +116,14 @@ describe('refinement and the sky map', () => {
 });
 
 describe('coverage of the 90% region', () => {
-  // 150 events (fixed seeds, so the test is deterministic) scanned as the demo scans them, nside 8 then
-  // 64. The binomial spread of the rate is ±2.5%, so a correct region lands in [0.83, 0.96] (these seeds
-  // give 0.873; seeds 1000–1299 gave 0.907); a likelihood that ignored the nuisances or misplaced the
+  // 120 events (fixed seeds, so the test is deterministic) scanned as the demo scans them, nside 8 then
+  // 64. The binomial spread of the rate is ±2.7%, so a correct region lands in [0.82, 0.97] (these seeds
+  // give 0.867; seeds 1000–1299 give 0.907); a likelihood that ignored the nuisances or misplaced the
   // threshold falls well outside.
   test('the truth falls inside the reported 90% region at about 90%, and the best fit is close', async () => {
     let inside = 0;
     const distances: number[] = [];
-    const seeds = Array.from({ length: 150 }, (_, i) => 5_000 + i);
+    const seeds = Array.from({ length: 120 }, (_, i) => 5_000 + i);
     for (const seed of seeds) {
       const { event, truth } = simulateEvent(seed);
       const { summary } = await runScan(inProcess(event), { nside: 8, refineNside: 64 }, truth.direction);
@@ -134,8 +134,8 @@ describe('coverage of the 90% region', () => {
       distances.push(t.distanceDeg);
     }
     const rate = inside / seeds.length;
-    expect(rate).toBeGreaterThanOrEqual(0.83);
-    expect(rate).toBeLessThanOrEqual(0.96);
+    expect(rate).toBeGreaterThanOrEqual(0.82);
+    expect(rate).toBeLessThanOrEqual(0.97);
     distances.sort((a, b) => a - b);
     // Median error a few degrees: the scan localises, it does not just cover the sky.
     expect(distances[Math.floor(distances.length / 2)]).toBeLessThan(5);
