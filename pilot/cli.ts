@@ -34,6 +34,9 @@ async function parseFlags(argv: string[]): Promise<FlagValues> {
     .version(PILOT_VERSION)
     .help()
     .strict()
+    .fail((message: string | undefined, err: Error | undefined) => {
+      throw new ConfigError(message ?? err?.message ?? 'bad command line', 'ewms-pilot --help lists every option');
+    })
     .wrap(Math.min(120, process.stdout.columns ?? 120));
   for (const variable of VARIABLES) {
     parser = parser.option(flagOf(variable.name), {

@@ -74,7 +74,7 @@ export class TaskProcessor implements EventProcessor {
       if (result.aborted) return { kind: 'aborted', durationMs: result.durationMs };
 
       const failure = processFailure(result, opts.task.timeoutSeconds);
-      if (failure || opts.dumpTaskOutput) await dumpRunOutput(dir, `task (event ${delivery.eventId})`, opts.dumpTo);
+      if (failure || opts.dumpTaskOutput) await dumpRunOutput(dir, `task (event ${JSON.stringify(delivery.eventId)})`, opts.dumpTo);
       if (failure) {
         return this.failed(failure, delivery, await tailOf(dir.stderr, STDERR_TAIL_BYTES), result.durationMs);
       }

@@ -1,0 +1,43 @@
+/** The `ewms-pilot` command line itself: help, version, flags, and exit 2 for what it cannot accept. */
+import { readFileSync } from 'node:fs';
+import { describe, expect, test } from 'vitest';
+import { VARIABLES, flagOf } from '../../pilot/config-table.js';
+import { pilotEnv, startPilot } from './run-pilot.js';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+async function run(args: string[], env: Record<string, string> = {}) {
+  const pilot = startPilot(env, args);
+  const { code } = await pilot.exited;
+  return { code, out: pilot.stdout(), err: pilot.stderr() };
+}
+
+describe('ewms-pilot', () => {
+  test('--help lists every variable with its flag', async () => {
+    const { code, out } = await run(['--help']);
+    expect(code).toBe(0);
+    for (const v of VARIABLES) {
+      expect(out).toContain(`--${flagOf(v.name)}`);
+      expect(out).toContain(v.name);
+    }
+  });
+
+  test('--version prints the package version', async () => {
+    const { code, out } = await run(['--version']);
+    expect(code).toBe(0);
+    expect(out.trim()).toBe(VERSION);
+  });
+
+  test('an unknown flag is exit 2 with a pointer to --help', async () => {
+    const { code, err } = await run(['--task-argz', 'true']);
+    expect(code).toBe(2);
+    expect(err).toMatch(/Unknown argument.*task-argz[\s\S]*--help/);
+  });
+
+  test('a flag wins over its variable (a bad flag value is reported under the variable name)', async () => {
+    const env = pilotEnv('rabbitmq', { incoming: 'cli-in', outgoing: 'cli-out' }, { EWMS_PILOT_TASK_ARGS: 'true', EWMS_PILOT_MAX_DELIVERIES: '3' });
+    const { code, err } = await run(['--max-deliveries', 'zero'], env);
+    expect(code).toBe(2);
+    expect(err).toMatch(/EWMS_PILOT_MAX_DELIVERIES: 'zero' is not a whole number/);
+  });
+});
