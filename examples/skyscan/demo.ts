@@ -16,6 +16,7 @@ import { hideBin } from 'yargs/helpers';
 import { EwmsError } from '../../common/errors.js';
 import { describeError, redact } from '../../common/redact.js';
 import { Workflow, type PilotCluster } from '../../coordinator/index.js';
+import { resolveAddress } from '../../mq-adapters/index.js';
 import { chooseBroker, type ChosenBroker } from './broker.js';
 import { nside2npix } from './healpix.js';
 import { simulateEvent } from './likelihood.js';
@@ -104,6 +105,17 @@ export function taskCommandLine(): string {
   return `${quote(process.execPath)} ${quote(task)} {{INFILE}} {{OUTFILE}}`;
 }
 
+/** The password or token inside a broker URL, to keep out of anything printed. */
+function brokerSecrets(url: string | undefined): string[] {
+  if (!url) return [];
+  try {
+    const password = resolveAddress({ address: url }).password;
+    return password ? [password, url] : [url];
+  } catch {
+    return [url];
+  }
+}
+
 const say = (line = '') => process.stdout.write(`${line}\n`);
 
 /** Run the demo; resolves with the exit code. */
@@ -131,6 +143,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     say(`broker: ${broker.description}`);
     controller.signal.throwIfAborted();
     workflow = await Workflow.create({ broker: { address: broker.url } });
+    controller.signal.throwIfAborted();
     const pilotDir = join(options.out, 'pilots');
     rmSync(pilotDir, { recursive: true, force: true });
     mkdirSync(pilotDir, { recursive: true });
@@ -194,8 +207,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       process.stderr.write('interrupted.\n');
       return DEMO_EXIT.interrupted;
     }
-    const secrets = broker ? [broker.url] : [];
-    process.stderr.write(`\n${redact(err instanceof EwmsError ? err.toString() : describeError(err), secrets)}\n`);
+    process.stderr.write(`\n${redact(err instanceof EwmsError ? err.toString() : describeError(err), brokerSecrets(broker?.url ?? options.broker ?? process.env.EWMS_BROKER_URL))}\n`);
     return DEMO_EXIT.failure;
   } finally {
     // Clean up whatever happened: pilots first (they hold the queues), then the queues, then the broker.

@@ -159,6 +159,16 @@ describe('npm run demo', () => {
     expect(run.stderr).toContain('EWMS_BROKER_URL=');
   }, 90_000);
 
+  test('a broker that refuses the credentials: exit 1, a hint, and the password nowhere in the output', () => {
+    const run = spawnSync(process.execPath, [DEMO, '--broker', 'amqp://guest:hunter2-not-it@127.0.0.1:5672', '--out', join(workDir, 'refused')], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain('hint:');
+    expect(`${run.stdout}${run.stderr}`).not.toContain('hunter2-not-it');
+  }, 90_000);
+
   test('--help lists the options; a bad option value exits 2 with a hint', () => {
     const help = spawnSync(process.execPath, [DEMO, '--help'], { encoding: 'utf8' });
     expect(help.status).toBe(0);
