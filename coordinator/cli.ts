@@ -352,6 +352,14 @@ async function cmdSubmit(args: Args, logger: Logger): Promise<number> {
   if (request.backend === 'local') {
     throw new CoordinatorConfigError('submit starts pilots that outlive this command: use --backend condor or ewms', 'for local pilots use ewms run, or the library (Workflow.startPilots)');
   }
+  if (request.backend === 'ewms') {
+    // The WMS makes the queues and starts the pilots: nothing to declare on a broker of ours.
+    const { requestEwmsWorkflow } = await import('./backends/ewms.js');
+    const cluster = await requestEwmsWorkflow(request, logger);
+    const queues = { incoming: cluster.queues.incoming?.mqid, outgoing: cluster.queues.outgoing?.mqid, broker: cluster.queues.incoming?.broker_address };
+    process.stdout.write(`${JSON.stringify({ backend: 'ewms', cluster: cluster.id, queues })}\n`);
+    return EXIT.ok;
+  }
   const wf = await openWorkflow(args, logger);
   try {
     const cluster = await wf.startPilots(request);

@@ -1,10 +1,12 @@
 /**
  * `runWorkflow`: a whole workflow in one call — publish the events, start pilots, collect every outcome
- * with a live progress display, stop the pilots, and report.
+ * with a live progress display, stop the pilots, and report. With `pilots.backend: 'ewms'` the WMS is asked
+ * for the workflow first and its queues (and broker) are used instead of `broker`/`id`/`queues`.
  */
 import type { JsonValue } from '../common/wire.js';
 import { describeError } from '../common/redact.js';
 import { failedPilots } from './autoscale.js';
+import { EwmsPilotCluster, ewmsWorkflowOptions, requestEwmsWorkflow } from './backends/ewms.js';
 import { PilotBackendError } from './errors.js';
 import { ProgressDisplay, type ProgressOptions } from './progress.js';
 import type { ClusterStatus, PilotCluster, PilotRequest, WorkflowOptions, WorkflowOutcome, WorkflowQueues } from './types.js';
@@ -52,9 +54,16 @@ export interface WorkflowReport {
 /** Run a workflow from first event to last outcome. Dead letters are reported and left in their queue. */
 export async function runWorkflow(options: RunWorkflowOptions): Promise<WorkflowReport> {
   const started = Date.now();
-  const workflow = await Workflow.create(options);
   const log = options.logger;
-  let cluster: PilotCluster | undefined;
+  // With the ewms backend the WMS makes the queues (and starts the pilots): ask first, then use its queues.
+  let cluster: PilotCluster | undefined = options.pilots?.backend === 'ewms' ? await requestEwmsWorkflow(options.pilots, log) : undefined;
+  let workflow: Workflow;
+  try {
+    workflow = await Workflow.create(cluster instanceof EwmsPilotCluster ? { ...options, ...ewmsWorkflowOptions(cluster) } : options);
+  } catch (err) {
+    await cluster?.remove().catch(() => undefined);
+    throw err;
+  }
   let expected: number | undefined;
   let display: ProgressDisplay | undefined;
   let pilotStatus: ClusterStatus | undefined;
@@ -69,7 +78,7 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
     // Pilots start while events are published: their start-up overlaps the publishing.
     const [ids, started_] = await Promise.all([
       options.events ? workflow.publish(options.events) : Promise.resolve([] as string[]),
-      options.pilots ? workflow.startPilots(options.pilots) : Promise.resolve(undefined),
+      options.pilots && !cluster ? workflow.startPilots(options.pilots) : Promise.resolve(cluster),
     ]);
     cluster = started_;
     const extra = options.alsoExpect ?? 0;

@@ -16,8 +16,8 @@ import { request as httpRequest } from 'undici';
 import { describeError, redact } from '../../common/redact.js';
 import type { AdapterLogger } from '../../mq-adapters/types.js';
 import { CoordinatorConfigError, PilotBackendError, WmsError } from '../errors.js';
-import type { WorkflowTarget } from '../pilot-env.js';
-import type { ClusterStatus, EwmsWmsOptions, JsonValue, PilotCluster, PilotRequest } from '../types.js';
+import { isBrokerType } from '../../mq-adapters/address.js';
+import type { ClusterStatus, EwmsWmsOptions, JsonValue, PilotCluster, PilotRequest, WorkflowOptions } from '../types.js';
 
 /** The API version prefix the WMS routes carry. */
 export const WMS_ROUTE_PREFIX = '/v1';
@@ -268,10 +268,11 @@ export class EwmsPilotCluster implements PilotCluster {
 }
 
 /**
- * Request a workflow from the WMS and wait for its queues. The `target`'s own queues are not used: the WMS
- * makes its own (see `EwmsPilotCluster.queues`).
+ * Request a workflow from the WMS and wait until its queues are activated. The WMS makes its own queues on
+ * its own broker: publish to and collect from them with `Workflow.create(ewmsWorkflowOptions(cluster))`
+ * (`runWorkflow` does this by itself for `backend: 'ewms'`).
  */
-export async function startEwmsWorkflow(_target: WorkflowTarget, request: PilotRequest, logger?: AdapterLogger): Promise<EwmsPilotCluster> {
+export async function requestEwmsWorkflow(request: PilotRequest, logger?: AdapterLogger): Promise<EwmsPilotCluster> {
   if (!request.ewms) throw new CoordinatorConfigError('the ewms backend needs its settings', 'give request.ewms: { url, locations }');
   const client = new WmsClient(request.ewms, logger);
   const { workflowId, inputMqid, outputMqid } = await client.createWorkflow(workflowRequestBody(request, request.ewms));
@@ -279,7 +280,24 @@ export async function startEwmsWorkflow(_target: WorkflowTarget, request: PilotR
   const profiles = await client.activatedQueues(workflowId, (request.ewms.pollSeconds ?? 15) * 1000);
   const incoming = profiles.find((p) => p.mqid === inputMqid);
   const outgoing = profiles.find((p) => p.mqid === outputMqid);
-  return new EwmsPilotCluster(client, workflowId, { ...(incoming ? { incoming } : {}), ...(outgoing ? { outgoing } : {}) });
+  if (!incoming || !outgoing) {
+    throw new WmsError(`the WMS did not list both queues of workflow ${workflowId} among its public queues`, 'ask the WMS operators: the input and output queues must be public', undefined);
+  }
+  return new EwmsPilotCluster(client, workflowId, { incoming, outgoing });
+}
+
+/**
+ * Workflow options for the queues the WMS made: its broker (with the incoming queue's token: one
+ * connection serves both queues, so the token must grant both) and the queues by their mqids.
+ */
+export function ewmsWorkflowOptions(cluster: EwmsPilotCluster): Pick<WorkflowOptions, 'broker' | 'queues'> {
+  const { incoming, outgoing } = cluster.queues;
+  if (!incoming || !outgoing) throw new CoordinatorConfigError(`workflow ${cluster.id} was attached by id: its queues are unknown here`, 'use the cluster requestEwmsWorkflow returned');
+  if (!isBrokerType(incoming.broker_type)) throw new WmsError(`the WMS names an unknown broker type '${incoming.broker_type}'`, `supported: rabbitmq, nats, pulsar`, undefined);
+  return {
+    broker: { type: incoming.broker_type, address: incoming.broker_address, authToken: incoming.auth_token },
+    queues: { incoming: incoming.mqid, outgoing: outgoing.mqid },
+  };
 }
 
 /** A workflow requested earlier (by id), for `status` and `remove`. */

@@ -31,10 +31,13 @@ export async function startPilotCluster(target: WorkflowTarget, request: PilotRe
       cluster = await submitCondorCluster(buildPilotEnv(target, request), target, request, logger);
       break;
     }
-    case 'ewms': {
-      const { startEwmsWorkflow } = await import('./ewms.js');
-      return startEwmsWorkflow(target, request, logger);
-    }
+    case 'ewms':
+      // Pilots started by the WMS read the WMS's own queues, never this workflow's: refuse rather than
+      // publish events no pilot will see.
+      throw new CoordinatorConfigError(
+        'with the ewms backend the WMS makes the queues, so pilots cannot be started for queues declared here',
+        'use runWorkflow({ pilots: { backend: "ewms", … } }), or requestEwmsWorkflow(request) then Workflow.create(ewmsWorkflowOptions(cluster))',
+      );
     default:
       throw new CoordinatorConfigError(`unknown pilot backend '${String((request as { backend: unknown }).backend)}'`, 'use local, condor or ewms');
   }

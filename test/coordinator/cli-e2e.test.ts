@@ -60,7 +60,7 @@ describe.each(BROKER_NAMES)('ewms run on %s', (name) => {
     const broken = `sh -c 'grep -q poison {{INFILE}} && { echo "bad pixel" >&2; exit 3; }; cp {{INFILE}} {{OUTFILE}}'`;
 
     try {
-      const first = await ewms(name, ['run', ...common, '--events', 'events.jsonl', '--output', 'results.jsonl', '--dead-letters', 'dead.jsonl', '--pilots', '4', '--task-args', broken, ...PILOT_ENV], dir);
+      const first = await ewms(name, ['run', ...common, '--events', 'events.jsonl', '--output', 'results.jsonl', '--dead-letters', 'dead.jsonl', '--pilots', '4', '--task-args', broken, '--local-work-dir', join(dir, 'pilots-1'), ...PILOT_ENV], dir);
       expect(first.code, first.stderr).toBe(3);
       expect(first.stderr).toMatch(/1999 results, 1 dead letters/);
       const firstLines = readFileSync(join(dir, 'results.jsonl'), 'utf8').trim().split('\n');
@@ -79,7 +79,7 @@ describe.each(BROKER_NAMES)('ewms run on %s', (name) => {
       expect(JSON.parse(requeued.stdout)).toMatchObject({ requeued: 1, ids: [dead[0]!.eventId] });
 
       const fixed = 'cp {{INFILE}} {{OUTFILE}}';
-      const second = await ewms(name, ['run', ...common, '--also-expect', '1', '--output', 'results.jsonl', '--append', '--pilots', '1', '--task-args', fixed, ...PILOT_ENV], dir);
+      const second = await ewms(name, ['run', ...common, '--also-expect', '1', '--output', 'results.jsonl', '--append', '--pilots', '1', '--task-args', fixed, '--local-work-dir', join(dir, 'pilots-2'), ...PILOT_ENV], dir);
       expect(second.code, second.stderr).toBe(0);
 
       const lines = readFileSync(join(dir, 'results.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { eventId: string; kind: string; data: { pixel: number } });

@@ -6,8 +6,9 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
-import { WmsError, type WorkflowTarget } from '../../coordinator/index.js';
-import { attachEwmsWorkflow, startEwmsWorkflow, workflowRequestBody, WmsClient } from '../../coordinator/backends/ewms.js';
+import { CoordinatorConfigError, runWorkflow, Workflow, WmsError, type WorkflowOutcome } from '../../coordinator/index.js';
+import { freshId, startEchoPilot } from './helpers.js';
+import { attachEwmsWorkflow, requestEwmsWorkflow, workflowRequestBody, WmsClient } from '../../coordinator/backends/ewms.js';
 import type { PilotRequest } from '../../coordinator/types.js';
 
 const TOKEN = 'wms-Bearer-Secret-9';
@@ -41,7 +42,7 @@ interface Wms {
   failNext: number;
 }
 
-async function startWms(): Promise<Wms> {
+async function startWms(queues = { in: 'mq-in-1', out: 'mq-out-1', brokerType: 'rabbitmq', address: 'broker.example.org', token: 'queue-token' }): Promise<Wms> {
   const wms: Wms = { url: '', requests: [], server: undefined as unknown as Server, failNext: 0 };
   let profilePolls = 0;
   const read = (req: IncomingMessage) => new Promise<string>((resolve) => {
@@ -66,13 +67,13 @@ async function startWms(): Promise<Wms> {
     if (req.method === 'POST' && path === '/v1/workflows') {
       const errors = validateWorkflowBody(body);
       if (errors.length > 0) return send(400, { code: 400, error: errors.join('; ') });
-      return send(200, { workflow: { workflow_id: 'wf-abc' }, task_directives: [{ task_id: 't1', input_queues: ['mq-in-1'], output_queues: ['mq-out-1'] }], taskforces: [] });
+      return send(200, { workflow: { workflow_id: 'wf-abc' }, task_directives: [{ task_id: 't1', input_queues: [queues.in], output_queues: [queues.out] }], taskforces: [] });
     }
     if (req.method === 'GET' && path === '/v1/mqs/workflows/wf-abc/mq-profiles/public') {
       profilePolls += 1;
       const activated = profilePolls > 1;
-      const profile = (mqid: string, alias: string) => ({ mqid, alias, is_activated: activated, broker_type: 'rabbitmq', broker_address: 'broker.example.org', auth_token: 'queue-token' });
-      return send(200, { mqprofiles: [profile('mq-in-1', 'input-queue'), profile('mq-out-1', 'output-queue')] });
+      const profile = (mqid: string, alias: string) => ({ mqid, alias, is_activated: activated, broker_type: queues.brokerType, broker_address: queues.address, auth_token: queues.token });
+      return send(200, { mqprofiles: [profile(queues.in, 'input-queue'), profile(queues.out, 'output-queue')] });
     }
     if (req.method === 'POST' && path === '/v1/query/taskforces') {
       return send(200, {
@@ -99,8 +100,6 @@ afterEach(async () => {
   await new Promise((r) => server.close(r));
 });
 
-const target = {} as WorkflowTarget; // the WMS makes its own queues: the target's are not used
-
 function request(url: string, extra: Partial<PilotRequest> = {}): PilotRequest {
   return {
     backend: 'ewms',
@@ -115,7 +114,7 @@ function request(url: string, extra: Partial<PilotRequest> = {}): PilotRequest {
 describe('ewms backend against a WMS stand-in', () => {
   test('requests the workflow (valid per the schema), waits for activated queues, reads status, deactivates', async () => {
     wms = await startWms();
-    const cluster = await startEwmsWorkflow(target, request(wms.url));
+    const cluster = await requestEwmsWorkflow(request(wms.url));
     expect(cluster.id).toBe('wf-abc');
     expect(cluster.queues.incoming).toMatchObject({ mqid: 'mq-in-1', auth_token: 'queue-token', is_activated: true });
     expect(cluster.queues.outgoing?.mqid).toBe('mq-out-1');
@@ -176,5 +175,39 @@ describe('ewms backend against a WMS stand-in', () => {
     const r = request('http://x');
     expect(() => workflowRequestBody({ ...r, task: { args: 'x' } }, r.ewms!)).toThrow(/needs an image/);
     expect(() => workflowRequestBody(r, { ...r.ewms!, locations: {} })).toThrow(/cluster location/);
+  });
+
+  test('runWorkflow with backend ewms publishes to and collects from the queues the WMS made, then deactivates it', async () => {
+    const id = freshId('wmsq');
+    const queues = { in: `${id}-in`, out: `${id}-out`, brokerType: 'nats', address: '127.0.0.1:4222', token: '' };
+    wms = await startWms(queues);
+    // Stands in for the pilots the WMS would start: a real consumer on the WMS's queues.
+    const wmsQueues = { incoming: queues.in, outgoing: queues.out, deadLetter: `${queues.in}.dlq` };
+    const setup = await Workflow.create({ broker: { address: 'nats://127.0.0.1:4222' }, queues: wmsQueues });
+    const pilot = await startEchoPilot('nats', wmsQueues);
+    try {
+      const got: WorkflowOutcome[] = [];
+      const report = await runWorkflow({
+        broker: { address: 'unused://ignored' },
+        events: ['x', 'y', 'z'],
+        pilots: request(wms.url),
+        onOutcome: (o) => {
+          got.push(o);
+        },
+        progress: false,
+        idleTimeoutMs: 20_000,
+        deleteQueues: false,
+      });
+      expect(report).toMatchObject({ results: 3, queues: { incoming: queues.in, outgoing: queues.out } });
+      expect(got.map((o) => o.data).sort()).toEqual(['x', 'y', 'z']);
+      expect(wms.requests.at(-1)).toMatchObject({ path: '/v1/workflows/wf-abc/actions/finished' });
+    } finally {
+      await pilot.stop();
+      await setup.close({ deleteQueues: true });
+    }
+    // Workflow.startPilots cannot serve the ewms backend: its queues are not the WMS's.
+    const other = await Workflow.create({ broker: { address: 'nats://127.0.0.1:4222' }, id: freshId('wmsx') });
+    await expect(other.startPilots(request('http://127.0.0.1:1'))).rejects.toThrow(CoordinatorConfigError);
+    await other.close({ deleteQueues: true });
   });
 });

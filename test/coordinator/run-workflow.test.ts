@@ -3,9 +3,18 @@
  * autoscaling from 1 towards 3 pilots while the queue is deep.
  */
 import { PassThrough } from 'node:stream';
-import { describe, expect, test } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { PilotBackendError, runWorkflow, Workflow, type WorkflowOutcome } from '../../coordinator/index.js';
 import { brokerOptions, freshId } from './helpers.js';
+
+let workDir = '';
+beforeEach(() => {
+  workDir = mkdtempSync(join(tmpdir(), 'ewms-rw-pilots-'));
+});
+afterEach(() => rmSync(workDir, { recursive: true, force: true }));
 
 describe('runWorkflow', () => {
   test('publishes, autoscales local pilots with the queue depth, collects every outcome, removes pilots and queues', async () => {
@@ -21,6 +30,7 @@ describe('runWorkflow', () => {
         task: { args: `sh -c 'sleep 0.05; cp {{INFILE}} {{OUTFILE}}'` },
         pilotEnv: { EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE: '20', EWMS_PILOT_TIMEOUT_QUEUE_INCOMING: '3' },
         autoscale: { min: 1, max: 3, eventsPerPilot: 50, periodSeconds: 1 },
+        local: { workDir },
       },
       onOutcome: (o) => {
         outcomes.push(o);
@@ -43,7 +53,7 @@ describe('runWorkflow', () => {
       broker: brokerOptions('rabbitmq'),
       id,
       events: ['a', 'b'],
-      pilots: { backend: 'local', count: 2, task: { args: 'true' }, local: { pilotCommand: ['sh', '-c', 'echo "bad setting" >&2; exit 2'] } },
+      pilots: { backend: 'local', count: 2, task: { args: 'true' }, local: { workDir, pilotCommand: ['sh', '-c', 'echo "bad setting" >&2; exit 2'] } },
       onOutcome: () => undefined,
       idleTimeoutMs: 120_000,
       progress: false,
