@@ -92,6 +92,7 @@ class NatsBroker implements Broker {
   }
 
   async declareQueue(spec: QueueSpec): Promise<void> {
+    await this.connected();
     await this.ensureStream(spec.name);
     await this.ensureStream(spec.deadLetterQueue ?? defaultDeadLetterQueue(spec.name));
   }
@@ -156,6 +157,7 @@ class NatsBroker implements Broker {
     if (!Number.isInteger(options.prefetch) || options.prefetch < 1) {
       throw new RangeError(`prefetch must be a whole number >= 1 (got ${options.prefetch})`);
     }
+    await this.connected();
     const stream = streamName(queue);
     const maxDeliveries = options.maxDeliveries ?? DEFAULTS.maxDeliveries;
     const deadLetterQueue = options.deadLetterQueue ?? defaultDeadLetterQueue(queue);
@@ -192,6 +194,7 @@ class NatsBroker implements Broker {
   }
 
   async depth(queue: string): Promise<number> {
+    await this.connected();
     const stream = streamName(queue);
     try {
       const info = await this.jsm.consumers.info(stream, CONSUMER_NAME);
@@ -209,6 +212,7 @@ class NatsBroker implements Broker {
   }
 
   async deleteQueue(queue: string, options: { deadLetterQueue?: string | false } = {}): Promise<void> {
+    await this.connected();
     const dlq = options.deadLetterQueue === undefined ? defaultDeadLetterQueue(queue) : options.deadLetterQueue;
     for (const name of dlq === false ? [queue] : [queue, dlq]) {
       await this.jsm.streams.delete(streamName(name)).catch((err: unknown) => {
@@ -222,6 +226,14 @@ class NatsBroker implements Broker {
     for (const mover of this.movers.values()) mover.unsubscribe();
     // drain(): flushes pending publishes and acks before closing.
     await this.nc.drain().catch(() => this.nc.close());
+  }
+
+  /**
+   * Wait out a lost connection (up to the reconnect window) before a JetStream API request: one sent while
+   * the client is reconnecting would only time out (see link.ts).
+   */
+  private async connected(): Promise<void> {
+    await this.link.waitUntilUp(Date.now() + (this.options.reconnectWindowMs ?? DEFAULTS.reconnectWindowMs));
   }
 
   /**

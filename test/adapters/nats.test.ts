@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { MessageTooLargeError, connect } from '../../mq-adapters/index.js';
 import { escapeQueueName, streamName, subjectName, unescapeQueueName } from '../../mq-adapters/nats/index.js';
 import { HEADERS, type Broker, type Delivery } from '../../mq-adapters/types.js';
+import { startPrivateNats } from '../helpers/brokers.js';
 
 const NATS_URL = process.env.EWMS_TEST_NATS_URL || 'nats://127.0.0.1:4222';
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -77,6 +78,32 @@ describe('names', () => {
     await d.ack();
     await sub.close();
   });
+});
+
+describe('a lost connection', () => {
+  test('declare, depth and delete made while the server is away wait for it and then succeed', async () => {
+    const server = await startPrivateNats();
+    try {
+      const broker = await connect({ address: server.url, reconnectWindowMs: 30_000 });
+      brokers.push(broker);
+      const q = `t-nats-away-${randomUUID()}`;
+      await broker.declareQueue({ name: q });
+      await broker.publish(q, { body: enc('kept'), eventId: 'k' });
+      await server.stop();
+      const other = `t-nats-away-${randomUUID()}`;
+      const during = Promise.all([broker.depth(q), broker.declareQueue({ name: other })]);
+      await sleep(300);
+      await server.start();
+      const [depth] = await during;
+      expect(depth).toBe(1);
+      expect(await broker.depth(other)).toBe(0);
+      await broker.deleteQueue(other);
+      await expect(broker.depth(other)).rejects.toThrow(/does not exist/);
+    } finally {
+      for (const b of brokers.splice(0)) await b.close().catch(() => undefined);
+      await server.dispose();
+    }
+  }, 30_000);
 });
 
 describe('message size', () => {
