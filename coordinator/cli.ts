@@ -23,13 +23,14 @@ import type { CondorOptions, EwmsWmsOptions, PilotCluster, PilotRequest, WireFor
 import { Workflow } from './workflow.js';
 
 /** Exit codes, as documented in `--help`. */
-export const EXIT = { ok: 0, failure: 1, usage: 2, deadLetters: 3 } as const;
+export const EXIT = { ok: 0, failure: 1, usage: 2, deadLetters: 3, interrupted: 130, terminated: 143 } as const;
 
 const EPILOG = `Exit codes:
   0  done: every event has a result (run), or the command succeeded
   1  failure: broker unreachable, pilots could not start, no progress within --idle-timeout, …
   2  bad usage or configuration (nothing was changed)
   3  run/collect finished, but some events were dead-lettered (see: ewms dlq list)
+  130/143  stopped by SIGINT/SIGTERM: run stops its pilots first; unfinished events stay queued
 
 Environment:
   EWMS_BROKER_URL    broker URL when --broker is not given (may include the password)
@@ -279,6 +280,16 @@ async function cmdRun(args: Args, logger: Logger): Promise<number> {
   const pilots = (args.pilots as number) > 0 || args['autoscale-max'] !== undefined ? pilotRequestFromArgs(args) : undefined;
   const results = new LineWriter(args.output as string | undefined, { append: args.append as boolean });
   const dead = args['dead-letters'] ? new LineWriter(args['dead-letters'] as string, { append: args.append as boolean }) : undefined;
+  // Ctrl-C or a kill must not leave local pilots running (they are in process groups of their own).
+  const stop = new AbortController();
+  let stoppedBy: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    stoppedBy ??= signal;
+    process.stderr.write(`ewms: ${signal}: stopping the pilots; unfinished events stay in the queue\n`);
+    stop.abort(new Error(`stopped by ${signal}`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     const report = await runWorkflow(
       defined({
@@ -297,8 +308,13 @@ async function cmdRun(args: Args, logger: Logger): Promise<number> {
           if (o.kind === 'result') await results.write(outcomeLine(o));
           else await dead?.write(outcomeLine(o));
         },
+        signal: stop.signal,
       }),
-    );
+    ).catch((err: unknown) => {
+      if (stoppedBy) return undefined;
+      throw err;
+    });
+    if (!report) return stoppedBy === 'SIGTERM' ? EXIT.terminated : EXIT.interrupted;
     process.stderr.write(
       `workflow ${report.workflowId}: ${report.results} results, ${report.deadLetters} dead letters, ${report.duplicates} duplicates dropped, ` +
         `${report.published} published, ${report.seconds.toFixed(1)} s (${report.ratePerSecond.toFixed(1)}/s); queues ${report.queuesDeleted ? 'deleted' : 'kept'}\n`,
@@ -306,6 +322,8 @@ async function cmdRun(args: Args, logger: Logger): Promise<number> {
     if (report.deadLetters > 0) process.stderr.write(`inspect: ewms dlq list --workflow ${report.workflowId}; retry: ewms dlq requeue --workflow ${report.workflowId}\n`);
     return report.deadLetters > 0 ? EXIT.deadLetters : EXIT.ok;
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await results.close();
     await dead?.close();
   }

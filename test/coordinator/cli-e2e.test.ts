@@ -6,8 +6,8 @@
  * event is in the dead-letter listing with its reason; after `dlq requeue` a second run with a fixed task
  * completes it, and the results file then has exactly one line per input.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -121,6 +121,54 @@ describe('ewms publish / collect', () => {
     }
   });
 });
+
+describe('ewms run interrupted', () => {
+  test('SIGINT stops the local pilots and their tasks; the events stay queued; exit 130', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ewms-cli-int-'));
+    dirs.push(dir);
+    const workflow = freshId('int');
+    const marker = `ewms-int-marker-${workflow}`;
+    writeFileSync(join(dir, 'events.jsonl'), Array.from({ length: 20 }, (_, i) => JSON.stringify(`event ${i}`)).join('\n'));
+    const child = spawn(process.execPath, [CLI, 'run', '--workflow', workflow, '--events', 'events.jsonl', '--output', 'r.jsonl', '--no-progress', '--pilots', '2',
+      '--task-args', `sh -c 'sleep 30; echo ${marker}'`, '--local-work-dir', join(dir, 'pilots'), '--pilot-env', 'EWMS_PILOT_TASK_KILL_GRACE=1'], { cwd: dir, env: cliEnv('rabbitmq'), stdio: 'ignore' });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await waitUntil(() => processesWith(marker) >= 2, 20_000);
+      child.kill('SIGINT');
+      expect(await exited).toBe(130);
+      expect(processesWith(marker)).toBe(0);
+      const wf = await Workflow.create({ broker: brokerOptions('rabbitmq'), id: workflow });
+      try {
+        await waitUntil(async () => (await wf.depth()) === 20, 10_000);
+      } finally {
+        await wf.close({ deleteQueues: true });
+      }
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 60_000);
+});
+
+/** How many running processes have `marker` in their command line. */
+function processesWith(marker: string): number {
+  let n = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker)) n += 1;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return n;
+}
+
+async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 describe('ewms CLI usage', () => {
   test('--help lists the commands and the exit codes; bad usage exits 2 without touching a broker', async () => {
