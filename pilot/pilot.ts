@@ -138,13 +138,16 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
       leaseRenewMs: Math.max(1000, (settings.leaseSeconds * 1000) / 3),
       logger,
       stats,
-      onProgress: () => {
-        const s = stats.snapshot();
-        chirp.set(CHIRP_ATTRS.tasksTotal, s.succeeded + s.failed);
-        chirp.set(CHIRP_ATTRS.tasksSuccess, s.succeeded);
-        chirp.set(CHIRP_ATTRS.tasksFailed, s.failed);
-        chirp.set(CHIRP_ATTRS.lastUpdated, Math.floor(Date.now() / 1000));
-      },
+      // Per event: counters only (a snapshot sorts every duration), and nothing at all without HTChirp.
+      onProgress: settings.chirp.enabled
+        ? () => {
+            const { succeeded, failed } = stats.counts();
+            chirp.set(CHIRP_ATTRS.tasksTotal, succeeded + failed);
+            chirp.set(CHIRP_ATTRS.tasksSuccess, succeeded);
+            chirp.set(CHIRP_ATTRS.tasksFailed, failed);
+            chirp.set(CHIRP_ATTRS.lastUpdated, Math.floor(Date.now() / 1000));
+          }
+        : undefined,
     });
     if (signalled) loop.stop('signal', settings.killGraceSeconds * 1000);
     scheduleWallTime(settings, loop, timers, logger);

@@ -34,6 +34,11 @@ export class PilotStats {
     this.deadLetteredCount += 1;
   }
 
+  /** The outcome counts, cheap enough to read after every event. */
+  counts(): { succeeded: number; failed: number; deadLettered: number } {
+    return { succeeded: this.succeededCount, failed: this.failedCount, deadLettered: this.deadLetteredCount };
+  }
+
   get total(): number {
     return this.succeededCount + this.failedCount;
   }

@@ -247,14 +247,16 @@ describe('event loop', () => {
     const sub = new FakeSubscription();
     const d = new FakeDelivery('long');
     const { loop } = makeLoop(sub, {
+      // Ends once renewed three times; a loop that never renews leaves the task running until the test times out.
       process: async () => {
-        await sleep(110);
+        while (d.leaseRenewals < 3) await sleep(10);
         return { kind: 'success', durationMs: 110, output: undefined };
       },
     });
     sub.push(d);
     await loop.run();
     expect(d.leaseRenewals).toBeGreaterThanOrEqual(3);
+    expect(d.settled).toBe('ack');
   });
 
   test('ends with first-message-timeout when nothing ever arrives', async () => {
