@@ -141,10 +141,12 @@ describe('ewms run interrupted', () => {
       try {
         await waitUntil(async () => (await wf.depth()) === 20, 10_000);
       } finally {
-        await wf.close({ deleteQueues: true });
+        await wf.close();
       }
     } finally {
       child.kill('SIGKILL');
+      const wf = await Workflow.create({ broker: brokerOptions('rabbitmq'), id: workflow });
+      await wf.close({ deleteQueues: true });
     }
   }, 60_000);
 });
