@@ -163,6 +163,9 @@ export class RabbitPublisher {
   private refusal(queue: string, eventId: string, serverError: Error & { code?: unknown }): Error {
     const detail = this.conn.redact(serverError.message);
     if (serverError.code === 404) return new QueueNotFoundError('rabbitmq', queue);
+    // A broker configured below the default says so: "message size 5242880 is larger than configured max size 1048576".
+    const sizes = /message size (\d+) is larger than configured max size (\d+)/i.exec(detail);
+    if (sizes) return new MessageTooLargeError('rabbitmq', Number(sizes[1]), Number(sizes[2]));
     if (/max.*size|larger than/i.test(detail)) {
       return new Error(`the rabbitmq broker at ${this.conn.address.display} refused event ${eventId} as too large: ${detail}`);
     }

@@ -719,10 +719,28 @@ describe('private RabbitMQ node', () => {
   };
   const admin = (method: 'GET' | 'PUT' | 'DELETE', path: string, body?: unknown) => management(method, path, { base: node.managementUrl, body });
 
+  /** Below the 128 MiB default, so a broker-side refusal can be tested with a few MB. */
+  const NODE_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
   beforeAll(async () => {
-    node = await startPrivateRabbitMQ();
+    node = await startPrivateRabbitMQ({ maxMessageBytes: NODE_MAX_MESSAGE_BYTES });
   }, 60_000);
   afterAll(async () => node?.dispose());
+
+  test('a broker configured below the default size limit refuses a 5 MB message → MessageTooLargeError with its limit; nothing stored; publishing goes on', async () => {
+    const b = await privateBroker();
+    const q = uniqueQueue();
+    await b.declareQueue({ name: q });
+    cleanups.push(() => b.deleteQueue(q));
+    const err = await b.publish(q, { body: new Uint8Array(5 * 1024 * 1024), eventId: 'big' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MessageTooLargeError);
+    expect((err as MessageTooLargeError).limit).toBe(NODE_MAX_MESSAGE_BYTES);
+    expect((err as MessageTooLargeError).bytes).toBe(5 * 1024 * 1024);
+    expect(await b.depth(q)).toBe(0);
+    // The refused publish closed its channel; the next one opens another.
+    await b.publish(q, { body: enc('small'), eventId: 'small' });
+    expect(await b.depth(q)).toBe(1);
+  });
 
   test('a token-only user ("" + token, as the Python client sends) and a user without policy rights', async () => {
     const token = `tok-${randomUUID()}`;

@@ -80,7 +80,8 @@ function describeTarget(type: BrokerType, url: string): ConformanceTarget {
           return { url, limit: RABBITMQ_DEFAULT_MAX_MESSAGE_BYTES, dispose: async () => undefined };
         },
         brokerRefusing: {
-          unavailable: 'RabbitMQ accepts up to 128 MiB; its limit is tested by "a message over the broker limit"',
+          unavailable:
+            'the shared RabbitMQ accepts up to 128 MiB; a node configured lower (4 MiB) is tested in test/adapters/rabbitmq.test.ts',
         },
       };
     case 'nats':

@@ -85,6 +85,8 @@ export interface PrivateNatsOptions {
 export interface PrivateRabbitMQOptions {
   /** Give up waiting for readiness after this long (default 45 s: ~5 s normally, slower on a busy CI box). */
   readyTimeoutMs?: number;
+  /** The node's `max_message_size` (RabbitMQ 3.10's default is 128 MiB). */
+  maxMessageBytes?: number;
 }
 
 const RABBITMQ_SERVER = '/usr/lib/rabbitmq/bin/rabbitmq-server';
@@ -280,6 +282,7 @@ export async function startPrivateRabbitMQ(options: PrivateRabbitMQOptions = {})
       `management.tcp.port = ${managementPort}`,
       // Keep a nearly full test disk from blocking publishers.
       `disk_free_limit.absolute = 50MB`,
+      ...(options.maxMessageBytes !== undefined ? [`max_message_size = ${options.maxMessageBytes}`] : []),
       '',
     ].join('\n'),
   );
