@@ -183,3 +183,39 @@ describe('secrets', () => {
     expect(String(out?.data)).not.toMatch(/EWMS_PILOT_|AUTH_TOKEN/);
   }, 60_000);
 });
+
+describe('start-up', () => {
+  test('a failing init command stops the pilot with exit 1 before it takes any event', async () => {
+    const { broker, queues } = await testQueues.create('rabbitmq');
+    await publishEvents(broker, queues.incoming, ['a', 'b']);
+    const pilot = startPilot(pilotEnv('rabbitmq', queues, { EWMS_PILOT_TASK_ARGS: 'cp {{INFILE}} {{OUTFILE}}', EWMS_PILOT_INIT_ARGS: `sh -c 'echo no-model >&2; exit 5'` }));
+    expect((await pilot.exited).code).toBe(1);
+    expect(pilot.stderr()).toMatch(/init command exited with code 5.*no-model/);
+    expect(pilot.stdout()).toContain('no-model'); // its output is dumped
+    expect(await broker.depth(queues.incoming)).toBe(2);
+  }, 60_000);
+
+  test('a container runtime that is not installed is exit 2 before any broker work', async () => {
+    const pilot = startPilot(
+      pilotEnv('rabbitmq', { incoming: 'rt-in', outgoing: 'rt-out' }, {
+        EWMS_PILOT_TASK_ARGS: 'true',
+        EWMS_PILOT_TASK_IMAGE: '/images/task.sif',
+        EWMS_PILOT_CONTAINER_RUNTIME: 'apptainer',
+        PATH: scratch('ewms-empty-path-'),
+      }),
+    );
+    expect((await pilot.exited).code).toBe(2);
+    expect(pilot.stderr()).toMatch(/RuntimeSetupError: apptainer/);
+  }, 30_000);
+
+  test('DUMP_TASK_OUTPUT copies each task\'s stdout and stderr to the pilot\'s stdout', async () => {
+    const { broker, queues } = await testQueues.create('rabbitmq');
+    await publishEvents(broker, queues.incoming, ['dump-me']);
+    const pilot = startPilot(
+      pilotEnv('rabbitmq', queues, { EWMS_PILOT_TASK_ARGS: `sh -c 'echo "out:$(cat {{INFILE}})"; echo err-line >&2'`, EWMS_PILOT_DUMP_TASK_OUTPUT: 'true' }),
+    );
+    expect((await pilot.exited).code, pilot.stderr().slice(-2000)).toBe(0);
+    expect(pilot.stdout()).toContain('out:dump-me');
+    expect(pilot.stdout()).toContain('err-line');
+  }, 60_000);
+});
