@@ -75,7 +75,7 @@ const PYTHON_LOG_LEVELS: Record<string, LevelWithSilent> = {
 export function loadConfig(env: Readonly<Record<string, string | undefined>>, flags: FlagValues = {}, cwd = process.cwd()): PilotConfig {
   const reader = new Reader(env, flags);
   const config = build(reader, cwd);
-  if (reader.problems.length > 0) {
+  if (reader.problems.length > 0 || !config) {
     const secrets = reader.secretValues();
     const lines = reader.problems.map((p) => `  ${p.name}: ${redact(p.problem, secrets)}\n    fix: ${redact(p.fix, secrets)}`);
     throw new ConfigError(
@@ -83,7 +83,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, fl
       'set the variables named above (or their --flags); `ewms-pilot --help` lists them all',
     );
   }
-  return config!;
+  return config;
 }
 
 /** Reads typed values out of the raw strings, collecting problems instead of stopping at the first. */

@@ -15,6 +15,7 @@ import { copyFileTo, safeDirName, tailOf, type RunDir, type TaskFiles } from './
 import { decodePayload, InvalidDataForInfileException, InvalidDataFromOutfileException, readOutfile, writeInfile, type Payload } from './task-io.js';
 import { runProcess, type ProcessResult } from './task-process.js';
 
+/** Everything a task processor needs, prepared once per pilot. */
 export interface TaskProcessorOptions {
   task: CommandSpec;
   runtime: ContainerRuntime;

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { EwmsError } from '../common/errors.js';
-import { decodeEnvelope, encodeEnvelope, WireFormatError, type JsonValue, type WireFormat } from '../common/wire.js';
+import { decodeEnvelope, encodeEnvelope, type JsonValue, type WireFormat } from '../common/wire.js';
 import { HEADERS, type Delivery, type OutgoingMessage } from '../mq-adapters/types.js';
 
 /** The event cannot become an infile (the Python pilot's name, so OKAY_ERRORS lists match). */
@@ -81,5 +81,3 @@ export function outputEventId(inputEventId: string): string {
   const h = createHash('sha256').update('ewms-output:').update(inputEventId).digest('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
-
-export { WireFormatError };

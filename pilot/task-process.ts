@@ -25,6 +25,7 @@ export interface ProcessResult {
   durationMs: number;
 }
 
+/** Where a process runs, where its output goes, and when it is stopped. */
 export interface RunProcessOptions {
   cwd: string;
   stdoutPath: string;
