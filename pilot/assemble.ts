@@ -42,7 +42,7 @@ export async function runConfiguredPilot(config: PilotConfig, options: AssembleO
   return runPilot(config.settings, {
     logger,
     version,
-    runInit: init ? () => runInit({ init, runtime, image: initImage, files, killGraceSeconds, keepFiles: config.keepAllTaskFiles, logger }) : undefined,
+    runInit: init ? (signal) => runInit({ init, runtime, image: initImage, files, killGraceSeconds, keepFiles: config.keepAllTaskFiles, logger, signal }) : undefined,
     makeProcessor: () =>
       new TaskProcessor({
         task: config.task,

@@ -48,8 +48,11 @@ export interface PilotParts {
   logger: Logger;
   /** Builds the event processor once the outgoing broker is known. */
   makeProcessor(): EventProcessor;
-  /** The init command, run once before any event (absent: none configured). Throws on failure. */
-  runInit?: () => Promise<void>;
+  /**
+   * The init command, run once before any event (absent: none configured). Throws on failure; `signal`
+   * aborts it (SIGTERM/SIGINT during init).
+   */
+  runInit?: (signal: AbortSignal) => Promise<void>;
   /** For tests: connect differently. */
   connectBroker?: (options: ConnectOptions) => Promise<Broker>;
   /** Signals to honour (default SIGTERM and SIGINT). */
@@ -87,6 +90,8 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
   let signalled: NodeJS.Signals | undefined;
   const signals = parts.signals ?? ['SIGTERM', 'SIGINT'];
   let loop: EventLoop | undefined;
+  // An eviction during a long init (a model download) must not wait for it to finish.
+  const initAbort = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     if (signalled) {
       logger.warn({ signal }, 'second signal: stopping in-flight tasks now');
@@ -96,6 +101,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     signalled = signal;
     logger.info({ signal, graceSeconds: settings.killGraceSeconds }, 'signal received: stopping intake');
     chirp.status(`stopping (${signal})`);
+    initAbort.abort();
     loop?.stop('signal', settings.killGraceSeconds * 1000);
   };
   for (const s of signals) process.on(s, onSignal);
@@ -108,8 +114,9 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     if (parts.runInit) {
       chirp.status('running init');
       try {
-        await parts.runInit();
+        await parts.runInit(initAbort.signal);
       } catch (err) {
+        if (signalled) return finish(SIGNAL_EXIT[signalled] ?? 1, 'signal', `stopped by ${signalled} during init`);
         const message = describeError(err);
         logger.error({ err: message }, 'init command failed; no event was taken');
         chirp.set(CHIRP_ATTRS.error, message);

@@ -150,6 +150,8 @@ export async function runInit(opts: {
   keepFiles: boolean;
   logger: Logger;
   dumpTo?: NodeJS.WritableStream;
+  /** Stops the init command (TERM, then KILL after the grace). */
+  signal?: AbortSignal;
 }): Promise<void> {
   const dir = await opts.files.create('init');
   const command = opts.runtime.command(
@@ -163,8 +165,10 @@ export async function runInit(opts: {
     stderrPath: dir.stderr,
     timeoutMs: opts.init.timeoutSeconds === undefined ? undefined : opts.init.timeoutSeconds * 1000,
     killGraceMs: opts.killGraceSeconds * 1000,
+    signal: opts.signal,
     onStop: () => void opts.runtime.stop(command),
   });
+  if (result.aborted) throw new Error('init command stopped by the pilot');
   const failure = processFailure(result, opts.init.timeoutSeconds, 'init command');
   if (failure) {
     await dumpRunOutput(dir, 'init command', opts.dumpTo);

@@ -195,6 +195,20 @@ describe('start-up', () => {
     expect(await broker.depth(queues.incoming)).toBe(2);
   }, 60_000);
 
+  test('SIGTERM during a long init stops it and the pilot (exit 143) without taking work', async () => {
+    const { broker, queues } = await testQueues.create('rabbitmq');
+    await publishEvents(broker, queues.incoming, ['a']);
+    const pids = join(scratch('ewms-init-term-'), 'pids');
+    const pilot = startPilot(
+      pilotEnv('rabbitmq', queues, { EWMS_PILOT_TASK_ARGS: 'true', EWMS_PILOT_INIT_ARGS: `sh -c 'echo $$ > ${pids}; sleep 300'`, EWMS_PILOT_TASK_KILL_GRACE: '1' }),
+    );
+    await waitFor(() => lines(pids).length === 1, 15_000, 'init to start');
+    pilot.child.kill('SIGTERM');
+    expect((await pilot.exited).code, pilot.stderr().slice(-2000)).toBe(143);
+    expect(alive(Number(lines(pids)[0]))).toBe(false);
+    expect(await broker.depth(queues.incoming)).toBe(1);
+  }, 60_000);
+
   test('a container runtime that is not installed is exit 2 before any broker work', async () => {
     const pilot = startPilot(
       pilotEnv('rabbitmq', { incoming: 'rt-in', outgoing: 'rt-out' }, {
