@@ -30,11 +30,11 @@ export type EvaluatePixels = (pixels: PixelRef[], round: { index: 1 | 2; nside: 
 
 /** How to refine after the coarse pass. */
 export interface RefinementOptions {
-  /** Refine every coarse pixel within this Δ(−2 ln L) of the coarse best (default 25)… */
+  /** Refine every coarse pixel within this Δ(−2 ln L) of the coarse best (default 16)… */
   deltaLlh?: number;
   /** …but at least this many of the best coarse pixels (default 4)… */
   minPixels?: number;
-  /** …and at most this many (default 12). */
+  /** …and at most this many (default 10). */
   maxPixels?: number;
 }
 
@@ -76,7 +76,7 @@ export function allPixels(nside: number): PixelRef[] {
  * `deltaLlh` of the coarse minimum, bounded below by `minPixels` and above by `maxPixels`.
  */
 export function chooseRefinement(coarse: readonly PixelResult[], refineNside: number, options: RefinementOptions = {}): PixelRef[] {
-  const { deltaLlh = 25, minPixels = 4, maxPixels = 12 } = options;
+  const { deltaLlh = 16, minPixels = 4, maxPixels = 10 } = options;
   if (coarse.length === 0) return [];
   const sorted = [...coarse].sort((a, b) => a.llh - b.llh);
   const best = (sorted[0] as PixelResult).llh;
