@@ -10,12 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { CompressStream, compress } from 'zstd-napi';
 import { afterAll, describe, expect, test } from 'vitest';
 import { DEFAULT_MAX_DECODED_BYTES, WireFormatError, decodeEnvelope, encodeEnvelope, type Envelope, type JsonValue } from '../../common/wire.js';
 
-const INTEROP = process.env.EWMS_TEST_INTEROP_DIR || '/work/shared/interop';
+// The project's shared/ folder sits beside the checkout (`../shared/interop`).
+const INTEROP = process.env.EWMS_TEST_INTEROP_DIR || fileURLToPath(new URL('../../../shared/interop', import.meta.url));
 const VECTORS = join(INTEROP, 'mqclient-vectors');
 const REFERENCE = join(INTEROP, 'mqclient.py');
 const PYTHON = '/usr/bin/python3';
