@@ -31,6 +31,7 @@ export async function runConfiguredPilot(config: PilotConfig, options: AssembleO
     debug: config.containerDebug,
     gpus: config.containerGpus,
     workDir: `${config.dataDir}/images`,
+    killGraceSeconds: config.settings.killGraceSeconds,
     baseEnv: options.baseEnv,
     logger,
   });

@@ -109,7 +109,7 @@ export class TaskProcessor implements EventProcessor {
       timeoutMs: task.timeoutSeconds === undefined ? undefined : task.timeoutSeconds * 1000,
       killGraceMs: killGraceSeconds * 1000,
       signal,
-      onStop: () => void runtime.stop(command),
+      onStop: () => runtime.stop(command),
     });
   }
 
@@ -166,7 +166,7 @@ export async function runInit(opts: {
     timeoutMs: opts.init.timeoutSeconds === undefined ? undefined : opts.init.timeoutSeconds * 1000,
     killGraceMs: opts.killGraceSeconds * 1000,
     signal: opts.signal,
-    onStop: () => void opts.runtime.stop(command),
+    onStop: () => opts.runtime.stop(command),
   });
   if (result.aborted) throw new Error('init command stopped by the pilot');
   const failure = processFailure(result, opts.init.timeoutSeconds, 'init command');

@@ -36,8 +36,11 @@ export interface RunProcessOptions {
   killGraceMs: number;
   /** Aborting stops the process the same way a timeout does. */
   signal?: AbortSignal;
-  /** Called once the process group has been told to stop (e.g. to stop its container too). */
-  onStop?: () => void;
+  /**
+   * Called once the process group has been told to stop, e.g. to stop its container too: a container can
+   * outlive its client process, so the run is reported finished only after this has settled.
+   */
+  onStop?: () => Promise<void> | void;
 }
 
 /** How often to look whether a stopped group is gone, during the grace only. */
@@ -72,6 +75,7 @@ export async function runProcess(command: LaunchCommand, options: RunProcessOpti
       let killDeadline = Infinity;
       let killTimer: NodeJS.Timeout | undefined;
       let timeoutTimer: NodeJS.Timeout | undefined;
+      let stopped: Promise<void> = Promise.resolve();
       // detached: the child leads a new process group (setsid), so the whole tree can be signalled at once.
       const child = spawn(command.file, command.args, {
         cwd: options.cwd,
@@ -86,7 +90,9 @@ export async function runProcess(command: LaunchCommand, options: RunProcessOpti
         stopping = why;
         killDeadline = performance.now() + options.killGraceMs;
         signalGroup(pid, 'SIGTERM');
-        options.onStop?.();
+        stopped = Promise.resolve()
+          .then(() => options.onStop?.())
+          .catch(() => undefined);
         killTimer = setTimeout(() => signalGroup(pid, 'SIGKILL'), options.killGraceMs);
       };
       const onAbort = () => stop('abort');
@@ -97,7 +103,8 @@ export async function runProcess(command: LaunchCommand, options: RunProcessOpti
         if (timeoutTimer) clearTimeout(timeoutTimer);
         if (killTimer) clearTimeout(killTimer);
         options.signal?.removeEventListener('abort', onAbort);
-        resolve(result({ timedOut: stopping === 'timeout', aborted: stopping === 'abort', ...partial }));
+        const outcome = result({ timedOut: stopping === 'timeout', aborted: stopping === 'abort', ...partial });
+        void stopped.then(() => resolve(outcome));
       };
 
       child.once('error', (err) => finish({ spawnError: err.message }));

@@ -54,6 +54,24 @@ describe('runProcess', () => {
     for (const pid of readFileSync(pids, 'utf8').trim().split('\n').map(Number)) expect(running(pid), `pid ${pid}`).toBe(false);
   });
 
+  test('a stop waits for onStop (a container outliving its client) before the run is reported finished', async () => {
+    let containerGone = false;
+    const r = await runProcess(
+      sh('sleep 30'),
+      setup({
+        timeoutMs: 100,
+        onStop: () => new Promise<void>((resolve) => setTimeout(() => ((containerGone = true), resolve()), 400)),
+      }),
+    );
+    expect(r.timedOut).toBe(true);
+    expect(containerGone).toBe(true);
+  });
+
+  test('a failing onStop does not stop the run from finishing', async () => {
+    const r = await runProcess(sh('sleep 30'), setup({ timeoutMs: 100, onStop: () => Promise.reject(new Error('engine gone')) }));
+    expect(r.timedOut).toBe(true);
+  });
+
   test('an abort stops the task and says so', async () => {
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 200);
