@@ -2,6 +2,22 @@
  * A pull subscription that never holds more than `prefetch` unacked messages: it asks the server only for
  * as many messages as there are free slots, and asks again the moment a slot frees (no polling tick: a
  * pull request waits server-side until messages arrive or it expires).
+ *
+ * Closing has to get rid of a pull request the server still holds, and JetStream has no way to cancel one:
+ * the server forgets it only when it notices nobody listens on its reply subject any more. Until then,
+ * (a) whatever it sends there is lost until AckWait, and (b) nats-server 2.9 mishandles a redelivery that
+ * becomes due: it finds no listener, drops the message from its redelivery queue and steps its stream
+ * cursor back, so that message returns only after AckWait while another one is delivered a second time
+ * (and counted twice by `depth`). Measured here with nats-server 2.9.10: fetch 3, stop the fetch, nak the
+ * 3 → one came back twice, one not at all. So `close()`:
+ *   1. waits for naks already sent to be confirmed (a nak is a request the server answers once the
+ *      message is queued for redelivery), so their redeliveries go to our request while it is listened to;
+ *   2. stops listening by draining the inbox (UNSUB then a round trip): every message the server sent
+ *      before it saw the UNSUB still arrives, and is kept aside;
+ *   3. asks for the consumer's info, which makes the server drop requests nobody listens to;
+ *   4. only then naks what was kept aside or never yielded. A delivery already yielded and released while
+ *      this runs waits for step 3 as well.
+ * What is left: a redelivery that falls due by AckWait in the instant between steps 2 and 3.
  */
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -13,6 +29,9 @@ import { HEADERS, type Delivery, type Subscription } from '../types.js';
 
 /** How long one pull request waits server-side for messages before it is renewed. */
 const PULL_EXPIRES_MS = 10_000;
+/** How long a nak waits for the server to confirm it has queued the message for redelivery. */
+const NAK_CONFIRM_TIMEOUT_MS = 5_000;
+const NAK = new TextEncoder().encode('-NAK');
 
 export class NatsSubscription implements Subscription {
   private readonly buffer = new AsyncQueue<SharedDelivery>();
@@ -20,8 +39,15 @@ export class NatsSubscription implements Subscription {
   private closed = false;
   private slotFreed: (() => void) | undefined;
   private disconnectedSince: number | undefined;
-  /** The pull request waiting server-side; stopped on close so it cannot take messages for nobody. */
+  /** The pull request the server may still hold: ended on close (see the file comment). */
   private batch: ConsumerMessages | undefined;
+  /** Received but never yielded: given back once the server has forgotten the abandoned request. */
+  private readonly toReturn: SharedDelivery[] = [];
+  private pulling: Promise<void> = Promise.resolve();
+  private closing: Promise<void> | undefined;
+  /** Set while closing until no abandoned pull request can be left on the server; naks wait for it. */
+  private naksHeld: Promise<void> | undefined;
+  private readonly naksInFlight = new Set<Promise<void>>();
 
   constructor(
     private readonly nc: NatsConnection,
@@ -33,19 +59,62 @@ export class NatsSubscription implements Subscription {
   ) {}
 
   start(): void {
-    void this.pullLoop();
+    this.pulling = this.pullLoop().catch((err: unknown) => {
+      this.ctx.logger?.error({ queue: this.ctx.queue, err: describeError(err) }, 'nats pull loop failed');
+    });
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Delivery> {
     return this.buffer[Symbol.asyncIterator]();
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
+    let naksAllowed!: () => void;
+    this.naksHeld = new Promise<void>((resolve) => (naksAllowed = resolve));
     this.closed = true;
     this.slotFreed?.();
-    this.batch?.stop();
-    for (const delivery of this.buffer.end()) await delivery.release().catch(() => undefined);
+    this.toReturn.push(...this.buffer.end());
+    await Promise.all(this.naksInFlight);
+    const open = this.batch;
+    if (open) this.abandon(open);
+    // The pull loop ends once the abandoned batch has handed over everything that reached us.
+    await this.pulling;
+    if (open) await this.makeServerForgetAbandonedRequest();
+    this.naksHeld = undefined;
+    naksAllowed();
+    await Promise.all(this.toReturn.splice(0).map((delivery) => delivery.release().catch(() => undefined)));
+  }
+
+  /**
+   * Stop listening for `batch` without losing what the server already sent: drain its inbox subscription
+   * (UNSUB, then a round trip; what arrives before the round trip completes is still delivered to the
+   * batch's iterator, which then ends). nats.js does not expose the subscription in its types; when it is
+   * not there, `stop()` is the fallback (it unsubscribes at once and drops what is still on its way).
+   */
+  private abandon(batch: ConsumerMessages): void {
+    const inbox = (batch as { sub?: { drain?: () => Promise<void>; isClosed?: () => boolean } }).sub;
+    if (typeof inbox?.drain !== 'function' || inbox.isClosed?.() === true) {
+      batch.stop();
+      return;
+    }
+    inbox.drain().catch(() => batch.stop());
+  }
+
+  /**
+   * Consumer info makes the server drop waiting pull requests whose reply subject has no listener (it
+   * checks them before answering), so after it nothing we nak can meet the abandoned request. The UNSUB
+   * went out on this connection before this request, so the server has already applied it.
+   */
+  private async makeServerForgetAbandonedRequest(): Promise<void> {
+    if (this.nc.isClosed()) return;
+    await this.consumer.info(false).catch((err: unknown) => {
+      this.ctx.logger?.warn({ queue: this.ctx.queue, err: describeError(err) }, 'nats consumer info failed while closing a subscription');
+    });
   }
 
   private async pullLoop(): Promise<void> {
@@ -57,11 +126,21 @@ export class NatsSubscription implements Subscription {
       }
       try {
         const batch = await this.consumer.fetch({ max_messages: this.prefetch - this.held, expires: PULL_EXPIRES_MS });
+        if (this.closed) {
+          // nats.js sends the pull request when the batch is first iterated: stopped now, none was sent.
+          batch.stop();
+          return;
+        }
+        // Set in the same tick as the iteration below starts, which sends the pull request.
         this.batch = batch;
-        if (this.closed) batch.stop();
-        for await (const msg of batch) {
-          this.disconnectedSince = undefined;
-          this.receive(msg);
+        try {
+          // After close() this still runs until the drained batch ends: late arrivals go to `toReturn`.
+          for await (const msg of batch) {
+            this.disconnectedSince = undefined;
+            this.receive(msg);
+          }
+        } finally {
+          this.batch = undefined;
         }
         this.disconnectedSince = undefined;
       } catch (err) {
@@ -81,6 +160,35 @@ export class NatsSubscription implements Subscription {
         }
         await new Promise((r) => setTimeout(r, 250));
       }
+    }
+  }
+
+  /**
+   * Nak and wait for the server to confirm it (see the file comment for why close() needs that). The ack
+   * subject is the message's reply subject, which nats.js has at run time but not in its types; without
+   * it, a plain nak.
+   */
+  private async nakConfirmed(msg: JsMsg): Promise<void> {
+    while (this.naksHeld) await this.naksHeld;
+    // No await from here until the request is in `naksInFlight`: close() must see every nak sent.
+    const ackSubject = (msg as JsMsg & { reply?: unknown }).reply;
+    if (typeof ackSubject !== 'string' || ackSubject === '') {
+      msg.nak();
+      return;
+    }
+    const sent = this.nc
+      .request(ackSubject, NAK, { timeout: NAK_CONFIRM_TIMEOUT_MS })
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          this.ctx.logger?.warn({ queue: this.ctx.queue, err: describeError(err) }, 'nats nak not confirmed');
+        },
+      );
+    this.naksInFlight.add(sent);
+    try {
+      await sent;
+    } finally {
+      this.naksInFlight.delete(sent);
     }
   }
 
@@ -106,7 +214,7 @@ export class NatsSubscription implements Subscription {
         // A plain ack, not ackAck: by the time an input is acked its output is already confirmed, so a
         // lost ack costs only a deduplicated redelivery, while a round trip per ack cost 4x the rate.
         ack: async () => msg.ack(),
-        nack: async () => msg.nak(),
+        nack: () => this.nakConfirmed(msg),
         extendLease: async () => msg.working(),
         isLive: () => !this.nc.isClosed(),
       },
@@ -127,7 +235,7 @@ export class NatsSubscription implements Subscription {
       return;
     }
     if (this.closed) {
-      void delivery.release().catch(() => undefined);
+      this.toReturn.push(delivery);
       return;
     }
     this.buffer.push(delivery);
