@@ -223,3 +223,39 @@ describe('leases and the broker-side backstop', () => {
     await dlq.close();
   }, 30_000);
 });
+
+describe('closing a subscription', () => {
+  // JetStream cannot cancel a pull request; one left behind makes nats-server 2.9 step its cursor back on
+  // the next redelivery (one event delivered twice, another held until AckWait). See subscription.ts.
+  test('close() leaves no pull request on the server, and the consumer state counts each message once', async () => {
+    const broker = await open();
+    const q = queueName();
+    await broker.declareQueue({ name: q });
+    for (const body of ['a', 'b', 'c']) await broker.publish(q, { body: enc(body), eventId: body });
+    const sub = await broker.consume(q, { prefetch: 500, leaseMs: 30_000 });
+    const d = await first(sub);
+    const released = d.release();
+    await sub.close();
+    await released;
+
+    const info = await jsm.consumers.info(streamName(q), 'psub');
+    expect(info.num_waiting).toBe(0);
+    // Everything was delivered once; naks do not move the cursor back.
+    expect(info.delivered.stream_seq).toBe(3);
+    expect(info.num_pending + info.num_ack_pending).toBe(3);
+    expect(await broker.depth(q)).toBe(3);
+
+    const again = await broker.consume(q, { prefetch: 500, leaseMs: 30_000 });
+    const seen: string[] = [];
+    const it = again[Symbol.asyncIterator]();
+    for (let i = 0; i < 3; i++) {
+      const next = await it.next();
+      if (next.done) throw new Error('the subscription ended');
+      seen.push(dec(next.value.body));
+      await next.value.ack();
+    }
+    expect(seen.sort()).toEqual(['a', 'b', 'c']);
+    await again.close();
+    expect(await broker.depth(q)).toBe(0);
+  });
+});
