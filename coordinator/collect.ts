@@ -123,7 +123,9 @@ export async function* collectOutcomes(
   };
 
   try {
-    const results = await broker.consume(queues.outgoing, { prefetch });
+    // Every collection that ends with results unread returns them, and brokers count that as a delivery:
+    // a delivery limit here would dead-letter a result after a few rounds, to a queue nobody reads.
+    const results = await broker.consume(queues.outgoing, { prefetch, deadLetter: false });
     subscriptions.push(results);
     const deadLetters = await broker.consume(queues.deadLetter, {
       // Kept dead letters stay unacked until the end, so they need room of their own.

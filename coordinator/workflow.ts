@@ -72,7 +72,8 @@ export class Workflow {
     const broker = await connect({ ...options.broker, logger: options.broker.logger ?? options.logger });
     try {
       await broker.declareQueue({ name: queues.incoming, deadLetterQueue: queues.deadLetter, maxDeliveries });
-      await broker.declareQueue({ name: queues.outgoing });
+      // Results are given back each time a collection ends with some unread: they must never be dead-lettered.
+      await broker.declareQueue({ name: queues.outgoing, deadLetter: false });
     } catch (err) {
       await broker.close().catch(() => undefined);
       throw err;

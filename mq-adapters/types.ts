@@ -59,6 +59,14 @@ export interface QueueSpec {
    * events that crash a consumer outright, where the broker lets us do so without breaking interop.
    */
   maxDeliveries?: number;
+  /**
+   * `false` for a queue whose messages must never be dead-lettered, however often they are returned: an
+   * outgoing (results) queue, whose readers give back what they do not take (end of a collection, a
+   * timeout) and would otherwise lose results to a dead-letter queue nobody reads. No dead-letter queue is
+   * created, no delivery limit is installed on the broker, and `deadLetterQueue` / `maxDeliveries` are
+   * ignored. Consumers of the queue must pass the same to `consume`. Default `true`.
+   */
+  deadLetter?: boolean;
 }
 
 /** A message to publish. */
@@ -118,6 +126,11 @@ export interface ConsumeOptions {
   /** Dead-letter settings; must match the queue's `declareQueue` spec (defaults are the same). */
   deadLetterQueue?: string;
   maxDeliveries?: number;
+  /**
+   * `false`: never dead-letter from this queue, whatever its delivery count (see `QueueSpec.deadLetter`);
+   * `nack` then always returns the message to the queue. Default `true`.
+   */
+  deadLetter?: boolean;
   /**
    * How long the broker waits for an ack before redelivering to someone else, where the broker has such a
    * lease (NATS AckWait, Pulsar ack timeout). `Delivery.extendLease` renews it. Default 60,000 ms.

@@ -13,7 +13,7 @@ import { describeError } from '../../common/redact.js';
 import type { ResolvedAddress } from '../address.js';
 import { AdapterUnavailableError, BrokerUnreachableError, PulsarUnsupportedError } from './errors.js';
 import { AsyncQueue } from '../shared/async-queue.js';
-import { SharedDelivery, contentEventId, type DeliveryContext } from '../shared/delivery.js';
+import { SharedDelivery, contentEventId, deliveryLimit, type DeliveryContext } from '../shared/delivery.js';
 import { Semaphore } from '../shared/semaphore.js';
 import { DEFAULTS, HEADERS, defaultDeadLetterQueue, type Broker, type ConnectOptions, type ConsumeOptions, type Delivery, type OutgoingMessage, type QueueSpec, type Subscription } from '../types.js';
 import type { PulsarClient, PulsarConsumer, PulsarModule, PulsarProducer } from './client-types.js';
@@ -123,7 +123,8 @@ class PulsarBroker implements Broker {
    */
   async declareQueue(spec: QueueSpec): Promise<void> {
     this.limits.set(spec.name, spec);
-    for (const topic of [spec.name, spec.deadLetterQueue ?? defaultDeadLetterQueue(spec.name)]) {
+    const topics = spec.deadLetter === false ? [spec.name] : [spec.name, spec.deadLetterQueue ?? defaultDeadLetterQueue(spec.name)];
+    for (const topic of topics) {
       const consumer = await this.client.subscribe({
         topic,
         subscription: SUBSCRIPTION_NAME,
@@ -152,7 +153,8 @@ class PulsarBroker implements Broker {
       throw new RangeError(`prefetch must be a whole number >= 1 (got ${options.prefetch})`);
     }
     const spec = this.limits.get(queue);
-    const maxDeliveries = options.maxDeliveries ?? spec?.maxDeliveries ?? DEFAULTS.maxDeliveries;
+    const deadLetter = options.deadLetter ?? spec?.deadLetter ?? true;
+    const maxDeliveries = deliveryLimit({ deadLetter, maxDeliveries: options.maxDeliveries ?? spec?.maxDeliveries });
     const deadLetterQueue = options.deadLetterQueue ?? spec?.deadLetterQueue ?? defaultDeadLetterQueue(queue);
     const consumer = await this.client.subscribe({
       topic: queue,
@@ -164,7 +166,8 @@ class PulsarBroker implements Broker {
       // when its consumer disconnects (or is nacked).
       nAckRedeliverTimeoutMs: 1_000,
       // Broker-side backstop one above the client-side limit, as on the other brokers.
-      deadLetterPolicy: { deadLetterTopic: deadLetterQueue, maxRedeliverCount: maxDeliveries + 1, initialSubscriptionName: SUBSCRIPTION_NAME },
+      // (None for a queue that never dead-letters.)
+      ...(deadLetter ? { deadLetterPolicy: { deadLetterTopic: deadLetterQueue, maxRedeliverCount: maxDeliveries + 1, initialSubscriptionName: SUBSCRIPTION_NAME } } : {}),
     });
     const sub = new PulsarSubscription(consumer, options.prefetch, {
       queue,

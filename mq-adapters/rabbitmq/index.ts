@@ -27,6 +27,7 @@ import {
   type QueueSpec,
   type Subscription,
 } from '../types.js';
+import { deliveryLimit } from '../shared/delivery.js';
 import { RabbitConnection } from './connection.js';
 import { rabbitCredentials } from './credentials.js';
 import { PolicyClient } from './policy.js';
@@ -76,6 +77,13 @@ class RabbitBroker implements Broker {
   }
 
   async declareQueue(spec: QueueSpec): Promise<void> {
+    if (spec.deadLetter === false) {
+      // Quorum queues (3.x) have no delivery limit of their own: without our policy nothing is dead-lettered.
+      // One left from an earlier declaration with the default would still dead-letter after 4 returns.
+      await this.declareOne(spec.name);
+      await this.policies.ensureAbsent(spec.name);
+      return;
+    }
     const deadLetterQueue = spec.deadLetterQueue ?? defaultDeadLetterQueue(spec.name);
     await this.declareOne(spec.name);
     await this.declareOne(deadLetterQueue);
@@ -103,7 +111,7 @@ class RabbitBroker implements Broker {
     const subscription = new RabbitSubscription(this.conn, queue, prefetch, {
       queue,
       deadLetterQueue: options.deadLetterQueue ?? defaultDeadLetterQueue(queue),
-      maxDeliveries: options.maxDeliveries ?? DEFAULTS.maxDeliveries,
+      maxDeliveries: deliveryLimit(options),
       publish: (q, m) => this.publish(q, m),
       logger: this.options.logger,
     });

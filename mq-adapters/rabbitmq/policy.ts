@@ -120,6 +120,18 @@ export class PolicyClient {
     return this.fail(`PUT ${path} answered ${put.status}${put.text ? `: ${put.text.slice(0, 200)}` : ''}`);
   }
 
+  /**
+   * Make sure the queue has no backstop policy of ours (a queue that must never dead-letter). Reads first,
+   * so thousands of starting pilots cost the API a GET each, not a write.
+   */
+  async ensureAbsent(queue: string): Promise<boolean> {
+    if (this.unavailable) return false;
+    const existing = await this.call('GET', this.policyPath(queue));
+    if (existing === undefined) return false;
+    if (existing.status === 404) return true;
+    return this.remove(queue);
+  }
+
   /** Remove the queue's policy (absent is fine). */
   async remove(queue: string): Promise<boolean> {
     if (this.unavailable) return false;

@@ -4,7 +4,7 @@
  * connection died is a logged no-op (the broker redelivers it anyway).
  */
 import { createHash } from 'node:crypto';
-import { HEADERS, type AdapterLogger, type DeadLetterReason, type Delivery, type OutgoingMessage } from '../types.js';
+import { DEFAULTS, HEADERS, type AdapterLogger, type DeadLetterReason, type Delivery, type OutgoingMessage } from '../types.js';
 
 /** What an adapter provides for one received message. */
 export interface RawSettle {
@@ -24,6 +24,14 @@ export interface DeliveryContext {
   logger: AdapterLogger | undefined;
   /** Told when the delivery is settled (frees a prefetch slot). */
   onSettled(): void;
+}
+
+/**
+ * The delivery limit a consumer enforces: none for a queue that never dead-letters (`deadLetter: false`,
+ * e.g. results, which readers give back each time a collection ends), else `maxDeliveries` (default 3).
+ */
+export function deliveryLimit(options: { deadLetter?: boolean; maxDeliveries?: number }): number {
+  return options.deadLetter === false ? Number.POSITIVE_INFINITY : (options.maxDeliveries ?? DEFAULTS.maxDeliveries);
 }
 
 /** A stable id for a message published without one: the hash of its body. */
