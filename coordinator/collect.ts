@@ -20,9 +20,6 @@ import { decodeEvent } from './codec.js';
 import { CollectTimeoutError } from './errors.js';
 import type { CollectOptions, CollectStats, WorkflowOutcome, WorkflowQueues } from './types.js';
 
-/** Reading a dead-letter queue must never dead-letter its messages again: a limit no reader reaches. */
-export const DEAD_LETTER_READ_LIMIT = 1_000_000;
-
 const DEFAULT_PREFETCH = 500;
 const DEAD_LETTER_PREFETCH = 50;
 const KEPT_DEAD_LETTER_PREFETCH = 10_000;
@@ -130,7 +127,8 @@ export async function* collectOutcomes(
     const deadLetters = await broker.consume(queues.deadLetter, {
       // Kept dead letters stay unacked until the end, so they need room of their own.
       prefetch: options.keepDeadLetters ? KEPT_DEAD_LETTER_PREFETCH : Math.min(prefetch, DEAD_LETTER_PREFETCH),
-      maxDeliveries: DEAD_LETTER_READ_LIMIT,
+      // Reading a dead-letter queue must never dead-letter its messages again, however often they are given back.
+      deadLetter: false,
     });
     subscriptions.push(deadLetters);
     for (const [sub, source] of [[results, 'result'], [deadLetters, 'dead-letter']] as const) {

@@ -9,7 +9,7 @@
 import { describeError } from '../common/redact.js';
 import type { WireFormat } from '../common/wire.js';
 import { HEADERS, type AdapterLogger, type Broker, type Delivery } from '../mq-adapters/types.js';
-import { DEAD_LETTER_READ_LIMIT, deadLetterOutcome } from './collect.js';
+import { deadLetterOutcome } from './collect.js';
 import type { WorkflowOutcome, WorkflowQueues } from './types.js';
 
 /** One dead letter as listed or exported. */
@@ -95,7 +95,8 @@ export class DeadLetters {
     if (want === 0) return;
     const subscription = await this.broker.consume(this.queues.deadLetter, {
       prefetch: want,
-      maxDeliveries: DEAD_LETTER_READ_LIMIT,
+      // Listing gives every dead letter back: that must never count against a delivery limit.
+      deadLetter: false,
     });
     const held: Delivery[] = [];
     const seen = new Set<string>();

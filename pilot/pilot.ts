@@ -109,7 +109,8 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
   const timers: NodeJS.Timeout[] = [];
   try {
     await incoming.declareQueue({ name: settings.incoming.queue, deadLetterQueue: settings.deadLetterQueue, maxDeliveries: settings.maxDeliveries });
-    await outgoing.declareQueue({ name: settings.outgoing.queue });
+    // Results must never be dead-lettered: readers give back what they do not take, and that counts as a delivery.
+    await outgoing.declareQueue({ name: settings.outgoing.queue, deadLetter: false });
 
     if (parts.runInit) {
       chirp.status('running init');

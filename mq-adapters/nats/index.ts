@@ -9,6 +9,7 @@ import { connect as natsConnect, headers as natsHeaders, type MsgHdrs, type Nats
 import { describeError } from '../../common/redact.js';
 import type { ResolvedAddress } from '../address.js';
 import { BrokerAuthError, BrokerConnectionLostError, BrokerUnreachableError, MessageTooLargeError, QueueNotFoundError } from '../errors.js';
+import { deliveryLimit } from '../shared/delivery.js';
 import { Semaphore } from '../shared/semaphore.js';
 import { DEFAULTS, HEADERS, defaultDeadLetterQueue, type Broker, type ConnectOptions, type ConsumeOptions, type OutgoingMessage, type QueueSpec, type Subscription } from '../types.js';
 import { startDeadLetterMover } from './dlq-mover.js';
@@ -94,7 +95,7 @@ class NatsBroker implements Broker {
   async declareQueue(spec: QueueSpec): Promise<void> {
     await this.connected();
     await this.ensureStream(spec.name);
-    await this.ensureStream(spec.deadLetterQueue ?? defaultDeadLetterQueue(spec.name));
+    if (spec.deadLetter !== false) await this.ensureStream(spec.deadLetterQueue ?? defaultDeadLetterQueue(spec.name));
   }
 
   async publish(queue: string, message: OutgoingMessage): Promise<string> {
@@ -159,12 +160,14 @@ class NatsBroker implements Broker {
     }
     await this.connected();
     const stream = streamName(queue);
-    const maxDeliveries = options.maxDeliveries ?? DEFAULTS.maxDeliveries;
+    const deadLetter = options.deadLetter !== false;
+    const maxDeliveries = deliveryLimit(options);
     const deadLetterQueue = options.deadLetterQueue ?? defaultDeadLetterQueue(queue);
     await this.requireStream(queue);
-    await this.ensureConsumer(stream, subjectName(queue), options.leaseMs ?? DEFAULTS.leaseMs, maxDeliveries);
+    // -1: no limit at all, for a queue that never dead-letters.
+    await this.ensureConsumer(stream, subjectName(queue), options.leaseMs ?? DEFAULTS.leaseMs, deadLetter ? maxDeliveries + 1 : -1);
     // One mover per queue and connection: two subscriptions in one process must not both move a message.
-    if (!this.movers.has(queue)) {
+    if (deadLetter && !this.movers.has(queue)) {
       this.movers.set(
         queue,
         startDeadLetterMover({
@@ -267,10 +270,11 @@ class NatsBroker implements Broker {
 
   /**
    * The shared durable consumer. Created with our lease and a `max_deliver` one above the client-side
-   * limit (the client dead-letters first, with its reason; the broker only acts if every holder died);
+   * limit (the client dead-letters first, with its reason; the broker only acts if every holder died), or
+   * none (-1) for a queue that never dead-letters;
    * an existing one (e.g. the Python MQClient's) is used as it is.
    */
-  private async ensureConsumer(stream: string, subject: string, leaseMs: number, maxDeliveries: number): Promise<void> {
+  private async ensureConsumer(stream: string, subject: string, leaseMs: number, maxDeliver: number): Promise<void> {
     try {
       await this.jsm.consumers.info(stream, CONSUMER_NAME);
       return;
@@ -283,7 +287,7 @@ class NatsBroker implements Broker {
         ack_policy: AckPolicy.Explicit,
         filter_subject: subject,
         ack_wait: leaseMs * 1_000_000,
-        max_deliver: maxDeliveries + 1,
+        max_deliver: maxDeliver,
         max_ack_pending: -1,
       });
     } catch (err) {

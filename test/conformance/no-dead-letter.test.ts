@@ -3,8 +3,8 @@
  * message nacked, released, or given back by a closing subscription any number of times stays in its queue,
  * and no dead-letter queue is made for it.
  */
-import { expect, test as vitestTest } from 'vitest';
-import { DEFAULTS, defaultDeadLetterQueue, type Broker, type BrokerType } from '../../mq-adapters/types.js';
+import { expect, test } from 'vitest';
+import { DEFAULTS, defaultDeadLetterQueue, type Broker } from '../../mq-adapters/types.js';
 import { Resources, dec, enc } from './harness.js';
 import { forEachTarget } from './targets.js';
 
@@ -19,13 +19,8 @@ async function missing(broker: Broker, queue: string): Promise<boolean> {
   );
 }
 
-/** Adapters whose support for `deadLetter: false` is not in yet: their cases are skipped, saying why. */
-const WAITING_FOR: Partial<Record<BrokerType, string>> = { nats: 'the NATS adapter does not honour QueueSpec.deadLetter yet' };
-
 forEachTarget('queues that never dead-letter', (target) => {
   const res = new Resources({ address: target.url });
-  const waitingFor = WAITING_FOR[target.type];
-  const test = waitingFor ? (name: string, fn: () => Promise<void>) => vitestTest.skip(`${name} (skipped: ${waitingFor})`, fn) : vitestTest;
 
   test(`nacked and released ${RETURNS} times, the message is still delivered; no dead-letter queue exists`, async () => {
     const broker = await res.connect();

@@ -19,21 +19,6 @@ import { Workflow, type PilotCluster, type WorkflowOutcome } from '../../coordin
 import { DEFAULTS, HEADERS } from '../../mq-adapters/types.js';
 import { BROKER_NAMES, brokerOptions, freshId, type BrokerName } from './helpers.js';
 
-/**
- * Parts of the fix that live outside the coordinator and the RabbitMQ adapter and are not in yet: the tests
- * that need them are skipped, saying why. Delete an entry once its change is in.
- */
-const WAITING_FOR: { adapter: Partial<Record<BrokerName, string>>; pilots: string | undefined } = {
-  adapter: { nats: 'the NATS adapter does not honour QueueSpec.deadLetter yet' },
-  pilots: 'pilots still declare the outgoing queue with the default delivery limit',
-};
-
-/** `test`, or a skipped test that says why when `waitingFor` is set. */
-function testUnless(waitingFor: string | undefined, name: string, fn: () => Promise<void>, timeoutMs: number): void {
-  if (waitingFor) test.skip(`${name} (skipped: ${waitingFor})`, fn, timeoutMs);
-  else test(name, fn, timeoutMs);
-}
-
 /** More collections ended early than the default delivery limit allows returns. */
 const EARLY_ENDS = DEFAULTS.maxDeliveries + 2;
 
@@ -116,7 +101,7 @@ fs.writeFileSync(outfile, JSON.stringify({ key: event.key }));
 }
 
 describe.each(BROKER_NAMES)('no result lost on %s', (name) => {
-  testUnless(WAITING_FOR.adapter[name], `results given back by ${EARLY_ENDS} collections ended early still arrive, each once`, async () => {
+  test(`results given back by ${EARLY_ENDS} collections ended early still arrive, each once`, async () => {
     const wf = await workflow(name);
     const ids = Array.from({ length: 8 }, (_, i) => `input-${i}`);
     for (const id of ids) {
@@ -135,8 +120,7 @@ describe.each(BROKER_NAMES)('no result lost on %s', (name) => {
     expect(await depthOrZero(wf, `${wf.queues.outgoing}${DEFAULTS.deadLetterSuffix}`)).toBe(0);
   }, 60_000);
 
-  testUnless(
-    WAITING_FOR.adapter[name] ?? WAITING_FOR.pilots,
+  test(
     'several rounds on one Workflow with local pilots, retried task failures and collections ended early: every result once',
     async () => {
       const dir = mkdtempSync(join(tmpdir(), 'ewms-stall-'));
