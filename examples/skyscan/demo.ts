@@ -10,7 +10,6 @@
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EwmsError } from '../../common/errors.js';
@@ -24,6 +23,7 @@ import { pilotEvaluator } from './pilot-evaluator.js';
 import { skyMapDocument, summaryLines } from './report.js';
 import { checkScanOptions, runScan } from './scan.js';
 import { renderSkyMapSvg } from './svg.js';
+import { taskCommandLine } from './task-command.js';
 
 /** Exit codes. */
 export const DEMO_EXIT = { ok: 0, failure: 1, usage: 2, interrupted: 130 } as const;
@@ -96,13 +96,6 @@ export async function parseDemoArgs(argv: string[]): Promise<DemoOptions> {
     throw new DemoUsageError((err as EwmsError).message, (err as EwmsError).hint);
   }
   return options;
-}
-
-/** The task command line the pilots run: this Node, the compiled task, the pilot's file placeholders. */
-export function taskCommandLine(): string {
-  const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-  const task = fileURLToPath(new URL('./task.js', import.meta.url));
-  return `${quote(process.execPath)} ${quote(task)} {{INFILE}} {{OUTFILE}}`;
 }
 
 /** The password or token inside a broker URL, to keep out of anything printed. */

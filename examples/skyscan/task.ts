@@ -6,6 +6,10 @@
  *
  * Exit codes: 0 done; 2 unusable input (the pilot retries, then dead-letters the event with the message
  * printed on stderr).
+ *
+ * The demo's pilots call `runTask` through a `node -e` line instead (see `taskCommandLine`): an empty or
+ * half-written task.js (dist/ being rebuilt as a task starts) then fails the attempt, where `node task.js`
+ * would exit 0 without an outfile — a success with no result, which the scan would wait for forever.
  */
 import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
@@ -29,7 +33,8 @@ export function evaluatePixel(input: PixelTaskInput): PixelResult {
   return { nside, pix, ...profileLikelihood(event, angToVec(theta, phi)) };
 }
 
-function main(argv: string[]): number {
+/** Run the task on `[infile, outfile]`; returns the exit code. */
+export function runTask(argv: readonly string[]): number {
   const [infile, outfile] = argv;
   if (!infile || !outfile) {
     process.stderr.write('usage: task.js <infile.json> <outfile.json>\n');
@@ -48,7 +53,16 @@ function main(argv: string[]): number {
   }
 }
 
+/** Whether this module is the script Node was started with (not when imported, nor under `node -e`). */
+function isMainScript(): boolean {
+  try {
+    return process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
+  } catch {
+    return false; // argv[1] is not a file (e.g. `node -e '…' <infile>` with a missing infile)
+  }
+}
+
 // Run only as a script, so tests can import evaluatePixel.
-if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
-  process.exitCode = main(process.argv.slice(2));
+if (isMainScript()) {
+  process.exitCode = runTask(process.argv.slice(2));
 }
