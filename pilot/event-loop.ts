@@ -209,9 +209,13 @@ export class EventLoop {
             this.stop('broker-error');
             return;
           }
+        } else {
+          // Allowed (a task may have nothing to say), but a collector waiting for one result per event
+          // would wait for this one forever: leave a trace that says why.
+          log.info('task succeeded without writing an outfile: nothing published for this event');
         }
         await this.settle(delivery, 'ack', 'task succeeded', log);
-        stats.recordSuccess(outcome.durationMs);
+        stats.recordSuccess(outcome.durationMs, outcome.output !== undefined);
         break;
       }
       case 'failure': {

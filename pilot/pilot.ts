@@ -195,7 +195,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     const snapshot = stats.snapshot();
     const t = snapshot.taskSeconds;
     const summary =
-      `${why}; ${snapshot.succeeded} succeeded, ${snapshot.failed} failed (${snapshot.deadLettered} dead-lettered); ` +
+      `${why}; ${snapshot.succeeded} succeeded${snapshot.withoutOutput > 0 ? ` (${snapshot.withoutOutput} without output)` : ''}, ${snapshot.failed} failed (${snapshot.deadLettered} dead-lettered); ` +
       `task seconds mean ${t.mean.toFixed(2)} median ${t.median.toFixed(2)} max ${t.max.toFixed(2)}; ` +
       `ran ${((Date.now() - started) / 1000).toFixed(1)} s on ${hostname()}`;
     logger.info({ exitCode, stopReason, stats: snapshot, version: parts.version }, summary);

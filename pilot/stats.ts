@@ -2,6 +2,8 @@
 export interface StatsSnapshot {
   /** Events whose task ran to completion and whose output was published and input acked. */
   succeeded: number;
+  /** Of the succeeded ones, those whose task wrote no outfile: acked with nothing published. */
+  withoutOutput: number;
   /** Events whose task failed (including timeouts), whatever became of them afterwards. */
   failed: number;
   /** Of the failed ones, those moved to the dead-letter queue by this pilot. */
@@ -16,12 +18,14 @@ export interface StatsSnapshot {
  */
 export class PilotStats {
   private succeededCount = 0;
+  private withoutOutputCount = 0;
   private failedCount = 0;
   private deadLetteredCount = 0;
   private readonly durations: number[] = [];
 
-  recordSuccess(durationMs: number): void {
+  recordSuccess(durationMs: number, published: boolean): void {
     this.succeededCount += 1;
+    if (!published) this.withoutOutputCount += 1;
     this.durations.push(durationMs / 1000);
   }
 
@@ -51,6 +55,7 @@ export class PilotStats {
     const median = count === 0 ? 0 : count % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
     return {
       succeeded: this.succeededCount,
+      withoutOutput: this.withoutOutputCount,
       failed: this.failedCount,
       deadLettered: this.deadLetteredCount,
       taskSeconds: {

@@ -125,6 +125,24 @@ describe('event loop', () => {
     expect(stats.snapshot().succeeded).toBe(2);
   });
 
+  test('a task that writes no outfile is a success with nothing published, counted and logged as such', async () => {
+    const log: string[] = [];
+    const lines: string[] = [];
+    const sub = new FakeSubscription();
+    const processor: EventProcessor = {
+      process: async (d) =>
+        d.eventId === 'quiet' ? { kind: 'success', durationMs: 1, output: undefined } : { kind: 'success', durationMs: 1, output: { body: d.body, eventId: `out-${d.eventId}` } },
+    };
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
+    const { loop, stats } = makeLoop(sub, processor, { logger }, log);
+    sub.push(new FakeDelivery('quiet', 1, log), new FakeDelivery('loud', 1, log));
+    await loop.run();
+    expect(log).toEqual(['ack:quiet', 'publish:out-loud', 'ack:loud']);
+    expect(stats.snapshot()).toMatchObject({ succeeded: 2, withoutOutput: 1 });
+    const quiet = lines.map((l) => JSON.parse(l) as { eventId?: string; msg: string }).filter((l) => l.eventId === 'quiet');
+    expect(quiet.map((l) => l.msg)).toContain('task succeeded without writing an outfile: nothing published for this event');
+  });
+
   test('a failed publish leaves the input unacked (nacked) and stops intake', async () => {
     const sub = new FakeSubscription();
     const d = new FakeDelivery('a');
