@@ -60,6 +60,8 @@ export type FlagValues = Readonly<Record<string, string | number | boolean | und
 
 const BY_NAME = new Map(VARIABLES.map((variable) => [variable.name, variable]));
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Node's timers hold at most 2^31-1 ms (about 24.8 days); a longer delay fires after 1 ms. */
+const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 const PYTHON_LOG_LEVELS: Record<string, LevelWithSilent> = {
   DEBUG: 'debug',
   INFO: 'info',
@@ -165,6 +167,11 @@ class Reader {
     const n = Number(value);
     if (value.trim() === '' || !Number.isFinite(n) || n < 0) {
       return this.problem(name, `'${value}' is not a number of seconds >= 0`, 'set it to a number of seconds, e.g. 60 or 0.5');
+    }
+    if (n > MAX_TIMER_SECONDS) {
+      // Python users write 99999999 for "practically never"; a Node timer that long would fire at once.
+      this.warnings.push(`${name}=${value} is longer than the longest timer (${MAX_TIMER_SECONDS} s, about 24.8 days); using ${MAX_TIMER_SECONDS} s`);
+      return MAX_TIMER_SECONDS;
     }
     return n;
   }
@@ -301,8 +308,10 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
   };
   const initEnv = r.envJson('EWMS_PILOT_INIT_ENV_JSON');
   const initTimeout = r.seconds('EWMS_PILOT_INIT_TIMEOUT');
-  const init: CommandSpec | undefined = initArgs
-    ? { args: initArgs, image: runtime === 'none' ? undefined : initImage, env: initEnv, timeoutSeconds: initTimeout }
+  // As the Python pilot: an init image alone runs with its own default command (runscript / CMD).
+  const initWanted = initArgs !== undefined || (runtime !== 'none' && r.isSet('EWMS_PILOT_INIT_IMAGE'));
+  const init: CommandSpec | undefined = initWanted
+    ? { args: initArgs ?? [], image: runtime === 'none' ? undefined : initImage, env: initEnv, timeoutSeconds: initTimeout }
     : undefined;
 
   const wireFormat = r.choice<WireFormat>('EWMS_PILOT_WIRE_FORMAT') ?? 'mqclient';

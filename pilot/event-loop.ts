@@ -206,6 +206,7 @@ export class EventLoop {
             // (the output's event id is derived from the input's, so the coordinator deduplicates).
             log.error({ err: String(err) }, 'publishing the output failed; releasing the event');
             await this.settle(delivery, 'release', 'output publish failed', log);
+            this.brokerError ??= err;
             this.stop('broker-error');
             return;
           }

@@ -57,7 +57,8 @@ export interface PilotParts {
   connectBroker?: (options: ConnectOptions) => Promise<Broker>;
   /** Signals to honour (default SIGTERM and SIGINT). */
   signals?: NodeJS.Signals[];
-  sleep?: (ms: number) => Promise<void>;
+  /** Resolves after `ms`, or as soon as `signal` is aborted (a SIGTERM cuts the quarantine short). */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   version: string;
 }
 
@@ -90,7 +91,8 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
   let signalled: NodeJS.Signals | undefined;
   const signals = parts.signals ?? ['SIGTERM', 'SIGINT'];
   let loop: EventLoop | undefined;
-  // An eviction during a long init (a model download) must not wait for it to finish.
+  // Aborted by the first SIGTERM/SIGINT: an eviction must wait neither for a long init (a model download)
+  // nor for the quarantine sleep.
   const initAbort = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     if (signalled) {
@@ -170,11 +172,12 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
       case 'task-error': {
         const summary = `stopped after a task failed: ${result.fatalTaskError ?? 'unknown error'}`;
         chirp.set(CHIRP_ATTRS.error, result.fatalTaskError ?? 'task failed');
-        if (settings.quarantineSeconds > 0) {
+        if (settings.quarantineSeconds > 0 && !signalled) {
           logger.warn({ seconds: settings.quarantineSeconds }, 'quarantine: sleeping before exit so this node does not take more work');
           chirp.status('quarantined');
-          await (parts.sleep ?? sleep)(settings.quarantineSeconds * 1000);
+          await (parts.sleep ?? sleep)(settings.quarantineSeconds * 1000, initAbort.signal);
         }
+        if (signalled) return finish(SIGNAL_EXIT[signalled] ?? 1, 'signal', `stopped by ${signalled}; ${summary}`);
         return finish(1, result.stopReason, summary);
       }
       case 'broker-error':
@@ -182,6 +185,8 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
       case 'signal':
         return finish(SIGNAL_EXIT[signalled ?? 'SIGTERM'] ?? 1, result.stopReason, `stopped by ${signalled ?? 'signal'}`);
       default:
+        // A signal while draining after an idle or wall-time stop is still a stop by that signal.
+        if (signalled) return finish(SIGNAL_EXIT[signalled] ?? 1, 'signal', `stopped by ${signalled} (after ${result.stopReason})`);
         return finish(0, result.stopReason, `finished: ${result.stopReason}`);
     }
   } finally {
@@ -204,16 +209,21 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
   }
 }
 
-/** Stop intake early enough that the longest task can still finish inside the wall-time budget. */
+/**
+ * Stop intake early enough that the longest task can still finish inside the wall-time budget. The budget is
+ * the job's, so it counts from the process start: image preparation, connecting and the init command have
+ * already spent part of it.
+ */
 function scheduleWallTime(settings: PilotSettings, loop: EventLoop, timers: NodeJS.Timeout[], logger: Logger): void {
   const budget = settings.maxWorkerRuntimeSeconds;
   if (budget === undefined) return;
   const reserve = Math.min(settings.taskTimeoutSeconds ?? 0, budget);
-  const stopIntakeAt = (budget - reserve) * 1000;
+  const spentMs = process.uptime() * 1000;
+  const stopIntakeAt = Math.max(0, (budget - reserve) * 1000 - spentMs);
   timers.push(
     setTimeout(() => {
       logger.info({ budgetSeconds: budget }, 'wall-time budget: no new events');
-      loop.stop('max-runtime', reserve * 1000);
+      loop.stop('max-runtime', Math.max(0, budget * 1000 - process.uptime() * 1000));
     }, stopIntakeAt),
   );
 }
@@ -226,6 +236,15 @@ function secondsToMs(s: number | undefined): number | undefined {
   return s === undefined ? undefined : s * 1000;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }

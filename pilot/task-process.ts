@@ -98,6 +98,8 @@ export async function runProcess(command: LaunchCommand, options: RunProcessOpti
       const onAbort = () => stop('abort');
       if (options.timeoutMs !== undefined) timeoutTimer = setTimeout(() => stop('timeout'), options.timeoutMs);
       options.signal?.addEventListener('abort', onAbort, { once: true });
+      // Aborted while the output files were being opened: the listener above came too late to hear it.
+      if (options.signal?.aborted) onAbort();
 
       const finish = (partial: Partial<ProcessResult>) => {
         if (timeoutTimer) clearTimeout(timeoutTimer);

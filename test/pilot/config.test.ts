@@ -147,6 +147,18 @@ describe('defaults (those of the Python ewms-pilot 1.x where it has the variable
     expect(load({ EWMS_PILOT_TASK_TIMEOUTT: '5' }).warnings.join('\n')).toMatch(/EWMS_PILOT_TASK_TIMEOUTT/);
   });
 
+  test('an init image without init args runs its own default command, as in the Python pilot', () => {
+    const c = load({ EWMS_PILOT_TASK_IMAGE: 'img:1', EWMS_PILOT_INIT_IMAGE: 'init:1' });
+    expect(c.init).toMatchObject({ args: [], image: 'init:1' });
+  });
+
+  test('a timeout longer than a Node timer can hold is capped with a warning, not fired at once', () => {
+    const c = load({ EWMS_PILOT_TASK_TIMEOUT: '99999999', EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE: '99999999' });
+    expect(c.task.timeoutSeconds).toBe(2147483);
+    expect(c.settings.firstMessageTimeoutSeconds).toBe(2147483);
+    expect(c.warnings.join('\n')).toMatch(/EWMS_PILOT_TASK_TIMEOUT=99999999 is longer than the longest timer/);
+  });
+
   test('the init image defaults to the task image', () => {
     const c = load({ EWMS_PILOT_TASK_IMAGE: 'img:1', EWMS_PILOT_INIT_ARGS: 'prep' });
     expect(c.init?.image).toBe('img:1');

@@ -165,6 +165,8 @@ describe('event loop', () => {
     const result = await loop.run();
     expect(d.settled).toBe('release');
     expect(result.stopReason).toBe('broker-error');
+    // The exit summary says why ("broker failure: connection lost"), not "broker failure: undefined".
+    expect(String(result.brokerError)).toMatch(/connection lost/);
   });
 
   test('never runs more than maxConcurrentTasks at once', async () => {

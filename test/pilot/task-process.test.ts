@@ -21,6 +21,16 @@ const running = (pid: number) => {
 };
 
 describe('runProcess', () => {
+  test('an abort that arrives while the output files are being opened still stops the process', async () => {
+    const abort = new AbortController();
+    const started = Date.now();
+    const pending = runProcess(sh('sleep 5'), setup({ signal: abort.signal }));
+    abort.abort(); // runProcess is awaiting open() of stdout/stderr right now
+    const r = await pending;
+    expect(r.aborted).toBe(true);
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+
   test('exit code, stdout and stderr to files, the env given and nothing else', async () => {
     const opts = setup();
     const r = await runProcess(sh('echo "$1 $FOO"; echo oops >&2; exit 3', 'hello'), opts);
