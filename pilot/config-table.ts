@@ -20,7 +20,7 @@ export type VariableType =
   | 'boolean'
   /** A JSON object of environment variables (string or number values). */
   | 'env-json'
-  /** A command line, split into words like a POSIX shell does, never run by one. */
+  /** A command line, split into words as Python's `shlex.split` does, never run by a shell. */
   | 'command'
   /** A list separated by commas. */
   | 'list'
@@ -91,7 +91,7 @@ const queueVars = (direction: 'INCOMING' | 'OUTGOING'): VariableDefinition[] => 
 /** Every variable the pilot reads, in the order `--help` and the README list them. */
 export const VARIABLES: readonly VariableDefinition[] = [
   // the task
-  v('EWMS_PILOT_TASK_ARGS', 'command', undefined, 'The task command line, run once per event (required). Split into words like a POSIX shell splits them (quotes, backslashes) but never run by a shell: use `sh -c \'…\'` for pipes or variables. Placeholders `{{INFILE}}`, `{{OUTFILE}}`, `{{DATA_HUB}}` (also `{{IN_FILE}}`, `{{OUT_FILE}}`, `{{DATAHUB}}`) become the task\'s paths.'),
+  v('EWMS_PILOT_TASK_ARGS', 'command', undefined, 'The task command line, run once per event (required). Split into words as Python\'s `shlex.split` splits them (quotes, backslashes) but never run by a shell: use `sh -c \'…\'` for pipes or variables. Placeholders `{{INFILE}}`, `{{OUTFILE}}`, `{{DATA_HUB}}` (also `{{IN_FILE}}`, `{{OUT_FILE}}`, `{{DATAHUB}}`) become the task\'s paths.'),
   v('EWMS_PILOT_TASK_IMAGE', 'string', undefined, 'Container image the task runs in (docker/podman reference, or an apptainer image or sandbox directory). Unset: the task runs on the host.'),
   v('EWMS_PILOT_TASK_ENV_JSON', 'env-json', '{}', 'Extra environment for the task, as a JSON object of strings or numbers.'),
   v('EWMS_PILOT_TASK_TIMEOUT', 'seconds', undefined, 'Longest a task may run, in seconds; past it the task\'s whole process tree is stopped and the attempt counts as a failure. Unset: no limit. (`EWMS_PILOT_SUBPROC_TIMEOUT` is read as an old name.)'),
@@ -120,7 +120,7 @@ export const VARIABLES: readonly VariableDefinition[] = [
   v('EWMS_PILOT_DUMP_TASK_OUTPUT', 'boolean', 'false', 'Copy every task\'s stdout and stderr to the pilot\'s stdout (they are always dumped when a task fails).'),
   // failure handling
   v('EWMS_PILOT_STOP_LISTENING_ON_TASK_ERROR', 'boolean', 'true', 'Fail-fast: after a task failure (not in OKAY_ERRORS) take no more events, finish in-flight ones, sleep QUARANTINE_TIME and exit 1.'),
-  v('EWMS_PILOT_OKAY_ERRORS', 'list', undefined, 'Failure kinds that do not trigger fail-fast, comma- or space-separated: `TaskExitError` (or the Python name `ContainerRunError`), `TaskTimeoutError` (or `TimeoutError`), `TaskSignalError`, `InvalidDataForInfileException`, `InvalidDataFromOutfileException`, or `exit:<code>` for one exit code.'),
+  v('EWMS_PILOT_OKAY_ERRORS', 'list', undefined, 'Failure kinds that do not trigger fail-fast, comma- or space-separated: `TaskExitError`, `TaskTimeoutError` (or `TimeoutError`), `ContainerRunError` (the Python name: a non-zero exit, a signal or a timeout), `TaskSignalError`, `InvalidDataForInfileException`, `InvalidDataFromOutfileException`, or `exit:<code>` for one exit code.'),
   v('EWMS_PILOT_QUARANTINE_TIME', 'seconds', '0', 'Seconds to sleep after fail-fast before exiting, so a broken node does not take more work. Needs STOP_LISTENING_ON_TASK_ERROR.'),
   v('EWMS_PILOT_MAX_CONCURRENT_TASKS', 'integer', '1', 'Tasks run at once (>= 1).'),
   v('EWMS_PILOT_MAX_WORKER_RUNTIME', 'seconds', undefined, 'The job\'s wall-time budget in seconds: intake stops TASK_TIMEOUT before it so in-flight tasks can finish. Unset: no limit.', { origin: 'ours' }),

@@ -18,7 +18,8 @@ export type FailureKind =
 
 /** The Python pilot's exception names, as users already put them in OKAY_ERRORS. */
 const PYTHON_NAMES: Readonly<Record<string, readonly FailureKind[]>> = {
-  ContainerRunError: ['TaskExitError', 'TaskSignalError'],
+  // The Python pilot raises ContainerRunError for a non-zero exit and for a timeout alike.
+  ContainerRunError: ['TaskExitError', 'TaskSignalError', 'TaskTimeoutError'],
   TimeoutError: ['TaskTimeoutError'],
   ContainerSetupError: ['TaskStartError'],
 };

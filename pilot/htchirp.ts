@@ -63,12 +63,19 @@ export class HTChirp {
     this.set(CHIRP_ATTRS.lastUpdated, Math.floor(Date.now() / 1000));
   }
 
-  /** Send everything still pending, ignoring the rate limit (at exit). */
-  async flush(): Promise<void> {
+  /**
+   * Send everything still pending, ignoring the rate limit (at exit), for at most `budgetMs` (the Python pilot
+   * gives its backlog 10 s): a hung `condor_chirp` must not keep a finished job in its slot.
+   */
+  async flush(budgetMs = 10_000): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    await this.inFlight;
-    await this.sendDue(true);
+    let deadline: NodeJS.Timeout | undefined;
+    const expired = new Promise<void>((resolve) => {
+      deadline = setTimeout(resolve, budgetMs);
+    });
+    await Promise.race([this.inFlight.then(() => this.sendDue(true)), expired]);
+    clearTimeout(deadline);
   }
 
   private schedule(): void {
@@ -91,7 +98,10 @@ export class HTChirp {
   private async sendDue(force: boolean): Promise<void> {
     const now = Date.now();
     const intervalMs = this.options.rateLimitSeconds * 1000;
-    for (const [attr, value] of [...this.pending]) {
+    for (const attr of [...this.pending.keys()]) {
+      // Read the value now, not from a snapshot: a newer one may have been set while an earlier call ran.
+      const value = this.pending.get(attr);
+      if (value === undefined) continue;
       const last = this.lastSent.get(attr);
       if (!force && last !== undefined && now - last < intervalMs) continue;
       this.pending.delete(attr);

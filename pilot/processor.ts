@@ -103,7 +103,7 @@ export class TaskProcessor implements EventProcessor {
   private run(command: LaunchCommand, dir: RunDir, signal: AbortSignal): Promise<ProcessResult> {
     const { runtime, task, killGraceSeconds } = this.opts;
     return runProcess(command, {
-      cwd: dir.taskIo,
+      cwd: command.cwd ?? dir.taskIo,
       stdoutPath: dir.stdout,
       stderrPath: dir.stderr,
       timeoutMs: task.timeoutSeconds === undefined ? undefined : task.timeoutSeconds * 1000,
@@ -160,7 +160,7 @@ export async function runInit(opts: {
   );
   opts.logger.info({ file: command.file }, 'running the init command');
   const result = await runProcess(command, {
-    cwd: dir.taskIo,
+    cwd: command.cwd ?? dir.taskIo,
     stdoutPath: dir.stdout,
     stderrPath: dir.stderr,
     timeoutMs: opts.init.timeoutSeconds === undefined ? undefined : opts.init.timeoutSeconds * 1000,

@@ -1,6 +1,6 @@
 /**
- * Split a command line into words the way a POSIX shell (and Python's `shlex.split`, which the Python
- * ewms-pilot uses) splits them — quotes and backslashes only. Nothing is ever expanded or executed:
+ * Split a command line into words the way Python's `shlex.split` (POSIX mode, which the Python ewms-pilot
+ * uses) splits them — quotes and backslashes only, so a TASK_ARGS written for the Python pilot means the same. Nothing is ever expanded or executed:
  * `$VAR`, `$(…)`, backticks, `;`, `|`, `&`, globs and redirections stay literal characters of their word.
  */
 import { EwmsError } from '../common/errors.js';
@@ -9,8 +9,8 @@ import { EwmsError } from '../common/errors.js';
 export class ShellWordsError extends EwmsError {}
 
 const WHITESPACE = new Set([' ', '\t', '\n', '\r']);
-/** Inside double quotes a backslash escapes only these (POSIX 2.2.3). */
-const DOUBLE_QUOTE_ESCAPABLE = new Set(['$', '`', '"', '\\', '\n']);
+/** Inside double quotes a backslash escapes only these (`shlex` in POSIX mode: the quote and the escape). */
+const DOUBLE_QUOTE_ESCAPABLE = new Set(['"', '\\']);
 
 /** Split `line` into its words. Throws `ShellWordsError` for an unterminated quote or escape. */
 export function splitShellWords(line: string): string[] {
@@ -40,8 +40,7 @@ export function splitShellWords(line: string): string[] {
         const c = line[i]!;
         if (c === '"') break;
         if (c === '\\' && i + 1 < line.length && DOUBLE_QUOTE_ESCAPABLE.has(line[i + 1]!)) {
-          // Backslash-newline is a line continuation: both vanish.
-          if (line[i + 1] !== '\n') word += line[i + 1];
+          word += line[i + 1];
           i += 2;
         } else {
           word += c;
@@ -51,12 +50,8 @@ export function splitShellWords(line: string): string[] {
       i += 1;
     } else if (ch === '\\') {
       if (i + 1 >= line.length) throw unterminated('backslash escape', i);
-      if (line[i + 1] === '\n') {
-        // A line continuation joins lines without making a word of its own.
-        if (word === '') inWord = false;
-      } else {
-        word += line[i + 1];
-      }
+      // As shlex: the next character is taken literally, a newline included (no line continuation).
+      word += line[i + 1];
       i += 2;
     } else {
       word += ch;

@@ -29,8 +29,9 @@ export function createHostRuntime(options: Pick<RuntimeOptions, 'baseEnv'>): Con
       const visible = { infile: request.paths.infile, outfile: request.paths.outfile, dataHub: request.paths.dataHub };
       const [file, ...args] = substitutePlaceholders(request.args, visible);
       if (file === undefined) throw new RuntimeSetupError('the command is empty', 'set EWMS_PILOT_TASK_ARGS to the command to run');
-      // The pilot's own variables win over the user's: a task must find its files where they are.
-      return { file, args, env: { ...options.baseEnv, ...request.env, ...taskEnvVars(visible) } };
+      // The pilot's own variables win over the user's: a task must find its files where they are. It runs
+      // where the pilot runs, so `python3 task.py` finds a script HTCondor transferred into the job's sandbox.
+      return { file, args, env: { ...options.baseEnv, ...request.env, ...taskEnvVars(visible) }, cwd: process.cwd() };
     },
     async stop(): Promise<void> {
       // A host task is one process group, which the processor stops itself.

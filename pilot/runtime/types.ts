@@ -53,6 +53,8 @@ export interface LaunchCommand {
   env: Record<string, string>;
   /** Set when the run is a named container that must be stopped explicitly (docker/podman). */
   containerName?: string;
+  /** Working directory of the spawned process; absent: the run's task-io directory. */
+  cwd?: string;
 }
 
 /** One container runtime. */

@@ -233,3 +233,49 @@ describe('start-up', () => {
     expect(pilot.stdout()).toContain('err-line');
   }, 60_000);
 });
+
+describe('stops that must be prompt and on time (review)', () => {
+  test('SIGTERM during the fail-fast quarantine ends the pilot at once with 143', async () => {
+    const { broker, queues } = await testQueues.create('rabbitmq');
+    await publishEvents(broker, queues.incoming, ['a']);
+    const pilot = startPilot(pilotEnv('rabbitmq', queues, { EWMS_PILOT_TASK_ARGS: 'false', EWMS_PILOT_QUARANTINE_TIME: '120' }));
+    await waitFor(() => /quarantine: sleeping/.test(pilot.stderr()), 20_000, 'the quarantine');
+    const signalled = Date.now();
+    pilot.child.kill('SIGTERM');
+    expect((await pilot.exited).code, pilot.stderr().slice(-2000)).toBe(143);
+    expect(Date.now() - signalled).toBeLessThan(10_000);
+  }, 60_000);
+
+  test('MAX_WORKER_RUNTIME counts from the pilot start: an init that used the budget up leaves no time for events', async () => {
+    const { broker, queues } = await testQueues.create('rabbitmq');
+    await publishEvents(broker, queues.incoming, ['a', 'b', 'c', 'd', 'e', 'f']);
+    const started = Date.now();
+    const pilot = startPilot(
+      pilotEnv('rabbitmq', queues, {
+        EWMS_PILOT_TASK_ARGS: 'sleep 0.5',
+        EWMS_PILOT_INIT_ARGS: 'sleep 4',
+        EWMS_PILOT_TASK_TIMEOUT: '1',
+        EWMS_PILOT_MAX_WORKER_RUNTIME: '4',
+      }),
+    );
+    expect((await pilot.exited).code, pilot.stderr().slice(-2000)).toBe(0);
+    expect(pilot.stderr()).toMatch(/"stopReason":"max-runtime"/);
+    expect(Date.now() - started).toBeLessThan(7_000); // budget 4 s (+ process start-up and exit)
+    expect(await broker.depth(queues.incoming)).toBe(6); // nothing was taken after the budget ran out
+  }, 60_000);
+
+  test('a host task runs in the pilot\'s working directory (a transferred script by relative path works)', async () => {
+    const { broker, queues } = await testQueues.create('rabbitmq');
+    await publishEvents(broker, queues.incoming, ['hello']);
+    const sandbox = scratch('ewms-job-sandbox-');
+    writeFileSync(join(sandbox, 'task.sh'), 'tr a-z A-Z < "$1" > "$2"\n');
+    const env = pilotEnv('rabbitmq', queues, { EWMS_PILOT_TASK_ARGS: 'sh task.sh {{INFILE}} {{OUTFILE}}' });
+    const { spawn } = await import('node:child_process');
+    const { PILOT_CLI } = await import('./run-pilot.js');
+    const child = spawn(process.execPath, [PILOT_CLI], { cwd: sandbox, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, stdio: 'ignore' });
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(0);
+    const outputs = await drainOutputs(broker, queues.outgoing, 1);
+    expect(outputs.map((o) => o.data)).toEqual(['HELLO']);
+  }, 60_000);
+});

@@ -142,5 +142,7 @@ describe('TaskProcessor', () => {
     expect(isOkayError(exit3, ['exit:3'])).toBe(true);
     expect(isOkayError(exit3, ['exit:4', 'TimeoutError'])).toBe(false);
     expect(isOkayError({ kind: 'TaskTimeoutError', message: '' }, ['TimeoutError'])).toBe(true);
+    // Python 1.x raises ContainerRunError("[Timeout-Error] ...") for a timeout too.
+    expect(isOkayError({ kind: 'TaskTimeoutError', message: '' }, ['ContainerRunError'])).toBe(true);
   });
 });

@@ -8,11 +8,12 @@ describe('splitShellWords', () => {
     ['  a \t b\n c  ', ['a', 'b', 'c']],
     [`sh -c 'echo "$HOME"; ls | wc -l'`, ['sh', '-c', 'echo "$HOME"; ls | wc -l']],
     [`"a b"'c d'e`, ['a bc de']],
-    [`"x \\" \\$ \\\\ \\a"`, ['x " $ \\ \\a']],
+    [`"x \\" \\$ \\\\ \\a"`, ['x " \\$ \\ \\a']], // shlex.split keeps the backslash before $ (a shell would not)
     [`a\\ b c\\'d`, ['a b', "c'd"]],
     [`'' ""`, ['', '']],
     [`$(rm -rf /) \`id\` ; && > out *`, ['$(rm', '-rf', '/)', '`id`', ';', '&&', '>', 'out', '*']],
-    ['one\\\ntwo', ['onetwo']],
+    ['one\\\ntwo', ['one\ntwo']], // shlex.split: no line continuation
+    ['echo "a\\\nb" "\\`x\\`"', ['echo', 'a\\\nb', '\\`x\\`']],
     ["'multi\nline'", ['multi\nline']],
     ['', []],
   ])('%j', (line, words) => {
