@@ -138,7 +138,12 @@ function ewmsFromArgs(args: Args): EwmsWmsOptions {
 function localCommand(text: string | undefined): string[] | undefined {
   if (text === undefined) return undefined;
   if (text.trim().startsWith('[')) {
-    const parsed = JSON.parse(text) as unknown;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new CoordinatorConfigError('--local-command is not valid JSON', 'e.g. \'["node", "dist/pilot/cli.js"]\', or a plain command line');
+    }
     if (Array.isArray(parsed) && parsed.every((x) => typeof x === 'string')) return parsed as string[];
     throw new CoordinatorConfigError('--local-command as JSON must be an array of strings', 'e.g. \'["node", "dist/pilot/cli.js"]\'');
   }
@@ -275,11 +280,15 @@ async function openWorkflow(args: Args, logger: Logger): Promise<Workflow> {
 
 async function cmdRun(args: Args, logger: Logger): Promise<number> {
   const eventsPath = args.events as string | undefined;
-  const alsoExpect = (args['also-expect'] as number | undefined) ?? 0;
-  if (!eventsPath && alsoExpect === 0) throw new CoordinatorConfigError('nothing to run', 'give --events FILE|DIR, or --also-expect N for events already queued (e.g. requeued dead letters)');
+  const alsoExpectIdsFile = args['also-expect-ids'] as string | undefined;
+  const alsoExpect: number | string[] = alsoExpectIdsFile ? await readIds(alsoExpectIdsFile) : ((args['also-expect'] as number | undefined) ?? 0);
+  if (!eventsPath && (typeof alsoExpect === 'number' ? alsoExpect === 0 : alsoExpect.length === 0)) throw new CoordinatorConfigError('nothing to run', 'give --events FILE|DIR, or --also-expect N for events already queued (e.g. requeued dead letters)');
   const pilots = (args.pilots as number) > 0 || args['autoscale-max'] !== undefined ? pilotRequestFromArgs(args) : undefined;
   const results = new LineWriter(args.output as string | undefined, { append: args.append as boolean });
   const dead = args['dead-letters'] ? new LineWriter(args['dead-letters'] as string, { append: args.append as boolean }) : undefined;
+  // An output that cannot be written is a usage error: find out before anything is published or started.
+  await results.ready();
+  await dead?.ready();
   // Ctrl-C or a kill must not leave local pilots running (they are in process groups of their own).
   const stop = new AbortController();
   let stoppedBy: NodeJS.Signals | undefined;
@@ -341,16 +350,27 @@ async function cmdPublish(args: Args, logger: Logger): Promise<number> {
   }
 }
 
+/** Event ids, one per line (as `publish --ids` and `dlq requeue --write-ids` write them). */
+async function readIds(path: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new CoordinatorConfigError(`cannot read the ids file '${path}'`, 'give the file ewms publish --ids or ewms dlq requeue --write-ids wrote', { cause: err });
+  }
+  return text.split('\n').map((s) => s.trim()).filter(Boolean);
+}
+
 async function cmdCollect(args: Args, logger: Logger): Promise<number> {
   const idsFile = args.ids as string | undefined;
-  const expected: number | string[] = idsFile
-    ? (await readFile(idsFile, 'utf8')).split('\n').map((s) => s.trim()).filter(Boolean)
-    : (args.expected as number | undefined) ?? -1;
+  const expected: number | string[] = idsFile ? await readIds(idsFile) : (args.expected as number | undefined) ?? -1;
   if (expected === -1) throw new CoordinatorConfigError('collect needs to know what to wait for', 'give --expected N or --ids FILE (as written by ewms publish --ids)');
   const wf = await openWorkflow(args, logger);
   const results = new LineWriter(args.output as string | undefined, { append: args.append as boolean });
   const dead = args['dead-letters'] ? new LineWriter(args['dead-letters'] as string, { append: args.append as boolean }) : undefined;
   try {
+    await results.ready();
+    await dead?.ready();
     for await (const o of wf.collect({ expected, idleTimeoutMs: (args['idle-timeout'] as number) * 1000, keepDeadLetters: true })) {
       if (o.kind === 'result') await results.write(outcomeLine(o));
       else await dead?.write(outcomeLine(o));
@@ -432,8 +452,11 @@ async function cmdDlqRequeue(args: Args, logger: Logger): Promise<number> {
   try {
     const ids = args.ids as string[] | undefined;
     const requeued = await wf.deadLetters().requeue(defined({ ids, limit: args.limit as number }));
+    const idsOut = args['write-ids'] as string | undefined;
+    if (idsOut) await writeFile(idsOut, requeued.map((id) => `${id}\n`).join(''));
     process.stdout.write(`${JSON.stringify({ workflow: wf.id, requeued: requeued.length, ids: requeued })}\n`);
-    process.stderr.write(`requeued ${requeued.length} to ${wf.queues.incoming}; collect them with: ewms run --workflow ${wf.id} --also-expect ${requeued.length} ...\n`);
+    // By id: a count would also take the dead letters still in the queue for these events' outcomes.
+    process.stderr.write(`requeued ${requeued.length} to ${wf.queues.incoming}; collect them with: ewms run --workflow ${wf.id} --also-expect-ids ${idsOut ?? '<file of the ids above>'} ...\n`);
     return EXIT.ok;
   } finally {
     await wf.close();
@@ -458,7 +481,8 @@ export async function main(argv: string[]): Promise<number> {
     .command('run', 'Publish events, start pilots, collect every outcome, stop the pilots', (y) =>
       collectOptions(pilotOptions(brokerOptions(y, false)))
         .option('events', { type: 'string', describe: 'Events: a .jsonl file (one JSON value per line) or a directory (one event per file)' })
-        .option('also-expect', { type: 'number', describe: 'Outcomes to await besides --events (e.g. requeued dead letters)' })
+        .option('also-expect', { type: 'number', describe: 'How many outcomes to await besides --events (dead letters still queued count too: prefer --also-expect-ids)' })
+        .option('also-expect-ids', { type: 'string', conflicts: 'also-expect', describe: 'File of event ids to await besides --events (e.g. from ewms dlq requeue --write-ids)' })
         .option('keep-queues', { type: 'boolean', default: false, describe: 'Keep the queues at the end (they are kept anyway while dead letters remain)' }),
       handle(cmdRun))
     .command('publish', 'Publish events to a workflow\'s incoming queue', (y) =>
@@ -488,7 +512,8 @@ export async function main(argv: string[]): Promise<number> {
         .command('requeue', 'Put dead letters back on the incoming queue, same event ids', (z) =>
           brokerOptions(z, true)
             .option('ids', { type: 'string', array: true, describe: 'Only these event ids (default: all)' })
-            .option('limit', { type: 'number', default: 10_000, describe: 'Requeue at most this many' }),
+            .option('limit', { type: 'number', default: 10_000, describe: 'Requeue at most this many' })
+            .option('write-ids', { type: 'string', describe: 'Write the requeued ids here, one per line (for run --also-expect-ids)' }),
           handle(cmdDlqRequeue))
         .demandCommand(1, 'name a dlq command: list or requeue'),
     )

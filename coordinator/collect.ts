@@ -17,7 +17,7 @@ import type { WireFormat } from '../common/wire.js';
 import { AsyncQueue } from '../mq-adapters/shared/async-queue.js';
 import { HEADERS, type AdapterLogger, type Broker, type Delivery, type Subscription } from '../mq-adapters/types.js';
 import { decodeEvent } from './codec.js';
-import { CollectTimeoutError } from './errors.js';
+import { CollectStoppedError, CollectTimeoutError, CoordinatorConfigError } from './errors.js';
 import type { CollectOptions, CollectStats, WorkflowOutcome, WorkflowQueues } from './types.js';
 
 const DEFAULT_PREFETCH = 500;
@@ -99,6 +99,13 @@ export async function* collectOutcomes(
   const seen = new Set<string>();
   const acks = new Set<Promise<void>>();
   let missingInputIdWarned = false;
+  let keptFullWarned = false;
+  /** Each consumer's window, and how much of it outcomes for other runs take up. */
+  const window: Record<Source, number> = {
+    result: prefetch,
+    'dead-letter': options.keepDeadLetters ? KEPT_DEAD_LETTER_PREFETCH : Math.min(prefetch, DEAD_LETTER_PREFETCH),
+  };
+  const unexpectedHeld: Record<Source, number> = { result: 0, 'dead-letter': 0 };
   let held: Delivery | undefined;
   const kept: Delivery[] = [];
   // One pull at a time, kept across a timeout so an item arriving late is released, never lost.
@@ -111,12 +118,16 @@ export async function* collectOutcomes(
     acks.add(p);
   };
 
+  let closing = false;
   const pump = async (subscription: Subscription, source: Source) => {
     for await (const delivery of subscription) {
       // Collection ended while this one was on its way: give it back rather than drop it unsettled.
       if (merged.isEnded) settle(delivery, 'release');
       else merged.push({ source, delivery });
     }
+    // A subscription that ends before we close it (queue deleted, connection gone) will never deliver
+    // the missing outcomes: waiting on would hang.
+    if (!closing) throw new CollectStoppedError(source === 'result' ? queues.outgoing : queues.deadLetter);
   };
 
   try {
@@ -126,13 +137,15 @@ export async function* collectOutcomes(
     subscriptions.push(results);
     const deadLetters = await broker.consume(queues.deadLetter, {
       // Kept dead letters stay unacked until the end, so they need room of their own.
-      prefetch: options.keepDeadLetters ? KEPT_DEAD_LETTER_PREFETCH : Math.min(prefetch, DEAD_LETTER_PREFETCH),
+      prefetch: window['dead-letter'],
       // Reading a dead-letter queue must never dead-letter its messages again, however often they are given back.
       deadLetter: false,
     });
     subscriptions.push(deadLetters);
     for (const [sub, source] of [[results, 'result'], [deadLetters, 'dead-letter']] as const) {
-      pump(sub, source).catch((err: unknown) => merged.fail(err));
+      pump(sub, source).catch((err: unknown) => {
+        for (const item of merged.fail(err)) settle(item.delivery, 'release');
+      });
     }
 
     const iterator = merged[Symbol.asyncIterator]();
@@ -155,9 +168,18 @@ export async function* collectOutcomes(
         settle(delivery, 'ack');
         continue;
       } else if (expectedIds && !expectedIds.has(id)) {
+        // Another run's outcome (a dead letter kept for requeue, a result an interrupted run never took):
+        // not ours to delete. Hold it and give it back when collection ends.
         stats.unexpected += 1;
-        logger?.warn({ inputEventId: id, source }, 'an outcome for an event this collection does not expect: acked and dropped');
-        settle(delivery, 'ack');
+        logger?.warn({ inputEventId: id, source }, 'an outcome for an event this collection does not expect: left in its queue');
+        kept.push(delivery);
+        unexpectedHeld[source] += 1;
+        if (unexpectedHeld[source] >= window[source]) {
+          throw new CoordinatorConfigError(
+            `${unexpectedHeld[source]} outcomes in '${source === 'result' ? queues.outgoing : queues.deadLetter}' belong to events this collection does not expect`,
+            'collect them first (ewms collect --expected N, ewms dlq list), or use a new workflow id',
+          );
+        }
         continue;
       }
       if (id !== '') seen.add(id);
@@ -168,10 +190,19 @@ export async function* collectOutcomes(
       yield outcome;
       // The caller asked for the next one: it has taken this outcome.
       held = undefined;
-      if (outcome.kind === 'dead-letter' && source === 'dead-letter' && options.keepDeadLetters) kept.push(delivery);
-      else settle(delivery, 'ack');
+      if (outcome.kind === 'dead-letter' && source === 'dead-letter' && options.keepDeadLetters && kept.length < KEPT_DEAD_LETTER_PREFETCH - 1) {
+        kept.push(delivery);
+      } else {
+        if (source === 'dead-letter' && options.keepDeadLetters && !keptFullWarned) {
+          // Held dead letters fill the consumer's window: keeping more would stall collection for good.
+          keptFullWarned = true;
+          logger?.warn({ kept: kept.length, queue: queues.deadLetter }, 'too many dead letters to keep in their queue: further ones are acked once taken');
+        }
+        settle(delivery, 'ack');
+      }
     }
   } finally {
+    closing = true;
     if (held) settle(held, 'release');
     await Promise.all(subscriptions.map((s) => s.close().catch(() => undefined)));
     // Released only now that nothing consumes the dead-letter queue, so they stay there for inspection.

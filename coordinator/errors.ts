@@ -33,6 +33,16 @@ export class CollectTimeoutError extends EwmsError {
   }
 }
 
+/** A queue `collect` reads stopped delivering before every outcome arrived (deleted, or the broker is gone). */
+export class CollectStoppedError extends EwmsError {
+  constructor(readonly queue: string) {
+    super(
+      `the subscription to '${queue}' ended before every outcome arrived`,
+      'was the queue deleted (another run with the same workflow id?) or the broker lost? collecting again resumes where this stopped',
+    );
+  }
+}
+
 /** An HTCondor tool is missing, or refused our request. The tool's stderr is included, redacted. */
 export class CondorError extends EwmsError {
   constructor(

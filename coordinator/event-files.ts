@@ -56,27 +56,45 @@ export function outcomeLine(outcome: WorkflowOutcome): string {
   return `${JSON.stringify(record)}\n`;
 }
 
-/** A line writer that respects the stream's backpressure. */
+/** A line writer: `write` resolves once the line has been handed to the OS, and rejects if it cannot be. */
 export class LineWriter {
   private readonly stream: NodeJS.WritableStream;
   private readonly owned: WriteStream | undefined;
+  private failure: Error | undefined;
 
   /** `path` `-` or undefined writes to stdout. */
-  constructor(path: string | undefined, options: { append?: boolean } = {}) {
+  constructor(
+    private readonly path: string | undefined,
+    options: { append?: boolean } = {},
+  ) {
     if (path === undefined || path === '-') {
       this.stream = process.stdout;
     } else {
       this.owned = createWriteStream(path, { flags: options.append ? 'a' : 'w' });
       this.stream = this.owned;
     }
+    // Without a listener an open or write error (no such directory, disk full) kills the process.
+    this.stream.on('error', (err: Error) => (this.failure ??= err));
+  }
+
+  /** Resolves once the file is open; throws `CoordinatorConfigError` when it cannot be (check before starting work). */
+  async ready(): Promise<void> {
+    if (this.owned?.pending) await once(this.owned, 'open').catch(() => undefined);
+    if (this.failure) throw this.error();
   }
 
   async write(line: string): Promise<void> {
-    if (!this.stream.write(line)) await once(this.stream, 'drain');
+    if (this.failure) throw this.error();
+    // The callback, not 'drain': the caller acks the outcome once this resolves.
+    await new Promise<void>((resolve, reject) => this.stream.write(line, (err?: Error | null) => (err ? reject(this.error(err)) : resolve())));
+  }
+
+  private error(err: Error | undefined = this.failure): CoordinatorConfigError {
+    return new CoordinatorConfigError(`cannot write to ${this.path ?? 'stdout'}: ${err?.message ?? 'unknown error'}`, 'check the output path and the free disk space; the outcome not written stays in its queue', { cause: err });
   }
 
   async close(): Promise<void> {
-    if (!this.owned) return;
+    if (!this.owned || this.owned.destroyed) return;
     const owned = this.owned;
     await new Promise<void>((resolve, reject) => owned.end((err?: Error | null) => (err ? reject(err) : resolve())));
   }

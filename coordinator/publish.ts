@@ -16,6 +16,8 @@ export interface PublishOptions {
   window?: number;
   /** Told after each confirm, with the running count. */
   onConfirmed?: (count: number) => void;
+  /** Stop taking events from the iterable (what is in flight is still confirmed). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -55,10 +57,17 @@ export async function publishEvents(
   };
 
   let index = 0;
-  for await (const data of events as AsyncIterable<JsonValue>) {
-    if (failure !== undefined) break;
-    send(index++, data);
-    while (pending.size >= window) await Promise.race(pending);
+  try {
+    for await (const data of events as AsyncIterable<JsonValue>) {
+      if (failure !== undefined) break;
+      options.signal?.throwIfAborted();
+      send(index++, data);
+      while (pending.size >= window) await Promise.race(pending);
+    }
+  } catch (err) {
+    // The events themselves failed (a bad line in a file, an abort): what was sent still gets confirmed,
+    // and the caller learns which ids made it.
+    failure ??= err;
   }
   await Promise.all(pending);
   if (failure !== undefined) {

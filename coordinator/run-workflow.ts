@@ -16,8 +16,11 @@ import { Workflow } from './workflow.js';
 export interface RunWorkflowOptions extends WorkflowOptions {
   /** Events to publish (may be empty when only `alsoExpect` outcomes are awaited). */
   events?: Iterable<JsonValue> | AsyncIterable<JsonValue>;
-  /** Outcomes to await besides those of `events`: a count, or ids (e.g. dead letters requeued before). */
-  alsoExpect?: number;
+  /**
+   * Outcomes to await besides those of `events`: their ids (e.g. the dead letters `requeue` returned), or
+   * just a count — a count also takes dead letters still waiting in the dead-letter queue for outcomes.
+   */
+  alsoExpect?: number | Iterable<string>;
   /** The pilots to run; omit when pilots are already running elsewhere. */
   pilots?: PilotRequest;
   /** Called with each outcome, once; the outcome is acked after it returns. */
@@ -75,13 +78,24 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
         options.progress ?? {},
       );
     }
-    // Pilots start while events are published: their start-up overlaps the publishing.
-    const [ids, started_] = await Promise.all([
-      options.events ? workflow.publish(options.events) : Promise.resolve([] as string[]),
-      options.pilots && !cluster ? workflow.startPilots(options.pilots) : Promise.resolve(cluster),
+    // Pilots start while events are published: their start-up overlaps the publishing. Both are waited
+    // for whatever happens, so pilots that did start are removed below when publishing fails, and a
+    // failed start stops the publishing.
+    const stopPublishing = new AbortController();
+    const publishSignal = options.signal ? AbortSignal.any([options.signal, stopPublishing.signal]) : stopPublishing.signal;
+    const [published, startedPilots] = await Promise.allSettled([
+      options.events ? workflow.publish(options.events, { signal: publishSignal }) : Promise.resolve([] as string[]),
+      (options.pilots && !cluster ? workflow.startPilots(options.pilots) : Promise.resolve(cluster)).catch((err: unknown) => {
+        stopPublishing.abort(err);
+        throw err;
+      }),
     ]);
-    cluster = started_;
-    const extra = options.alsoExpect ?? 0;
+    if (startedPilots.status === 'fulfilled') cluster = startedPilots.value;
+    if (startedPilots.status === 'rejected') throw startedPilots.reason;
+    if (published.status === 'rejected') throw published.reason;
+    const ids = published.value;
+    const extraIds = options.alsoExpect === undefined || typeof options.alsoExpect === 'number' ? undefined : [...options.alsoExpect];
+    const extra = extraIds ? extraIds.length : ((options.alsoExpect as number | undefined) ?? 0);
     expected = ids.length + extra;
     log?.info({ workflow: workflow.id, published: ids.length, expected, pilots: cluster?.id }, 'events published; collecting');
 
@@ -90,7 +104,7 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
     const signals = [watchdog?.signal, options.signal].filter((s): s is AbortSignal => s !== undefined);
     try {
       const outcomes = workflow.collect({
-        expected: extra > 0 ? expected : ids,
+        expected: extraIds ? [...ids, ...extraIds] : extra > 0 ? expected : ids,
         idleTimeoutMs: options.idleTimeoutMs ?? 600_000,
         keepDeadLetters: true,
         ...(signals.length > 0 ? { signal: AbortSignal.any(signals) } : {}),
@@ -123,6 +137,10 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
       pilots: pilotStatus,
       queuesDeleted,
     };
+  } catch (err) {
+    // Say where the events and outcomes are: with a random workflow id nothing else names the queues.
+    log?.error({ workflow: workflow.id, queues: workflow.queues }, 'the run failed; its queues are kept');
+    throw err;
   } finally {
     display?.stop();
     if (cluster) await cluster.remove().catch((err: unknown) => log?.error({ err: describeError(err) }, 'stopping the pilots failed'));

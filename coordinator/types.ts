@@ -66,7 +66,7 @@ export interface CollectOptions {
   prefetch?: number;
   /**
    * Yield dead letters but leave them in the dead-letter queue (for `deadLetters().list()` / `requeue()`)
-   * instead of acking them. At most 10,000 are kept per collection.
+   * instead of acking them. At most 10,000 are kept per collection; later ones are acked once taken (with a warning).
    */
   keepDeadLetters?: boolean;
 }
@@ -77,7 +77,7 @@ export interface CollectStats {
   deadLetters: number;
   /** Second copies of an outcome already yielded (at-least-once delivery): acked and dropped. */
   duplicates: number;
-  /** Outcomes for ids not in `expected` (another run's leftovers): acked and dropped. */
+  /** Outcomes for ids not in `expected` (another run's leftovers): left in their queue, untouched. */
   unexpected: number;
 }
 

@@ -87,10 +87,14 @@ export class Workflow {
    * by the broker, with bounded flight. Resolves with their ids in input order; `collect` reports outcomes
    * by these ids. On failure throws `PublishError` listing the ids that were confirmed.
    */
-  async publish(events: Iterable<JsonValue> | AsyncIterable<JsonValue>, options: { onConfirmed?: (count: number) => void } = {}): Promise<string[]> {
+  async publish(
+    events: Iterable<JsonValue> | AsyncIterable<JsonValue>,
+    options: { onConfirmed?: (count: number) => void; signal?: AbortSignal } = {},
+  ): Promise<string[]> {
     const before = this.publishedCount;
     return publishEvents(this.broker, this.queues.incoming, events, {
       wireFormat: this.wireFormat,
+      ...(options.signal ? { signal: options.signal } : {}),
       onConfirmed: (count) => {
         this.publishedCount = before + count;
         options.onConfirmed?.(count);

@@ -127,11 +127,19 @@ export class WmsClient {
 
   /** The workflow's taskforces (one per cluster location). */
   async taskforces(workflowId: string): Promise<Array<Record<string, JsonValue>>> {
-    const res = await this.call<{ taskforces?: Array<Record<string, JsonValue>> }>('POST', `${WMS_ROUTE_PREFIX}/query/taskforces`, {
-      query: { workflow_id: workflowId },
-      projection: ['taskforce_uuid', 'cluster_location', 'phase', 'n_workers', 'compound_statuses', 'cluster_id'],
-    });
-    return res.taskforces ?? [];
+    const all: Array<Record<string, JsonValue>> = [];
+    // The WMS answers page by page: `next_after` names where the next page starts (null on the last).
+    let after: JsonValue | undefined;
+    do {
+      const res = await this.call<{ taskforces?: Array<Record<string, JsonValue>>; next_after?: JsonValue }>('POST', `${WMS_ROUTE_PREFIX}/query/taskforces`, {
+        query: { workflow_id: workflowId },
+        projection: ['taskforce_uuid', 'cluster_location', 'phase', 'n_workers', 'compound_statuses', 'cluster_id'],
+        ...(after !== undefined && after !== null ? { after } : {}),
+      });
+      all.push(...(res.taskforces ?? []));
+      after = res.next_after;
+    } while (after !== undefined && after !== null);
+    return all;
   }
 
   /** Tell the WMS the workflow is done: it stops its taskforces and retires the queues. */

@@ -69,7 +69,8 @@ export function shellQuote(value: string): string {
  * disk); `2 GB`, `512M`, `1.5GiB` are normalised to `<n><unit>` with K/M/G/T (binary, as HTCondor reads them).
  */
 export function condorSize(value: string, what: string): string {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$/i.exec(value);
+  // A unit letter may be followed by B or iB; a lone B (bytes) is no unit condor_submit knows.
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:i?B)?)?\s*$/i.exec(value);
   if (!m) throw new CoordinatorConfigError(`${what} '${value}' is not a size`, 'use e.g. 2048 (the default unit), 512MB, 2 GB or 4GiB');
   return `${m[1]}${(m[2] ?? '').toUpperCase()}`;
 }
@@ -122,7 +123,8 @@ export function envFileText(env: Record<string, string>): string {
   const lines = ['#!/bin/sh', '# Pilot environment, sourced by ewms-pilot-wrapper.sh in the job sandbox. Holds secrets: mode 0600.', ''];
   for (const key of Object.keys(env).sort()) {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw new CoordinatorConfigError(`'${key}' is not a valid environment variable name`, 'use letters, digits and _');
-    lines.push(`export ${key}=${shellQuote(env[key]!.replace(/\n/g, ' '))}`);
+    // Single quotes keep newlines as they are: the job gets the same value a local pilot gets.
+    lines.push(`export ${key}=${shellQuote(env[key]!)}`);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -34,6 +34,8 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   fail(err: unknown): T[] {
     this.error = err;
     const failWaiter = this.failWaiter;
+    // A consumer waiting right now must get the error, not a quiet end of iteration.
+    this.clearWaiter();
     const rest = this.end();
     failWaiter?.(err);
     return rest;
