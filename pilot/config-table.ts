@@ -121,7 +121,7 @@ export const VARIABLES: readonly VariableDefinition[] = [
   // failure handling
   v('EWMS_PILOT_STOP_LISTENING_ON_TASK_ERROR', 'boolean', 'true', 'Fail-fast: after a task failure (not in OKAY_ERRORS) take no more events, finish in-flight ones, sleep QUARANTINE_TIME and exit 1.'),
   v('EWMS_PILOT_OKAY_ERRORS', 'list', undefined, 'Failure kinds that do not trigger fail-fast, comma- or space-separated: `TaskExitError`, `TaskTimeoutError` (or `TimeoutError`), `ContainerRunError` (the Python name: a non-zero exit, a signal or a timeout), `TaskSignalError`, `InvalidDataForInfileException`, `InvalidDataFromOutfileException`, or `exit:<code>` for one exit code.'),
-  v('EWMS_PILOT_QUARANTINE_TIME', 'seconds', '0', 'Seconds to sleep after fail-fast before exiting, so a broken node does not take more work. Needs STOP_LISTENING_ON_TASK_ERROR.'),
+  v('EWMS_PILOT_QUARANTINE_TIME', 'seconds', '0', 'Seconds to sleep after fail-fast, or after a failed init command, before exiting, so a broken node does not take more work (HTCondor would hand its slot straight back). A signal ends the sleep. Needs STOP_LISTENING_ON_TASK_ERROR.'),
   v('EWMS_PILOT_MAX_CONCURRENT_TASKS', 'integer', '1', 'Tasks run at once (>= 1).'),
   v('EWMS_PILOT_MAX_WORKER_RUNTIME', 'seconds', undefined, 'The job\'s wall-time budget in seconds: intake stops TASK_TIMEOUT before it so in-flight tasks can finish. Unset: no limit.', { origin: 'ours' }),
   // containers

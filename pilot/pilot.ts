@@ -123,6 +123,9 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
         const message = describeError(err);
         logger.error({ err: message }, 'init command failed; no event was taken');
         chirp.set(CHIRP_ATTRS.error, message);
+        // As the Python pilot: a node that cannot even run init is the classic black hole; keep its slot busy.
+        await quarantine();
+        if (signalled) return finish(SIGNAL_EXIT[signalled] ?? 1, 'signal', `stopped by ${signalled}; init command failed: ${message}`);
         return finish(1, 'init-failed', `init command failed: ${message}`);
       }
     }
@@ -172,11 +175,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
       case 'task-error': {
         const summary = `stopped after a task failed: ${result.fatalTaskError ?? 'unknown error'}`;
         chirp.set(CHIRP_ATTRS.error, result.fatalTaskError ?? 'task failed');
-        if (settings.quarantineSeconds > 0 && !signalled) {
-          logger.warn({ seconds: settings.quarantineSeconds }, 'quarantine: sleeping before exit so this node does not take more work');
-          chirp.status('quarantined');
-          await (parts.sleep ?? sleep)(settings.quarantineSeconds * 1000, initAbort.signal);
-        }
+        await quarantine();
         if (signalled) return finish(SIGNAL_EXIT[signalled] ?? 1, 'signal', `stopped by ${signalled}; ${summary}`);
         return finish(1, result.stopReason, summary);
       }
@@ -194,6 +193,14 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     for (const s of signals) process.off(s, onSignal);
     await closeBrokers();
     await chirp.flush();
+  }
+
+  /** Sleep QUARANTINE_TIME before a failure exit, so HTCondor does not hand this node's slot straight back; a signal ends it. */
+  async function quarantine(): Promise<void> {
+    if (settings.quarantineSeconds <= 0 || signalled) return;
+    logger.warn({ seconds: settings.quarantineSeconds }, 'quarantine: sleeping before exit so this node does not take more work');
+    chirp.status('quarantined');
+    await (parts.sleep ?? sleep)(settings.quarantineSeconds * 1000, initAbort.signal);
   }
 
   function finish(exitCode: number, stopReason: PilotOutcome['stopReason'], why: string): PilotOutcome {

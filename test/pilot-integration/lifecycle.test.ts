@@ -195,6 +195,17 @@ describe('start-up', () => {
     expect(await broker.depth(queues.incoming)).toBe(2);
   }, 60_000);
 
+  test('a failing init command quarantines before exit 1, as the Python pilot does', async () => {
+    const { broker, queues } = await testQueues.create('rabbitmq');
+    await publishEvents(broker, queues.incoming, ['a']);
+    const started = Date.now();
+    const pilot = startPilot(pilotEnv('rabbitmq', queues, { EWMS_PILOT_TASK_ARGS: 'true', EWMS_PILOT_INIT_ARGS: 'false', EWMS_PILOT_QUARANTINE_TIME: '2' }));
+    expect((await pilot.exited).code, pilot.stderr().slice(-2000)).toBe(1);
+    expect(pilot.stderr()).toMatch(/quarantine: sleeping/);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
+    expect(await broker.depth(queues.incoming)).toBe(1);
+  }, 60_000);
+
   test('SIGTERM during a long init stops it and the pilot (exit 143) without taking work', async () => {
     const { broker, queues } = await testQueues.create('rabbitmq');
     await publishEvents(broker, queues.incoming, ['a']);
