@@ -281,7 +281,7 @@ async function openWorkflow(args: Args, logger: Logger): Promise<Workflow> {
 async function cmdRun(args: Args, logger: Logger): Promise<number> {
   const eventsPath = args.events as string | undefined;
   const alsoExpectIdsFile = args['also-expect-ids'] as string | undefined;
-  const alsoExpect: number | string[] = alsoExpectIdsFile ? await readIds(alsoExpectIdsFile) : ((args['also-expect'] as number | undefined) ?? 0);
+  const alsoExpect: number | string[] = alsoExpectIdsFile ? await readIds(alsoExpectIdsFile) : wholeCount('--also-expect', (args['also-expect'] as number | undefined) ?? 0);
   if (!eventsPath && (typeof alsoExpect === 'number' ? alsoExpect === 0 : alsoExpect.length === 0)) throw new CoordinatorConfigError('nothing to run', 'give --events FILE|DIR, or --also-expect N for events already queued (e.g. requeued dead letters)');
   const pilots = (args.pilots as number) > 0 || args['autoscale-max'] !== undefined ? pilotRequestFromArgs(args) : undefined;
   const results = new LineWriter(args.output as string | undefined, { append: args.append as boolean });
@@ -351,6 +351,12 @@ async function cmdPublish(args: Args, logger: Logger): Promise<number> {
 }
 
 /** Event ids, one per line (as `publish --ids` and `dlq requeue --write-ids` write them). */
+/** A count given on the command line must be a whole number >= 0. */
+function wholeCount(flag: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0) throw new CoordinatorConfigError(`${flag} must be a whole number >= 0, got ${String(value)}`, `give ${flag} a count such as 100`);
+  return value;
+}
+
 async function readIds(path: string): Promise<string[]> {
   let text: string;
   try {
@@ -365,6 +371,7 @@ async function cmdCollect(args: Args, logger: Logger): Promise<number> {
   const idsFile = args.ids as string | undefined;
   const expected: number | string[] = idsFile ? await readIds(idsFile) : (args.expected as number | undefined) ?? -1;
   if (expected === -1) throw new CoordinatorConfigError('collect needs to know what to wait for', 'give --expected N or --ids FILE (as written by ewms publish --ids)');
+  if (typeof expected === 'number') wholeCount('--expected', expected);
   const wf = await openWorkflow(args, logger);
   const results = new LineWriter(args.output as string | undefined, { append: args.append as boolean });
   const dead = args['dead-letters'] ? new LineWriter(args['dead-letters'] as string, { append: args.append as boolean }) : undefined;

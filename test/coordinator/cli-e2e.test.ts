@@ -184,6 +184,12 @@ describe('ewms CLI usage', () => {
     expect(bad.stderr).toMatch(/nothing to run/);
   });
 
+  test('a count that is not a whole number is a usage error (exit 2), not a crash', async () => {
+    const r = await ewms('nats', ['collect', '--workflow', 'x', '--expected', '1.5'], tmpdir());
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--expected must be a whole number/);
+  });
+
   test('a password in --broker is refused (it would show in ps), and never echoed', async () => {
     const r = await ewms('nats', ['dlq', 'list', '--workflow', 'x', '--broker', 'amqp://guest:s3cr3tpw@127.0.0.1:5672'], tmpdir());
     expect(r.code).toBe(2);
