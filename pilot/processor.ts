@@ -10,6 +10,7 @@ import type { CommandSpec } from './config.js';
 import type { EventProcessor, TaskOutcome } from './event-loop.js';
 import { deadLetterReason, isOkayError, processFailure, STDERR_TAIL_BYTES, type Failure } from './failure.js';
 import type { Logger } from './logger.js';
+import { removeLaunchFiles, writeLaunchFiles } from './runtime/launch-files.js';
 import type { ContainerRuntime, LaunchCommand, PreparedImage } from './runtime/types.js';
 import { copyFileTo, safeDirName, tailOf, type RunDir, type TaskFiles } from './task-files.js';
 import { decodePayload, InvalidDataForInfileException, InvalidDataFromOutfileException, readOutfile, writeInfile, type Payload } from './task-io.js';
@@ -71,7 +72,8 @@ export class TaskProcessor implements EventProcessor {
         { args: opts.task.args, env: opts.task.env, paths: { taskIoDir: dir.taskIo, infile: dir.infile, outfile: dir.outfile, dataHub: opts.files.dataHub }, runId: this.runId(dir) },
         opts.image,
       );
-      const result = await this.run(command, dir, signal);
+      await writeLaunchFiles(command);
+      const result = await this.run(command, dir, signal).finally(() => removeLaunchFiles(command));
       if (result.aborted) return { kind: 'aborted', durationMs: result.durationMs };
 
       const failure = processFailure(result, opts.task.timeoutSeconds);
@@ -159,6 +161,7 @@ export async function runInit(opts: {
     opts.image,
   );
   opts.logger.info({ file: command.file }, 'running the init command');
+  await writeLaunchFiles(command);
   const result = await runProcess(command, {
     cwd: command.cwd ?? dir.taskIo,
     stdoutPath: dir.stdout,
@@ -167,7 +170,7 @@ export async function runInit(opts: {
     killGraceMs: opts.killGraceSeconds * 1000,
     signal: opts.signal,
     onStop: () => opts.runtime.stop(command),
-  });
+  }).finally(() => removeLaunchFiles(command));
   if (result.aborted) throw new Error('init command stopped by the pilot');
   const failure = processFailure(result, opts.init.timeoutSeconds, 'init command');
   if (failure) {

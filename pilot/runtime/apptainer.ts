@@ -6,11 +6,13 @@
  *   file, `docker://`, `oras://`, `library://` — is converted once per pilot with
  *   `apptainer build --fix-perms --sandbox` into `<workDir>/apptainer-images/`, because execute points
  *   often lack the FUSE support that running a SIF unprivileged needs.
- * - Environment: `--env NAME=VALUE` when the value survives Apptainer's flag parsing unchanged (the flag
- *   is a string-to-string map that splits on commas and strips double quotes); any other value travels
- *   as `APPTAINERENV_NAME` in the client's environment, which `--no-eval` passes literally. The client's
- *   own `APPTAINERENV_*`/`SINGULARITYENV_*` and bind-path variables are dropped so the container gets
- *   exactly the task env and nothing from the node's defaults.
+ * - Environment: every variable the task sees — the task env and the `EWMS_TASK_*` paths — travels as
+ *   `APPTAINERENV_NAME` in the client's environment, never as `--env NAME=VALUE`: a command line is
+ *   readable by every local user (/proc/<pid>/cmdline) and task env values often hold tokens, while a
+ *   process's environment is readable by its owner only. With `--no-eval` Apptainer passes these values
+ *   literally (commas, quotes, line breaks, `$` included). The client's own `APPTAINERENV_*`/
+ *   `SINGULARITYENV_*` and bind-path variables are dropped so the container gets exactly the task env
+ *   and nothing from the node's defaults.
  * - Stopping: `--containall` implies a PID namespace whose first process is Apptainer's shim init; when
  *   the processor kills the client's process group, the namespace's init dies and the kernel kills every
  *   process left in it (pid_namespaces(7)), so nothing outlives the run and `stop()` has nothing to do.
@@ -39,15 +41,6 @@ const URI = /^[a-z][a-z0-9+.-]*:\/\//i;
 
 /** Client-side variables that would add to what the container sees. */
 const CLIENT_ENV_DROPPED = /^(?:APPTAINER|SINGULARITY)(?:ENV_|_BIND$|_BINDPATH$|_MOUNT$)/;
-
-/**
- * True when `--env NAME=VALUE` delivers VALUE unchanged. The flag parser reads the argument as CSV
- * when it holds more than one `=` and trims double quotes otherwise, so commas, quotes and line breaks
- * are unsafe; leading/trailing blanks are kept out too, to be safe with any CSV reader.
- */
-export function isSafeEnvFlagValue(value: string): boolean {
-  return !/[,"\n\r]/.test(value) && value.trim() === value;
-}
 
 /** A sandbox directory is recognised by the metadata directory every Apptainer image has. */
 async function isSandbox(path: string): Promise<boolean> {
@@ -177,10 +170,7 @@ export function createApptainerRuntime(options: RuntimeOptions): ContainerRuntim
       for (const bind of view.binds) {
         args.push('--mount', `type=bind,src=${bind.source},dst=${bind.target}${bind.readOnly ? ',ro' : ''}`);
       }
-      for (const [name, value] of view.env) {
-        if (isSafeEnvFlagValue(value)) args.push('--env', `${name}=${value}`);
-        else env[`APPTAINERENV_${name}`] = value;
-      }
+      for (const [name, value] of view.env) env[`APPTAINERENV_${name}`] = value;
       args.push(runnable, ...view.args);
       return { file: APPTAINER, args, env };
     },

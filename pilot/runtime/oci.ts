@@ -1,9 +1,13 @@
 /**
  * The Docker and Podman runtimes: each run is `<engine> run --rm --name <runId> --init --pull=never`
  * with the run's task-io dir, the data hub and the external directories bound by `--mount`, and the task
- * env as `--env NAME=VALUE` (the CLI takes the value verbatim: no splitting, no evaluation).
+ * env (with the `EWMS_TASK_*` paths) in a mode-0600 `--env-file` beside the task-io directory.
  *
  * Choices, and why:
+ * - `--env-file`, never `--env NAME=VALUE`: any local user can read a process's command line
+ *   (/proc/<pid>/cmdline) and task env values often hold tokens. Nor a bare `--env NAME`, whose value
+ *   would come from the client's own environment, where names like DOCKER_HOST steer the client itself.
+ *   The file format takes one line per variable, so a value with a line break is refused (env-file.ts).
  * - no `-i`/`-t`: a task reads its infile, not a terminal; with no TTY the client forwards signals it
  *   receives to the container (`--sig-proxy` is on by default), so the processor's SIGTERM reaches the task.
  * - `--init`: a tiny init as PID 1 forwards those signals and reaps zombies, so a task that is a shell
@@ -19,6 +23,7 @@
  *   was still up; `podman rm -f --time 0` removed it in 0.13 s (plain `rm -f` waited 10 s).
  */
 import { containerView, requireRunnable } from './container-layout.js';
+import { envFile } from './env-file.js';
 import { checkHostDirectories } from './mounts.js';
 import { prepareOnce } from './prepare-once.js';
 import { outputTail, runTool } from './run-tool.js';
@@ -125,9 +130,9 @@ export function createOciRuntime(engine: OciEngine, options: RuntimeOptions, hos
       for (const bind of view.binds) {
         args.push('--mount', `type=bind,source=${bind.source},target=${bind.target}${bind.readOnly ? ',readonly' : ''}`);
       }
-      for (const [name, value] of view.env) args.push('--env', `${name}=${value}`);
-      args.push(runnable, ...view.args);
-      return { file: engine, args, env: { ...env }, containerName: request.runId };
+      const taskEnv = envFile(view.env, request.paths.taskIoDir, engine);
+      args.push('--env-file', taskEnv.path, runnable, ...view.args);
+      return { file: engine, args, env: { ...env }, containerName: request.runId, files: [taskEnv] };
     },
 
     async stop(command: LaunchCommand): Promise<void> {

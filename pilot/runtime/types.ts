@@ -44,7 +44,18 @@ export interface PreparedImage {
   runnable: string | undefined;
 }
 
-/** The exact process to start for one run. The processor spawns it without a shell. */
+/** A private file a launch command reads; see `LaunchCommand.files`. */
+export interface LaunchFile {
+  /** Absolute host path, outside every directory bound into the container. */
+  path: string;
+  content: string;
+}
+
+/**
+ * The exact process to start for one run. The processor spawns it without a shell. Task env values
+ * never appear in `args` (any local user can read a process's command line): they travel in `env` or
+ * in `files`.
+ */
 export interface LaunchCommand {
   /** Executable (looked up on PATH when not absolute). */
   file: string;
@@ -55,6 +66,12 @@ export interface LaunchCommand {
   containerName?: string;
   /** Working directory of the spawned process; absent: the run's task-io directory. */
   cwd?: string;
+  /**
+   * Files the command reads, which `command()` only describes (it does no I/O): the processor writes
+   * them with mode 0600 right before spawning (`writeLaunchFiles`) and removes them when the run ends
+   * (`removeLaunchFiles`), kept task files or not, since they hold the task env.
+   */
+  files?: LaunchFile[];
 }
 
 /** One container runtime. */

@@ -4,7 +4,8 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { LaunchRequest, RuntimeOptions } from '../../pilot/runtime/types.js';
+import { removeLaunchFiles, writeLaunchFiles } from '../../pilot/runtime/launch-files.js';
+import type { LaunchCommand, LaunchRequest, RuntimeOptions } from '../../pilot/runtime/types.js';
 
 /** Directory of the `apptainer`, `docker` and `podman` stand-ins. */
 export const STAND_INS = fileURLToPath(new URL('./stand-ins', import.meta.url));
@@ -36,13 +37,13 @@ export function testOptions(overrides: Partial<RuntimeOptions> = {}): RuntimeOpt
   };
 }
 
-/** The `--env` flags `taskRequest()` gives every runtime (sorted; `EWMS_TASK_*` at container paths). */
-export const GOLDEN_ENV_FLAGS = [
-  '--env', 'ALPHA=one',
-  '--env', 'EWMS_TASK_DATA_HUB_DIR=/ewms-pilot-data/data-hub',
-  '--env', 'EWMS_TASK_INFILE=/ewms-pilot-data/task-io/in-ev1.in',
-  '--env', 'EWMS_TASK_OUTFILE=/ewms-pilot-data/task-io/out-ev1.out',
-  '--env', 'ZULU=last',
+/** The variables `taskRequest()` gives the task in every container runtime (sorted; `EWMS_TASK_*` at container paths). */
+export const GOLDEN_TASK_ENV: ReadonlyArray<readonly [string, string]> = [
+  ['ALPHA', 'one'],
+  ['EWMS_TASK_DATA_HUB_DIR', '/ewms-pilot-data/data-hub'],
+  ['EWMS_TASK_INFILE', '/ewms-pilot-data/task-io/in-ev1.in'],
+  ['EWMS_TASK_OUTFILE', '/ewms-pilot-data/task-io/out-ev1.out'],
+  ['ZULU', 'last'],
 ];
 
 /** `taskRequest()`'s args with the placeholders rewritten to container paths. */
@@ -77,13 +78,16 @@ export interface LaunchOutcome {
 }
 
 /**
- * Spawn a `LaunchCommand` the way the task processor does: no shell, its own process group; with
+ * Spawn a `LaunchCommand` the way the task processor does: its private files written first (and removed
+ * after), no shell, its own process group; with
  * `killGroupAfterMs`, SIGTERM the whole group then (after `graceMs`) SIGKILL it.
  */
-export function launch(
-  command: { file: string; args: string[]; env: Record<string, string> },
-  opts: { killGroupAfterMs?: number; graceMs?: number; cwd?: string } = {},
-): Promise<LaunchOutcome> {
+export async function launch(command: LaunchCommand, opts: { killGroupAfterMs?: number; graceMs?: number; cwd?: string } = {}): Promise<LaunchOutcome> {
+  await writeLaunchFiles(command);
+  return spawnAndWait(command, opts).finally(() => removeLaunchFiles(command));
+}
+
+function spawnAndWait(command: LaunchCommand, opts: { killGroupAfterMs?: number; graceMs?: number; cwd?: string }): Promise<LaunchOutcome> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(command.file, command.args, { env: command.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd });
     let stdout = '';

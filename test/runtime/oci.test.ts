@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { createOciRuntime, type OciEngine } from '../../pilot/runtime/oci.js';
+import { removeLaunchFiles, writeLaunchFiles } from '../../pilot/runtime/launch-files.js';
 import { RuntimeSetupError, type PreparedImage } from '../../pilot/runtime/types.js';
-import { GOLDEN_ENV_FLAGS, GOLDEN_TASK_ARGS, pathWithStandIns, taskRequest, testOptions } from './helpers.js';
+import { GOLDEN_TASK_ARGS, GOLDEN_TASK_ENV, pathWithStandIns, taskRequest, testOptions } from './helpers.js';
 
 const IMAGE: PreparedImage = { reference: 'ghcr.io/example/task:1', runnable: 'ghcr.io/example/task:1' };
 const ROOT = { uid: 0, gid: 0 };
@@ -15,7 +16,10 @@ const BINDS = [
   '--mount', 'type=bind,source=/scratch/ewms-pilot-data/data-hub,target=/ewms-pilot-data/data-hub',
   '--mount', 'type=bind,source=/scratch/ewms-pilot-data/ev1/task-io,target=/ewms-pilot-data/task-io',
 ];
-const ENV = GOLDEN_ENV_FLAGS;
+/** The run's env file: in the event's directory, beside (not inside) the bound task-io directory. */
+const ENV_FILE_PATH = '/scratch/ewms-pilot-data/ev1/container.env';
+const ENV_FILE = { path: ENV_FILE_PATH, content: GOLDEN_TASK_ENV.map(([name, value]) => `${name}=${value}\n`).join('') };
+const ENV = ['--env-file', ENV_FILE_PATH];
 const ARGS = GOLDEN_TASK_ARGS;
 
 describe('docker/podman command lines (golden)', () => {
@@ -26,6 +30,7 @@ describe('docker/podman command lines (golden)', () => {
       args: ['run', '--rm', '--name', 'ewms-ev1-a1', '--init', '--pull=never', ...BINDS, ...ENV, IMAGE.runnable, ...ARGS],
       env: { PATH: '/usr/bin:/bin', HOME: '/home/pilot' },
       containerName: 'ewms-ev1-a1',
+      files: [ENV_FILE],
     });
   });
 
@@ -45,12 +50,33 @@ describe('docker/podman command lines (golden)', () => {
     ]);
   });
 
-  test('values go verbatim into --env (the CLI neither splits nor evaluates them)', () => {
+  test('values go verbatim into the env file (its reader neither splits, unquotes nor evaluates them)', () => {
     const runtime = createOciRuntime('docker', testOptions(), ROOT);
-    const command = runtime.command(taskRequest({ env: { LIST: 'a,b', LINES: 'x\n"y"', DOLLAR: '$HOME' } }), IMAGE);
-    expect(command.args).toContain('LIST=a,b');
-    expect(command.args).toContain('LINES=x\n"y"');
-    expect(command.args).toContain('DOLLAR=$HOME');
+    const env = { LIST: 'a,b', QUOTED: '"y"', DOLLAR: '$HOME', HASH: 'a #b', PADDED: ' x ', EQUALS: 'k=v' };
+    const command = runtime.command(taskRequest({ env }), IMAGE);
+    const lines = command.files![0]!.content.split('\n');
+    for (const [name, value] of Object.entries(env)) expect(lines).toContain(`${name}=${value}`);
+  });
+
+  test.each([
+    ['a line break', 'one\ntwo', /holds a line break/],
+    ['a carriage return', 'one\r', /holds a line break/],
+    ['a lone surrogate', 'a\ud800b', /not valid Unicode/],
+    ['a value past the 64 KiB line limit', 'x'.repeat(70_000), /line limit/],
+  ])('a value the env file cannot carry (%s) is refused, named but never shown', (_what, value, reason) => {
+    const runtime = createOciRuntime('podman', testOptions(), ROOT);
+    const err = (() => {
+      try {
+        runtime.command(taskRequest({ env: { SECRET_TOKEN: value } }), IMAGE);
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(err).toBeInstanceOf(RuntimeSetupError);
+    expect((err as Error).message).toMatch(reason);
+    expect((err as Error).message).toMatch(/SECRET_TOKEN/);
+    expect((err as Error).message).not.toContain(value);
   });
 
   test('refuses what the mount rules refuse', () => {
@@ -138,11 +164,17 @@ if (dockerMissing) console.warn(`SKIPPED checks against the real docker CLI: ${d
 describe.skipIf(dockerMissing !== undefined)('the real docker CLI accepts the command lines (no daemon: it fails only at connecting)', () => {
   const noDaemon = { PATH: process.env.PATH ?? '/usr/bin:/bin', DOCKER_HOST: 'unix:///nonexistent/ewms-test-docker.sock', HOME: tmpdir() };
 
-  test('run (user mapping, GPUs, binds, env with commas/newlines), stop and rm', () => {
+  test('run (user mapping, GPUs, binds, env file), stop and rm', async () => {
     const options = testOptions({ gpus: true, externalDirectories: ['/cvmfs/x'], baseEnv: noDaemon, killGraceSeconds: 1 });
     const runtime = createOciRuntime('docker', options, USER);
-    const command = runtime.command(taskRequest({ env: { LIST: 'a,b', LINES: 'x\n"y"' } }), IMAGE);
+    const dir = mkdtempSync(join(tmpdir(), 'ewms-docker-cli-'));
+    const request = taskRequest({ env: { LIST: 'a,b', QUOTED: '"y"' } });
+    request.paths = { ...request.paths, taskIoDir: join(dir, 'task-io'), infile: join(dir, 'task-io', 'in'), outfile: join(dir, 'task-io', 'out') };
+    const command = runtime.command(request, IMAGE);
+    // The CLI reads the env file before it contacts the daemon: a missing file would fail earlier.
+    await writeLaunchFiles(command);
     const run = spawnSync(command.file, command.args, { env: command.env, encoding: 'utf8' });
+    await removeLaunchFiles(command);
     expect(run.stderr).toMatch(/Cannot connect to the Docker daemon/);
     expect(run.stderr).not.toMatch(/unknown flag|invalid argument|unknown shorthand/);
     for (const args of [['stop', '-t', '1', 'ewms-ev1-a1'], ['rm', '-f', 'ewms-ev1-a1']]) {

@@ -86,15 +86,17 @@ describe.skipIf(unavailable !== undefined)('podman runtime, real containers', ()
     writeFileSync(infile, 'hello podman\n');
     const request: LaunchRequest = {
       args: ['/bin/sh', '-c', 'tr a-z A-Z < "$EWMS_TASK_INFILE" > "$1"; printf %s "$TRICKY" > "$EWMS_TASK_DATA_HUB_DIR/tricky"', 'task', '{{OUTFILE}}'],
-      env: { TRICKY: 'a,b "c" $HOME\nline 2' },
+      env: { TRICKY: ' a,b "c" $HOME #not-a-comment k=v ' },
       paths: { taskIoDir: dirs.taskIoDir, infile, outfile: join(dirs.taskIoDir, 'out-ev1.out'), dataHub: dirs.dataHub },
       runId: `ewms-test-${process.pid}-ok`,
     };
-    const outcome = await launch(runtime.command(request, image));
+    const command = runtime.command(request, image);
+    expect(command.args.join(' ')).not.toContain('not-a-comment');
+    const outcome = await launch(command);
     expect(outcome.stderr).toBe('');
     expect(outcome.code).toBe(0);
     expect(readFileSync(request.paths.outfile!, 'utf8')).toBe('HELLO PODMAN\n');
-    expect(readFileSync(join(dirs.dataHub, 'tricky'), 'utf8')).toBe('a,b "c" $HOME\nline 2');
+    expect(readFileSync(join(dirs.dataHub, 'tricky'), 'utf8')).toBe(' a,b "c" $HOME #not-a-comment k=v ');
     expect(podman('ps', '-a', '--filter', `name=^${request.runId}$`, '--format', '{{.Names}}').stdout.trim()).toBe('');
   });
 
