@@ -70,8 +70,10 @@ describe.skipIf(skipReason !== undefined)('pilot with the apptainer runtime (sta
       expect(run.argv.slice(0, 4)).toEqual(['--debug', 'run', '--containall', '--no-eval']);
       expect(run.argv).toContain(`type=bind,src=${external},dst=${external},ro`);
     }
-    // The comma and quotes in GREETING would be mangled by --env: it travels as APPTAINERENV_GREETING.
+    // The task env and the EWMS_TASK_* paths travel as APPTAINERENV_*, never on the command line.
     expect(runs.slice(1).every((r) => r.apptainerEnv.APPTAINERENV_GREETING === 'hello, "world"')).toBe(true);
+    expect(runs.slice(1).every((r) => /^\/ewms-pilot-data\/task-io\//.test(r.apptainerEnv.APPTAINERENV_EWMS_TASK_INFILE ?? ''))).toBe(true);
+    for (const run of runs) expect(run.argv.filter((arg) => arg === '--env' || arg.includes('hello'))).toEqual([]);
   }, 90_000);
 
   test('a missing image stops the pilot at start with a clear error, before any event is taken', async () => {

@@ -4,10 +4,11 @@
  * Where Podman cannot run, every test is skipped with the reason printed.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { drainOutputs, PILOT_CLI, pilotEnv, publishEvents, startPilot, TestQueues } from '../pilot-integration/run-pilot.js';
 import { createOciRuntime } from '../../pilot/runtime/oci.js';
 import { RuntimeSetupError, type LaunchRequest, type PreparedImage } from '../../pilot/runtime/types.js';
 import { launch, testOptions } from './helpers.js';
@@ -68,9 +69,6 @@ describe.skipIf(unavailable !== undefined)('podman runtime, real containers', ()
   beforeAll(async () => {
     image = await runtime.prepare(imageTag);
   });
-  afterAll(() => {
-    podman('rmi', '-f', imageTag);
-  });
 
   test('the image is found locally, not pulled; an unknown image is a start-up error', async () => {
     expect(image).toEqual({ reference: imageTag, runnable: imageTag });
@@ -119,4 +117,49 @@ describe.skipIf(unavailable !== undefined)('podman runtime, real containers', ()
     console.info(`stop() took ${Date.now() - started} ms`);
     expect(podman('ps', '-a', '--filter', `name=^${request.runId}$`, '--format', '{{.Names}}').stdout.trim()).toBe('');
   });
+});
+
+const testQueues = new TestQueues();
+afterEach(() => testQueues.cleanup());
+// After every describe block: the pilot run below uses the same image.
+afterAll(() => {
+  if (!unavailable) podman('rmi', '-f', imageTag);
+});
+const pilotMissing = existsSync(PILOT_CLI) ? undefined : `${PILOT_CLI} is missing (build first: npx tsc -p tsconfig.json)`;
+if (!unavailable && pilotMissing) console.warn(`SKIPPED the pilot run with Podman: ${pilotMissing}`);
+
+describe.skipIf(unavailable !== undefined || pilotMissing !== undefined)('the pilot with EWMS_PILOT_CONTAINER_RUNTIME=podman', () => {
+  test('the task env reaches each task through the env file, which is gone after the run; no value on a command line', async () => {
+    const { broker, queues } = await testQueues.create('rabbitmq');
+    const dataParent = mkdtempSync(join(root, 'pilot-'));
+    const token = `tok-${process.pid}-secret`;
+    const ids = await publishEvents(broker, queues.incoming, ['event zero', 'event one']);
+    const pilot = startPilot(
+      pilotEnv('rabbitmq', queues, {
+        ...engineEnv,
+        EWMS_PILOT_CONTAINER_RUNTIME: 'podman',
+        EWMS_PILOT_TASK_IMAGE: imageTag,
+        EWMS_PILOT_DATA_DIR_PARENT_PATH_ON_HOST: dataParent,
+        EWMS_PILOT_KEEP_ALL_TASK_FILES: 'true',
+        EWMS_PILOT_TASK_ARGS: `/bin/sh -c 'printf "%s|%s|%s" "$(cat {{INFILE}})" "$TOKEN" "$EWMS_TASK_INFILE" > {{OUTFILE}}'`,
+        EWMS_PILOT_TASK_ENV_JSON: JSON.stringify({ TOKEN: token }),
+      }),
+    );
+    const { code } = await pilot.exited;
+    expect(code, pilot.stderr().slice(-3000)).toBe(0);
+    const outputs = await drainOutputs(broker, queues.outgoing, 2);
+    const byInput = new Map(outputs.map((o) => [o.inputEventId, String(o.data)]));
+    ['event zero', 'event one'].forEach((text, i) => {
+      const [infileText, received, infilePath] = byInput.get(ids[i]!)!.split('|');
+      expect(infileText).toBe(text);
+      expect(received).toBe(token);
+      expect(infilePath).toMatch(/^\/ewms-pilot-data\/task-io\/[^/]+$/);
+    });
+    // The run directories were kept, the env files holding the token were not.
+    const dataDir = join(dataParent, 'ewms-pilot-data');
+    const runDirs = readdirSync(dataDir).filter((name) => name !== 'data-hub');
+    expect(runDirs.length).toBeGreaterThanOrEqual(2);
+    for (const dir of runDirs) expect(readdirSync(join(dataDir, dir))).not.toContain('container.env');
+    expect(pilot.stdout() + pilot.stderr()).not.toContain(token);
+  }, 120_000);
 });
