@@ -314,6 +314,18 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
     ? { args: initArgs ?? [], image: runtime === 'none' ? undefined : initImage, env: initEnv, timeoutSeconds: initTimeout }
     : undefined;
 
+  if (runtime === 'docker' || runtime === 'podman') {
+    // docker/podman read the task env from an env file: one NAME=VALUE per line, so a value cannot span
+    // lines. Refuse it here, at start, rather than failing every event later.
+    for (const [name, env] of [['EWMS_PILOT_TASK_ENV_JSON', task.env], ['EWMS_PILOT_INIT_ENV_JSON', initEnv]] as const) {
+      for (const [key, value] of Object.entries(env)) {
+        if (/[\r\n\0]/.test(value)) {
+          r.problem(name, `the value of ${key} has a line break or NUL, which ${runtime}'s --env-file cannot carry`, 'encode it (e.g. base64), put it in a file under the data hub, or use the apptainer runtime');
+        }
+      }
+    }
+  }
+
   const wireFormat = r.choice<WireFormat>('EWMS_PILOT_WIRE_FORMAT') ?? 'mqclient';
   const okayErrors = r.list('EWMS_PILOT_OKAY_ERRORS', /[\s,]+/);
   const containerGpus = r.boolean('EWMS_PILOT_CONTAINER_GPUS');

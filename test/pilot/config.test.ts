@@ -202,6 +202,17 @@ describe('errors name the variable and the fix, and never a secret', () => {
     expect(err.toString()).not.toContain('hunter2');
   });
 
+  test('docker/podman: a multi-line task env value is refused at start (their env file cannot carry it), without echoing it', () => {
+    const err = configError({
+      EWMS_PILOT_CONTAINER_RUNTIME: 'podman',
+      EWMS_PILOT_TASK_IMAGE: 'localhost/task:1',
+      EWMS_PILOT_TASK_ENV_JSON: JSON.stringify({ KEY: '-----BEGIN KEY-----\nsecret-body\n-----END KEY-----' }),
+    });
+    expect(err.message).toMatch(/EWMS_PILOT_TASK_ENV_JSON: the value of KEY has a line break/);
+    expect(err.toString()).not.toContain('secret-body');
+    expect(load({ EWMS_PILOT_CONTAINER_RUNTIME: 'apptainer', EWMS_PILOT_TASK_IMAGE: '/img', EWMS_PILOT_TASK_ENV_JSON: JSON.stringify({ KEY: 'a\nb' }) }).task.env.KEY).toBe('a\nb');
+  });
+
   test('a password in a broker address or an auth token is never printed', () => {
     const err = configError({
       EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS: 'amqp://user:pa55word-xyz@host:5672',
