@@ -3,6 +3,7 @@
  * runtime), the process, the outfile and the output event. Failures are returned as outcomes, never
  * thrown, so the event loop alone decides what becomes of the event.
  */
+import { EwmsError } from '../common/errors.js';
 import type { WireFormat } from '../common/wire.js';
 import { describeError } from '../common/redact.js';
 import type { Delivery } from '../mq-adapters/types.js';
@@ -139,6 +140,9 @@ export class TaskProcessor implements EventProcessor {
   }
 }
 
+/** The init command failed or was stopped; the pilot exits before taking work. */
+export class InitCommandError extends EwmsError {}
+
 /**
  * Run the init command once, in its own directory beside the data hub. Throws an error saying how it
  * failed (with its stderr tail), which stops the pilot before it takes work.
@@ -171,12 +175,15 @@ export async function runInit(opts: {
     signal: opts.signal,
     onStop: () => opts.runtime.stop(command),
   }).finally(() => removeLaunchFiles(command));
-  if (result.aborted) throw new Error('init command stopped by the pilot');
+  if (result.aborted) throw new InitCommandError('init command stopped by the pilot', 'nothing to fix: the pilot was told to stop (SIGTERM/SIGINT) while init ran');
   const failure = processFailure(result, opts.init.timeoutSeconds, 'init command');
   if (failure) {
     await dumpRunOutput(dir, 'init command', opts.dumpTo);
     const tail = (await tailOf(dir.stderr, STDERR_TAIL_BYTES)).trim();
-    throw new Error(`${failure.message}${tail ? `; stderr ends with: ${tail.slice(-300)}` : ''}`);
+    throw new InitCommandError(
+      `${failure.message}${tail ? `; stderr ends with: ${tail.slice(-300)}` : ''}`,
+      'fix EWMS_PILOT_INIT_ARGS / EWMS_PILOT_INIT_IMAGE (its output is dumped above), or raise EWMS_PILOT_INIT_TIMEOUT',
+    );
   }
   opts.logger.info({ seconds: (result.durationMs / 1000).toFixed(2) }, 'init command finished');
   if (!opts.keepFiles) await opts.files.remove(dir);
