@@ -64,7 +64,7 @@ export async function connectNats(address: ResolvedAddress, options: ConnectOpti
     }
     throw new BrokerUnreachableError('nats', address.display, text);
   }
-  const link = new NatsLink(nc, address.display, options.logger);
+  const link = new NatsLink(nc, address.display, options.reconnectWindowMs ?? DEFAULTS.reconnectWindowMs, options.logger);
   return new NatsBroker(nc, link, await jetstreamManager(nc), jetstream(nc), address, options);
 }
 
@@ -185,6 +185,7 @@ class NatsBroker implements Broker {
     const consumer = await this.js.consumers.get(stream, CONSUMER_NAME);
     const sub = new NatsSubscription(
       this.nc,
+      this.link,
       consumer,
       options.prefetch,
       this.options.reconnectWindowMs ?? DEFAULTS.reconnectWindowMs,

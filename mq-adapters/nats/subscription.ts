@@ -23,6 +23,7 @@ import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { describeError } from '../../common/redact.js';
 import { BrokerConnectionLostError } from '../errors.js';
+import type { NatsLink } from './link.js';
 import { AsyncQueue } from '../shared/async-queue.js';
 import { SharedDelivery, contentEventId, type DeliveryContext } from '../shared/delivery.js';
 import { HEADERS, type Delivery, type Subscription } from '../types.js';
@@ -37,6 +38,9 @@ export class NatsSubscription implements Subscription {
   private readonly buffer = new AsyncQueue<SharedDelivery>();
   private held = 0;
   private closed = false;
+  /** The iteration failed (connection lost for good): nothing more is pulled. */
+  private failed = false;
+  private stopWatchingLink: (() => void) | undefined;
   private slotFreed: (() => void) | undefined;
   private disconnectedSince: number | undefined;
   /** The pull request the server may still hold: ended on close (see the file comment). */
@@ -51,6 +55,7 @@ export class NatsSubscription implements Subscription {
 
   constructor(
     private readonly nc: NatsConnection,
+    private readonly link: NatsLink,
     private readonly consumer: Consumer,
     private readonly prefetch: number,
     private readonly reconnectWindowMs: number,
@@ -59,6 +64,9 @@ export class NatsSubscription implements Subscription {
   ) {}
 
   start(): void {
+    // A pull request caught by a lost connection just waits (nats.js keeps it through the reconnects), so
+    // the link, not the pull loop, tells when the connection is gone for good.
+    this.stopWatchingLink = this.link.onLost((error) => this.fail(error));
     this.pulling = this.pullLoop().catch((err: unknown) => {
       this.ctx.logger?.error({ queue: this.ctx.queue, err: describeError(err) }, 'nats pull loop failed');
     });
@@ -73,7 +81,21 @@ export class NatsSubscription implements Subscription {
     return this.closing;
   }
 
+  /**
+   * End the iteration with `error`; what was received but not yet yielded is given back on close(). The
+   * pending pull request is stopped here, so close() does not wait on a server that is gone.
+   */
+  private fail(error: BrokerConnectionLostError): void {
+    if (this.closed || this.failed) return;
+    this.failed = true;
+    this.stopWatchingLink?.();
+    this.toReturn.push(...this.buffer.fail(error));
+    this.batch?.stop();
+    this.slotFreed?.();
+  }
+
   private async shutDown(): Promise<void> {
+    this.stopWatchingLink?.();
     let naksAllowed!: () => void;
     this.naksHeld = new Promise<void>((resolve) => (naksAllowed = resolve));
     this.closed = true;
@@ -118,7 +140,7 @@ export class NatsSubscription implements Subscription {
   }
 
   private async pullLoop(): Promise<void> {
-    while (!this.closed) {
+    while (!this.closed && !this.failed) {
       if (this.held >= this.prefetch) {
         await new Promise<void>((resolve) => (this.slotFreed = resolve));
         this.slotFreed = undefined;
@@ -126,7 +148,7 @@ export class NatsSubscription implements Subscription {
       }
       try {
         const batch = await this.consumer.fetch({ max_messages: this.prefetch - this.held, expires: PULL_EXPIRES_MS });
-        if (this.closed) {
+        if (this.closed || this.failed) {
           // nats.js sends the pull request when the batch is first iterated: stopped now, none was sent.
           batch.stop();
           return;
@@ -144,16 +166,16 @@ export class NatsSubscription implements Subscription {
         }
         this.disconnectedSince = undefined;
       } catch (err) {
-        if (this.closed) return;
+        if (this.closed || this.failed) return;
         if (this.nc.isClosed()) {
-          this.buffer.fail(new BrokerConnectionLostError('nats', this.display, 'the connection is closed'));
+          this.fail(new BrokerConnectionLostError('nats', this.display, 'the connection is closed'));
           return;
         }
         // The server is away (restart, network): the client reconnects by itself; keep asking until the
         // reconnect window runs out.
         this.disconnectedSince ??= Date.now();
         if (Date.now() - this.disconnectedSince > this.reconnectWindowMs) {
-          this.buffer.fail(
+          this.fail(
             new BrokerConnectionLostError('nats', this.display, `no messages could be pulled for ${this.reconnectWindowMs} ms: ${describeError(err)}`),
           );
           return;
@@ -234,7 +256,7 @@ export class NatsSubscription implements Subscription {
         .catch((err: unknown) => this.ctx.logger?.error({ eventId, err: describeError(err) }, 'dead-lettering failed'));
       return;
     }
-    if (this.closed) {
+    if (this.closed || this.failed) {
       this.toReturn.push(delivery);
       return;
     }

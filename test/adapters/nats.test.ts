@@ -7,10 +7,10 @@ import { randomUUID } from 'node:crypto';
 import { AckPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect as natsConnect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { MessageTooLargeError, connect } from '../../mq-adapters/index.js';
+import { BrokerConnectionLostError, MessageTooLargeError, connect } from '../../mq-adapters/index.js';
 import { escapeQueueName, streamName, subjectName, unescapeQueueName } from '../../mq-adapters/nats/index.js';
 import { HEADERS, type Broker, type Delivery } from '../../mq-adapters/types.js';
-import { startPrivateNats } from '../helpers/brokers.js';
+import { startPrivateNats, type PrivateBroker } from '../helpers/brokers.js';
 
 const NATS_URL = process.env.EWMS_TEST_NATS_URL || 'nats://127.0.0.1:4222';
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -81,11 +81,21 @@ describe('names', () => {
 });
 
 describe('a lost connection', () => {
-  test('declare, depth and delete made while the server is away wait for it and then succeed', async () => {
+  /** Run `body` against a private nats-server (so it can be stopped) with a broker connected to it. */
+  async function onPrivateServer(reconnectWindowMs: number, body: (server: PrivateBroker, broker: Broker) => Promise<void>): Promise<void> {
     const server = await startPrivateNats();
     try {
-      const broker = await connect({ address: server.url, reconnectWindowMs: 30_000 });
+      const broker = await connect({ address: server.url, reconnectWindowMs });
       brokers.push(broker);
+      await body(server, broker);
+    } finally {
+      for (const b of brokers.splice(0)) await b.close().catch(() => undefined);
+      await server.dispose();
+    }
+  }
+
+  test('declare, depth and delete made while the server is away wait for it and then succeed', async () => {
+    await onPrivateServer(30_000, async (server, broker) => {
       const q = `t-nats-away-${randomUUID()}`;
       await broker.declareQueue({ name: q });
       await broker.publish(q, { body: enc('kept'), eventId: 'k' });
@@ -99,10 +109,36 @@ describe('a lost connection', () => {
       expect(await broker.depth(other)).toBe(0);
       await broker.deleteQueue(other);
       await expect(broker.depth(other)).rejects.toThrow(/does not exist/);
-    } finally {
-      for (const b of brokers.splice(0)) await b.close().catch(() => undefined);
-      await server.dispose();
-    }
+    });
+  }, 30_000);
+
+  test('a server that stays away beyond reconnectWindowMs: pending publish and the iteration fail with BrokerConnectionLostError', async () => {
+    await onPrivateServer(2_000, async (server, broker) => {
+      const q = `t-nats-gone-${randomUUID()}`;
+      await broker.declareQueue({ name: q });
+      await broker.publish(q, { body: enc('stored'), eventId: 's' });
+      const iterator = (await broker.consume(q, { prefetch: 1 }))[Symbol.asyncIterator]();
+      const received = await iterator.next();
+      if (received.done) throw new Error('the subscription ended');
+      await received.value.ack();
+      // The iteration now waits for a next message, as a draining consumer does.
+      const pending = iterator.next().then(
+        () => 'a delivery or the end',
+        (err: unknown) => err,
+      );
+
+      await server.stop();
+      const started = performance.now();
+      const publish = broker.publish(q, { body: enc('never stored') }).then(
+        () => 'confirmed',
+        (err: unknown) => err,
+      );
+      const failure = await Promise.race([pending, sleep(15_000).then(() => 'still waiting after 15 s')]);
+      expect(failure).toBeInstanceOf(BrokerConnectionLostError);
+      expect((failure as Error).message).toContain(`127.0.0.1:${server.port}`);
+      expect(await publish).toBeInstanceOf(BrokerConnectionLostError);
+      expect(performance.now() - started).toBeLessThan(10_000);
+    });
   }, 30_000);
 });
 
