@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -134,23 +134,7 @@ export class TestQueues {
   }
 }
 
-/**
- * Is a process with this pid still running? A zombie (dead, waiting for its new parent to reap it, which
- * on a loaded machine takes a moment) is not running.
- */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
+export { alive } from '../helpers/processes.js';
 
 /** Resolve when `predicate` holds, checking every 50 ms; reject after `timeoutMs`. */
 export async function waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {

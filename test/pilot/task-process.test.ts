@@ -4,21 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { runProcess, type RunProcessOptions } from '../../pilot/task-process.js';
+import { alive } from '../helpers/processes.js';
 
 function setup(overrides: Partial<RunProcessOptions> = {}): RunProcessOptions {
   const dir = mkdtempSync(join(tmpdir(), 'ewms-proc-'));
   return { cwd: dir, stdoutPath: join(dir, 'out'), stderrPath: join(dir, 'err'), timeoutMs: undefined, killGraceMs: 500, ...overrides };
 }
 const sh = (script: string, ...args: string[]) => ({ file: 'sh', args: ['-c', script, 'task', ...args], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
-const running = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
-  } catch {
-    return false;
-  }
-};
 
 describe('runProcess', () => {
   test('an abort that arrives while the output files are being opened still stops the process', async () => {
@@ -53,7 +45,7 @@ describe('runProcess', () => {
     const r = await runProcess(sh(`echo $$ > ${pids}; sleep 30 & echo $! >> ${pids}; wait`), opts);
     expect(r.timedOut).toBe(true);
     expect(r.durationMs).toBeLessThan(5000);
-    for (const pid of readFileSync(pids, 'utf8').trim().split('\n').map(Number)) expect(running(pid), `pid ${pid}`).toBe(false);
+    for (const pid of readFileSync(pids, 'utf8').trim().split('\n').map(Number)) expect(alive(pid), `pid ${pid}`).toBe(false);
   });
 
   test('a tree that ignores TERM is killed after the grace', async () => {
@@ -61,7 +53,7 @@ describe('runProcess', () => {
     const pids = join(opts.cwd, 'pids');
     const r = await runProcess(sh(`trap '' TERM; echo $$ > ${pids}; sh -c 'trap "" TERM; sleep 30' & echo $! >> ${pids}; wait`), opts);
     expect(r.timedOut).toBe(true);
-    for (const pid of readFileSync(pids, 'utf8').trim().split('\n').map(Number)) expect(running(pid), `pid ${pid}`).toBe(false);
+    for (const pid of readFileSync(pids, 'utf8').trim().split('\n').map(Number)) expect(alive(pid), `pid ${pid}`).toBe(false);
   });
 
   test('a stop waits for onStop (a container outliving its client) before the run is reported finished', async () => {
@@ -97,7 +89,7 @@ describe('runProcess', () => {
     expect(r.exitCode).toBe(0);
     const pid = Number(readFileSync(pids, 'utf8'));
     await new Promise((res) => setTimeout(res, 100));
-    expect(running(pid)).toBe(false);
+    expect(alive(pid)).toBe(false);
   });
 
   test('a missing executable is a start error, not a crash', async () => {
