@@ -25,4 +25,5 @@ export { runWorkflow, type RunWorkflowOptions, type WorkflowReport } from './run
 export { ProgressDisplay, progressLine, type ProgressOptions, type ProgressSnapshot } from './progress.js';
 export { readEvents, outcomeLine } from './event-files.js';
 export { CondorPilotCluster, attachCondorCluster, prepareSubmission, type CondorSubmission } from './backends/condor.js';
+export { shellQuote } from './condor/submit-description.js';
 export { EwmsPilotCluster, WmsClient, attachEwmsWorkflow, ewmsWorkflowOptions, requestEwmsWorkflow, type MqProfile } from './backends/ewms.js';

@@ -59,7 +59,10 @@ export function condorArguments(words: readonly string[]): string {
   return `"${rendered.join(' ')}"`;
 }
 
-/** A POSIX-shell single-quoted word (for the env file). */
+/**
+ * A POSIX-shell single-quoted word: for the env file a job sources, and for task args (split as
+ * `shlex.split` does, so a path with spaces or quotes stays one argument).
+ */
 export function shellQuote(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
 }

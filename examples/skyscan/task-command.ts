@@ -2,6 +2,7 @@
  * The command line the demo's pilots run for each event.
  */
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { shellQuote } from '../../coordinator/index.js';
 
 /**
  * The task command line the pilots run: this Node calls the compiled task's `runTask` on the pilot's files.
@@ -12,11 +13,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
  * timeout. Importing the module and calling its export fails such an attempt instead, and it is retried.
  */
 export function taskCommandLine(taskModule: string = fileURLToPath(new URL('./task.js', import.meta.url))): string {
-  const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const url = JSON.stringify(pathToFileURL(taskModule).href);
   const script =
     `const task = await import(${url}); ` +
     `if (typeof task.runTask !== 'function') throw new Error(${JSON.stringify(`${taskModule} has no runTask export: is it being rebuilt?`)}); ` +
     'process.exitCode = task.runTask(process.argv.slice(1));';
-  return `${quote(process.execPath)} --input-type=module -e ${quote(script)} {{INFILE}} {{OUTFILE}}`;
+  return `${shellQuote(process.execPath)} --input-type=module -e ${shellQuote(script)} {{INFILE}} {{OUTFILE}}`;
 }
