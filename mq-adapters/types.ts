@@ -42,8 +42,10 @@ export interface ConnectOptions {
    * RabbitMQ only: the management HTTP API (default `http://<host>:15672`), used to install the
    * dead-letter/delivery-limit policy without touching the queue's declare arguments. When it is not
    * reachable or we lack the rights, the client-side delivery limit still holds; a warning says so.
+   * `false`: never call it — for credentials that cover only their own queues (EWMS's per-queue tokens),
+   * where no policy can be installed and a refusal would only be noise.
    */
-  managementUrl?: string;
+  managementUrl?: string | false;
   /** Structured logger; silent when absent. */
   logger?: AdapterLogger;
 }

@@ -96,10 +96,12 @@ export class PolicyClient {
     private readonly address: ResolvedAddress,
     private readonly credentials: RabbitCredentials,
     private readonly authToken: string | undefined,
-    managementUrl: string | undefined,
+    managementUrl: string | false | undefined,
     private readonly logger: AdapterLogger | undefined,
   ) {
-    this.baseUrl = managementBaseUrl(address, managementUrl);
+    this.baseUrl = managementBaseUrl(address, managementUrl === false ? undefined : managementUrl);
+    // Turned off on purpose: behave as after a failure, without the warning.
+    if (managementUrl === false) this.unavailable = true;
   }
 
   /**
