@@ -292,7 +292,12 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
 
   const infileExt = extension(r, 'EWMS_PILOT_INFILE_EXT');
   const outfileExt = extension(r, 'EWMS_PILOT_OUTFILE_EXT');
-  const deadLetterQueue = r.string('EWMS_PILOT_QUEUE_DEAD_LETTER') ?? (incoming ? defaultDeadLetterQueue(incoming.queue) : '');
+  const deadLetterRoute = r.choice<'queue' | 'outgoing'>('EWMS_PILOT_DEAD_LETTER') ?? 'queue';
+  if (deadLetterRoute === 'outgoing' && r.isSet('EWMS_PILOT_QUEUE_DEAD_LETTER')) {
+    r.problem('EWMS_PILOT_QUEUE_DEAD_LETTER', 'names a dead-letter queue, but EWMS_PILOT_DEAD_LETTER=outgoing sends dead letters to the outgoing queue', 'unset one of the two');
+  }
+  const deadLetterQueue =
+    deadLetterRoute === 'outgoing' ? (outgoing?.queue ?? '') : (r.string('EWMS_PILOT_QUEUE_DEAD_LETTER') ?? (incoming ? defaultDeadLetterQueue(incoming.queue) : ''));
   const externalDirectories = r.list('EWMS_PILOT_EXTERNAL_DIRECTORIES', /,/);
   for (const dir of externalDirectories) {
     if (!dir.startsWith('/')) r.problem('EWMS_PILOT_EXTERNAL_DIRECTORIES', `'${dir}' is not an absolute path`, 'list absolute host directories, separated by commas');
@@ -342,6 +347,7 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
       incoming,
       outgoing,
       deadLetterQueue,
+      deadLetterRoute,
       maxDeliveries,
       prefetch,
       maxConcurrentTasks,

@@ -25,7 +25,13 @@ export interface QueueEndpoint {
 export interface PilotSettings {
   incoming: QueueEndpoint;
   outgoing: QueueEndpoint;
+  /** Where dead letters go: this queue (`queue` route), or the outgoing queue's name (`outgoing` route). */
   deadLetterQueue: string;
+  /**
+   * `queue`: a dead-letter queue the pilot declares; `outgoing`: none — dead letters go to the outgoing queue,
+   * and the pilot touches no queue but its two (per-queue credentials, as under EWMS).
+   */
+  deadLetterRoute: 'queue' | 'outgoing';
   maxDeliveries: number;
   prefetch: number;
   maxConcurrentTasks: number;
@@ -80,9 +86,12 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
   chirp.status('connecting');
   const connectBroker = parts.connectBroker ?? connect;
 
-  const incoming = await connectBroker({ ...settings.incoming.broker, logger });
+  // Without a dead-letter queue there is no broker policy to install, and per-queue credentials could not.
+  const ownDeadLetterQueue = settings.deadLetterRoute === 'queue';
+  const brokerOptions = (broker: ConnectOptions): ConnectOptions => ({ ...broker, ...(ownDeadLetterQueue ? {} : { managementUrl: false }), logger });
+  const incoming = await connectBroker(brokerOptions(settings.incoming.broker));
   const sameBroker = sameEndpoint(settings.incoming.broker, settings.outgoing.broker);
-  const outgoing = sameBroker ? incoming : await connectBroker({ ...settings.outgoing.broker, logger });
+  const outgoing = sameBroker ? incoming : await connectBroker(brokerOptions(settings.outgoing.broker));
   const closeBrokers = async () => {
     await incoming.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the incoming broker'));
     if (!sameBroker) await outgoing.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the outgoing broker'));
@@ -110,7 +119,12 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
 
   const timers: NodeJS.Timeout[] = [];
   try {
-    await incoming.declareQueue({ name: settings.incoming.queue, deadLetterQueue: settings.deadLetterQueue, maxDeliveries: settings.maxDeliveries });
+    await incoming.declareQueue(
+      ownDeadLetterQueue
+        ? { name: settings.incoming.queue, deadLetterQueue: settings.deadLetterQueue, maxDeliveries: settings.maxDeliveries }
+        : // The consumer below still dead-letters after maxDeliveries, to the outgoing queue.
+          { name: settings.incoming.queue, deadLetter: false },
+    );
     // Results must never be dead-lettered: readers give back what they do not take, and that counts as a delivery.
     await outgoing.declareQueue({ name: settings.outgoing.queue, deadLetter: false });
 

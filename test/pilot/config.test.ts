@@ -46,6 +46,7 @@ const EVERY_VARIABLE: Record<string, [string, (c: PilotConfig) => unknown, unkno
   EWMS_PILOT_QUEUE_OUTGOING_BROKER_TYPE: ['nats', (c) => c.settings.outgoing.broker.type, 'nats'],
   EWMS_PILOT_QUEUE_OUTGOING_BROKER_ADDRESS: ['127.0.0.1:4222', (c) => c.settings.outgoing.broker.address, '127.0.0.1:4222'],
   EWMS_PILOT_QUEUE_DEAD_LETTER: ['poison', (c) => c.settings.deadLetterQueue, 'poison'],
+  EWMS_PILOT_DEAD_LETTER: ['Outgoing', (c) => [c.settings.deadLetterRoute, c.settings.deadLetterQueue], ['outgoing', 'out-q']],
   EWMS_PILOT_MAX_DELIVERIES: ['5', (c) => c.settings.maxDeliveries, 5],
   EWMS_PILOT_WIRE_FORMAT: ['RAW', (c) => c.wireFormat, 'raw'],
   EWMS_PILOT_PREFETCH: ['8', (c) => c.settings.prefetch, 8],
