@@ -144,10 +144,10 @@ export class WmsClient {
         }
       }
       const detail = redact(wmsMessage(text), this.secrets());
-      // A 401 means the request was not acted on: safe to send again with a fresh token, even a POST.
-      if (status === 401 && !refreshed && this.tokens.invalidate()) {
+      // A refused token means the request was not acted on: safe to send again with a fresh one, even a POST.
+      if ((status === 401 || status === 403) && !refreshed && this.tokens.invalidate()) {
         refreshed = true;
-        this.logger?.info({ path }, 'the WMS refused the token (401); fetching a new one');
+        this.logger?.info({ path, status }, 'the WMS refused the token; fetching a new one');
         attempt -= 1;
         continue;
       }
