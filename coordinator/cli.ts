@@ -141,6 +141,7 @@ function ewmsFromArgs(args: Args): EwmsWmsOptions {
   if (args['wms-image-source'] !== undefined) options.imageSource = args['wms-image-source'] as 'auto' | 'cvmfs';
   if (args['wms-pilot-tag'] !== undefined) options.pilotTag = args['wms-pilot-tag'] as string;
   if (args['wms-priority'] !== undefined) options.priority = args['wms-priority'] as number;
+  if (args['wms-poll-seconds'] !== undefined) options.pollSeconds = args['wms-poll-seconds'] as number;
   return options;
 }
 
@@ -270,6 +271,7 @@ const PILOT_OPTIONS: ReadonlyArray<readonly [string, Options]> = [
   ['wms-pilot-tag', { type: 'string', describe: 'Pilot image tag (pilot_config.tag): latest (default) or X.Y.Z', group: WMS }],
   ['wms-priority', { type: 'number', describe: "The workflow's priority (default: the WMS's)", group: WMS }],
   ['wms-worker-config', { type: 'string', describe: 'worker_config overrides, JSON object (e.g. {"n_cores": 2, "worker_memory": "4GB"})', group: WMS }],
+  ['wms-poll-seconds', { type: 'number', describe: 'How often to ask the WMS whether the queues are activated (default 15)', group: WMS }],
 ];
 
 function pilotOptions<T>(y: Argv<T>): Argv<T> {
