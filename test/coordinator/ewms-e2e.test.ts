@@ -209,13 +209,38 @@ describe.skipIf(skipReason !== undefined)('EWMS end to end (stand-in WMS, per-qu
     expect(refused.stderr).toMatch(/WmsError: the WMS refused POST \/v1\/workflows: HTTP 400 — condor location not found: nowhere/);
     expect(Date.now() - started).toBeLessThan(30_000);
   }, 240_000);
+
+  test('`ewms submit / status / rm --backend ewms`: the workflow is requested, watched, and aborted by hand', async () => {
+    wms = await standIn(2);
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', EWMS_WMS_TOKEN_URL: wms.issuerUrl, EWMS_WMS_CLIENT_ID: wms.clientId, EWMS_WMS_CLIENT_SECRET: wms.clientSecret };
+    const wmsArgs = ['--backend', 'ewms', '--wms-url', wms.url];
+    const submit = await runCli(
+      [COORDINATOR_CLI, 'submit', ...wmsArgs, '--wms-location', 'sub-2', '--wms-poll-seconds', '0.2', '--workflow', 'unused', '--pilots', '1', '--task-image', TASK_IMAGE, '--task-args', TASK_ARGS, ...Object.entries(PILOT_SETTINGS).flatMap(([k, v]) => ['--pilot-env', `${k}=${v}`])],
+      env,
+    );
+    expect(submit.code, submit.stderr).toBe(0);
+    const printed = JSON.parse(submit.stdout) as { backend: string; cluster: string; queues: { incoming: string; outgoing: string } };
+    const [workflowId] = [...wms.workflows.keys()];
+    expect(printed).toMatchObject({ backend: 'ewms', cluster: workflowId, queues: { incoming: wms.profiles.find((p) => p.alias === 'input-queue')!.mqid } });
+
+    const status = await runCli([COORDINATOR_CLI, 'status', ...wmsArgs, '--cluster', workflowId!], env);
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ backend: 'ewms', id: workflowId, total: 1 });
+
+    const rm = await runCli([COORDINATOR_CLI, 'rm', ...wmsArgs, '--cluster', workflowId!], env);
+    expect(rm.code, rm.stderr).toBe(0);
+    expect(wms.workflows.get(workflowId!)).toMatchObject({ deactivated: 'ABORTED' });
+    expect(await wms.pilots[0]!.exited).toBe(143);
+  }, 120_000);
 });
 
-function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stderr: string; stdout: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
+    let stdout = '';
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    child.on('exit', (code) => resolve({ code, stderr }));
+    child.on('exit', (code) => resolve({ code, stderr, stdout }));
   });
 }
