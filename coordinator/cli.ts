@@ -16,6 +16,7 @@ import yargs, { type Argv, type Options } from 'yargs';
 import { EwmsError } from '../common/errors.js';
 import { describeError, redact } from '../common/redact.js';
 import type { ConnectOptions } from '../mq-adapters/types.js';
+import { parseManagementUrl } from '../mq-adapters/management-url.js';
 import { CoordinatorConfigError } from './errors.js';
 import { LineWriter, outcomeLine, readEvents } from './event-files.js';
 import { runWorkflow } from './run-workflow.js';
@@ -35,6 +36,7 @@ const EPILOG = `Exit codes:
 Environment:
   EWMS_BROKER_URL    broker URL when --broker is not given (may include the password)
   EWMS_BROKER_TOKEN  broker password or token (RabbitMQ password/JWT, NATS token)
+  EWMS_BROKER_MANAGEMENT_URL  the broker's HTTP API when --broker-management-url is not given
   EWMS_WMS_TOKEN     bearer token for --backend ewms`;
 
 type Args = Record<string, unknown>;
@@ -67,7 +69,19 @@ export function brokerFromArgs(args: Args, env: NodeJS.ProcessEnv = process.env)
   }
   const address = flag ?? env.EWMS_BROKER_URL;
   if (!address) throw new CoordinatorConfigError('no broker given', 'pass --broker URL (e.g. amqp://guest@localhost:5672) or set EWMS_BROKER_URL');
-  return env.EWMS_BROKER_TOKEN ? { address, authToken: env.EWMS_BROKER_TOKEN } : { address };
+  return { address, ...(env.EWMS_BROKER_TOKEN ? { authToken: env.EWMS_BROKER_TOKEN } : {}), ...managementUrlFromArgs(args, env) };
+}
+
+/** `--broker-management-url` / `EWMS_BROKER_MANAGEMENT_URL`: the broker's HTTP API, for the coordinator and its pilots. */
+function managementUrlFromArgs(args: Args, env: NodeJS.ProcessEnv): Pick<ConnectOptions, 'managementUrl'> {
+  const text = (args['broker-management-url'] as string | undefined) ?? env.EWMS_BROKER_MANAGEMENT_URL;
+  if (text === undefined || text === '') return {};
+  try {
+    return { managementUrl: parseManagementUrl(text, '--broker-management-url') };
+  } catch (err) {
+    if (err instanceof EwmsError) throw new CoordinatorConfigError(err.message, err.hint);
+    throw err;
+  }
 }
 
 function jsonObject(text: string | undefined, flag: string): Record<string, string> | undefined {
@@ -178,7 +192,7 @@ export function pilotRequestFromArgs(args: Args): PilotRequest {
   if (args['pilot-broker']) {
     const address = args['pilot-broker'] as string;
     if (passwordOf(address)) throw new CoordinatorConfigError('--pilot-broker must not contain a password', 'the pilots get the token from EWMS_BROKER_TOKEN');
-    request.pilotBroker = process.env.EWMS_BROKER_TOKEN ? { address, authToken: process.env.EWMS_BROKER_TOKEN } : { address };
+    request.pilotBroker = { address, ...(process.env.EWMS_BROKER_TOKEN ? { authToken: process.env.EWMS_BROKER_TOKEN } : {}), ...managementUrlFromArgs(args, process.env) };
   }
   if (backend === 'local') request.local = defined({ workDir: args['local-work-dir'] as string | undefined, pilotCommand: localCommand(args['local-command'] as string | undefined) });
   if (backend === 'condor') request.condor = condorFromArgs(args);
@@ -201,6 +215,7 @@ function brokerOptions<T>(y: Argv<T>, workflowRequired: boolean) {
   return y
     .epilog(EPILOG)
     .option('broker', { type: 'string', describe: 'Broker URL (amqp://user@host:5672, nats://host:4222); no password here. Default: EWMS_BROKER_URL', group: 'Broker:' })
+    .option('broker-management-url', { type: 'string', describe: "The broker's HTTP API for the coordinator and its pilots: RabbitMQ management (dead-letter policy), Pulsar admin (queue depth); 'none': never contact it. Default: EWMS_BROKER_MANAGEMENT_URL, else the broker host on the API's port", group: 'Broker:' })
     .option('workflow', { type: 'string', demandOption: workflowRequired, describe: workflowRequired ? 'Workflow id (names the queues ewms-<id>-in / -out)' : 'Workflow id (names the queues); default: a new random id', group: 'Broker:' })
     .option('max-deliveries', { type: 'number', default: 3, describe: 'Attempts per event before it is dead-lettered', group: 'Broker:' })
     .option('wire-format', { choices: ['mqclient', 'raw'] as const, default: 'mqclient' as const, describe: 'Event body format on the wire', group: 'Broker:' })

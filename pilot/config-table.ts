@@ -85,6 +85,13 @@ const queueVars = (direction: 'INCOMING' | 'OUTGOING'): VariableDefinition[] => 
       `Broker of the ${which} queue: \`[user@]host[:port][/vhost]\` (with the broker type) or a URL such as \`amqp://host:5672\`${direction === 'INCOMING' ? ' (required)' : ''}.`,
       fallback,
     ),
+    v(
+      `EWMS_PILOT_QUEUE_${direction}_BROKER_MANAGEMENT_URL`,
+      'string',
+      undefined,
+      `RabbitMQ: the management API of the ${which} broker, where the pilot installs the broker-side dead-letter policy with the broker's own user and token. Unset: the broker host on port 15672 (\`https://\` and 15671 when the broker connection is TLS), so the credentials go to no other host over no weaker transport. \`none\`: never contact it (the client-side delivery limit still applies).`,
+      { origin: 'ours', ...(direction === 'OUTGOING' ? { defaultText: "the incoming queue's, when the broker is the same" } : { defaultText: 'the broker host, port 15672 (15671 over TLS)' }) },
+    ),
   ];
 };
 

@@ -9,6 +9,7 @@ import { EwmsError } from '../common/errors.js';
 import { redact } from '../common/redact.js';
 import type { WireFormat } from '../common/wire.js';
 import { isBrokerType, resolveAddress } from '../mq-adapters/address.js';
+import { parseManagementUrl } from '../mq-adapters/management-url.js';
 import type { BrokerType, ConnectOptions } from '../mq-adapters/types.js';
 import { defaultDeadLetterQueue } from '../mq-adapters/types.js';
 import { DEPRECATED_ALIASES, VARIABLES, flagOf, type VariableDefinition } from './config-table.js';
@@ -446,7 +447,8 @@ function endpoint(r: Reader, direction: 'INCOMING' | 'OUTGOING', fallback: Queue
     return undefined;
   }
   const authToken = r.string(`${prefix}_AUTH_TOKEN`) ?? fallback?.broker.authToken;
-  const broker: ConnectOptions = { address, ...(type ? { type } : {}), ...(authToken ? { authToken } : {}) };
+  const managementUrl = managementUrlOf(r, `${prefix}_BROKER_MANAGEMENT_URL`) ?? (r.isSet(addressName) ? undefined : fallback?.broker.managementUrl);
+  const broker: ConnectOptions = { address, ...(type ? { type } : {}), ...(authToken ? { authToken } : {}), ...(managementUrl !== undefined ? { managementUrl } : {}) };
   try {
     resolveAddress(broker);
   } catch (err) {
@@ -458,6 +460,18 @@ function endpoint(r: Reader, direction: 'INCOMING' | 'OUTGOING', fallback: Queue
   }
   if (queue === undefined) return undefined;
   return { queue, broker };
+}
+
+/** A broker's HTTP API URL (or `none`), checked. */
+function managementUrlOf(r: Reader, name: string): string | false | undefined {
+  const value = r.string(name);
+  if (value === undefined) return undefined;
+  try {
+    return parseManagementUrl(value, name);
+  } catch (err) {
+    if (err instanceof EwmsError) return r.problem(name, err.message.replace(`${name} `, ''), err.hint);
+    throw err;
+  }
 }
 
 /** A file extension as the Python pilot takes it: with or without the leading dot. */

@@ -59,8 +59,12 @@ export function topicPath(name: string): TopicPath {
   return { tenant: 'public', namespace: 'default', topic: name };
 }
 
-/** The admin API's base URL: the one given, else the broker host's web service port over the broker's transport. */
-export function adminBaseUrl(address: ResolvedAddress, configured: string | undefined): string {
+/**
+ * The admin API's base URL: the one given, else the broker host's web service port over the broker's
+ * transport; undefined when turned off (`false`).
+ */
+export function adminBaseUrl(address: ResolvedAddress, configured: string | false | undefined): string | undefined {
+  if (configured === false) return undefined;
   const fallback = address.tls ? `https://${address.host}:8443` : `http://${address.host}:8080`;
   return (configured ?? fallback).replace(/\/+$/, '');
 }
@@ -68,7 +72,8 @@ export function adminBaseUrl(address: ResolvedAddress, configured: string | unde
 /** Calls to one cluster's admin API. */
 export class PulsarAdmin {
   constructor(
-    readonly baseUrl: string,
+    /** Undefined: the admin API was turned off (`managementUrl: false`); every call says so. */
+    readonly baseUrl: string | undefined,
     private readonly token: string | undefined,
     private readonly timeoutMs = HTTP_TIMEOUT_MS,
   ) {}
@@ -98,6 +103,9 @@ export class PulsarAdmin {
   }
 
   private topicUrl(name: string): string {
+    if (this.baseUrl === undefined) {
+      throw new PulsarAdminError(`queue depth and deletion on Pulsar need its admin API, which was turned off ('none')`, 'give the admin (web service) URL in managementUrl / --broker-management-url');
+    }
     const { tenant, namespace, topic } = topicPath(name);
     return `${this.baseUrl}/admin/v2/persistent/${encodeURIComponent(tenant)}/${encodeURIComponent(namespace)}/${encodeURIComponent(topic)}`;
   }

@@ -45,6 +45,8 @@ const EVERY_VARIABLE: Record<string, [string, (c: PilotConfig) => unknown, unkno
   EWMS_PILOT_QUEUE_OUTGOING_AUTH_TOKEN: ['other-token', (c) => [c.settings.incoming.broker.authToken, c.settings.outgoing.broker.authToken], [undefined, 'other-token']],
   EWMS_PILOT_QUEUE_OUTGOING_BROKER_TYPE: ['nats', (c) => c.settings.outgoing.broker.type, 'nats'],
   EWMS_PILOT_QUEUE_OUTGOING_BROKER_ADDRESS: ['127.0.0.1:4222', (c) => c.settings.outgoing.broker.address, '127.0.0.1:4222'],
+  EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL: ['https://mq.example.org:15671/', (c) => [c.settings.incoming.broker.managementUrl, c.settings.outgoing.broker.managementUrl], ['https://mq.example.org:15671', 'https://mq.example.org:15671']],
+  EWMS_PILOT_QUEUE_OUTGOING_BROKER_MANAGEMENT_URL: ['none', (c) => [c.settings.incoming.broker.managementUrl, c.settings.outgoing.broker.managementUrl], [undefined, false]],
   EWMS_PILOT_QUEUE_DEAD_LETTER: ['poison', (c) => c.settings.deadLetterQueue, 'poison'],
   EWMS_PILOT_MAX_DELIVERIES: ['5', (c) => c.settings.maxDeliveries, 5],
   EWMS_PILOT_WIRE_FORMAT: ['RAW', (c) => c.wireFormat, 'raw'],
@@ -282,5 +284,20 @@ describe('the settings the Python pilot images and the TMS set, and the differen
       expect(c.task.image).toBe('/cvmfs/img');
     }
     expect(() => loadConfig({ ...BASE, EWMS_PILOT_TASK_ARGS: '' }, {}, '/work')).toThrow(/EWMS_PILOT_TASK_ARGS: is required but not set/);
+  });
+});
+
+describe('the broker management API URL', () => {
+  test('checked: http(s) only, no credentials in it, no query; NONE in any case turns it off', () => {
+    expect(load({ EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL: 'NONE' }).settings.incoming.broker.managementUrl).toBe(false);
+    expect(configError({ EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL: 'https://guest:s3cret@mq:15671' }).message).toMatch(/must not contain a user or password/);
+    expect(configError({ EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL: 'https://guest:s3cret@mq:15671' }).message).not.toContain('s3cret');
+    expect(configError({ EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL: 'ftp://mq' }).message).toMatch(/must be http:\/\/ or https:\/\//);
+    expect(configError({ EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL: 'mq:15672?x=1' }).message).toMatch(/EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL/);
+  });
+
+  test('the outgoing queue takes the incoming one\'s only when it is on the same broker', () => {
+    const other = load({ EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL: 'http://a:15672', EWMS_PILOT_QUEUE_OUTGOING_BROKER_ADDRESS: 'guest@b:5672' });
+    expect([other.settings.incoming.broker.managementUrl, other.settings.outgoing.broker.managementUrl]).toEqual(['http://a:15672', undefined]);
   });
 });
