@@ -59,7 +59,7 @@ export function chirpRequest(command: ChirpCommand): string {
 /** Where the starter's chirp configuration is: `_CONDOR_CHIRP_CONFIG`, else the scratch dir's `.chirp.config`. */
 export function chirpConfigPath(env: NodeJS.ProcessEnv, cwd: string = process.cwd()): string | undefined {
   const candidates = [env._CONDOR_CHIRP_CONFIG, env._CONDOR_SCRATCH_DIR ? join(env._CONDOR_SCRATCH_DIR, '.chirp.config') : undefined, join(cwd, '.chirp.config')];
-  return candidates.find((path): path is string => !!path && readable(path));
+  return candidates.find((path): path is string => !!path && hasAccess(path, constants.R_OK));
 }
 
 /** Where `condor_chirp` may be: PATH first, then where HTCondor installs it (`$(LIBEXEC)`, not on PATH). */
@@ -77,7 +77,7 @@ export function condorChirpCandidates(env: NodeJS.ProcessEnv): string[] {
 export function findChirpTransport(env: NodeJS.ProcessEnv, cwd?: string): ChirpTransport | undefined {
   const config = chirpConfigPath(env, cwd);
   if (config) return new ChirpProtocolClient(config);
-  const tool = condorChirpCandidates(env).find(executable);
+  const tool = condorChirpCandidates(env).find((path) => hasAccess(path, constants.X_OK));
   return tool ? new CondorChirpTool(tool) : undefined;
 }
 
@@ -208,18 +208,10 @@ export class CondorChirpTool implements ChirpTransport {
   }
 }
 
-function readable(path: string): boolean {
+/** Whether this process may read (`R_OK`) or execute (`X_OK`) `path`. */
+function hasAccess(path: string, mode: number): boolean {
   try {
-    accessSync(path, constants.R_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function executable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
+    accessSync(path, mode);
     return true;
   } catch {
     return false;
