@@ -16,6 +16,7 @@ import yargs, { type Argv, type Options } from 'yargs';
 import { EwmsError } from '../common/errors.js';
 import { describeError, redact } from '../common/redact.js';
 import type { ConnectOptions } from '../mq-adapters/types.js';
+import { parseManagementUrl } from '../mq-adapters/management-url.js';
 import { CoordinatorConfigError } from './errors.js';
 import { LineWriter, outcomeLine, readEvents } from './event-files.js';
 import { runWorkflow } from './run-workflow.js';
@@ -36,6 +37,7 @@ const EPILOG = `Exit codes:
 Environment:
   EWMS_BROKER_URL    broker URL when --broker is not given (may include the password)
   EWMS_BROKER_TOKEN  broker password or token (RabbitMQ password/JWT, NATS token)
+  EWMS_BROKER_MANAGEMENT_URL  the broker's HTTP API when --broker-management-url is not given
   --backend ewms (the WMS provisions the broker: no --broker needed):
   EWMS_WMS_TOKEN_URL, EWMS_WMS_CLIENT_ID, EWMS_WMS_CLIENT_SECRET
                      OAuth2 client credentials: the issuer (e.g. a Keycloak realm URL), client id and
@@ -73,7 +75,19 @@ export function brokerFromArgs(args: Args, env: NodeJS.ProcessEnv = process.env)
   }
   const address = flag ?? env.EWMS_BROKER_URL;
   if (!address) throw new CoordinatorConfigError('no broker given', 'pass --broker URL (e.g. amqp://guest@localhost:5672) or set EWMS_BROKER_URL');
-  return env.EWMS_BROKER_TOKEN ? { address, authToken: env.EWMS_BROKER_TOKEN } : { address };
+  return { address, ...(env.EWMS_BROKER_TOKEN ? { authToken: env.EWMS_BROKER_TOKEN } : {}), ...managementUrlFromArgs(args, env) };
+}
+
+/** `--broker-management-url` / `EWMS_BROKER_MANAGEMENT_URL`: the broker's HTTP API, for the coordinator and its pilots. */
+function managementUrlFromArgs(args: Args, env: NodeJS.ProcessEnv): Pick<ConnectOptions, 'managementUrl'> {
+  const text = (args['broker-management-url'] as string | undefined) ?? env.EWMS_BROKER_MANAGEMENT_URL;
+  if (text === undefined || text === '') return {};
+  try {
+    return { managementUrl: parseManagementUrl(text, '--broker-management-url') };
+  } catch (err) {
+    if (err instanceof EwmsError) throw new CoordinatorConfigError(err.message, err.hint);
+    throw err;
+  }
 }
 
 function jsonObject(text: string | undefined, flag: string): Record<string, string> | undefined {
@@ -112,6 +126,7 @@ const CONDOR_FLAGS: ReadonlyArray<[keyof CondorOptions, string]> = [
   ['memory', 'condor-memory'],
   ['disk', 'condor-disk'],
   ['requirements', 'condor-requirements'],
+  ['defaultRequirements', 'condor-default-requirements'],
   ['maxRuntimeSeconds', 'condor-max-runtime'],
   ['maxRetries', 'condor-max-retries'],
   ['workDir', 'condor-work-dir'],
@@ -200,7 +215,7 @@ export function pilotRequestFromArgs(args: Args): PilotRequest {
   if (args['pilot-broker']) {
     const address = args['pilot-broker'] as string;
     if (passwordOf(address)) throw new CoordinatorConfigError('--pilot-broker must not contain a password', 'the pilots get the token from EWMS_BROKER_TOKEN');
-    request.pilotBroker = process.env.EWMS_BROKER_TOKEN ? { address, authToken: process.env.EWMS_BROKER_TOKEN } : { address };
+    request.pilotBroker = { address, ...(process.env.EWMS_BROKER_TOKEN ? { authToken: process.env.EWMS_BROKER_TOKEN } : {}), ...managementUrlFromArgs(args, process.env) };
   }
   if (backend === 'local') request.local = defined({ workDir: args['local-work-dir'] as string | undefined, pilotCommand: localCommand(args['local-command'] as string | undefined) });
   if (backend === 'condor') request.condor = condorFromArgs(args);
@@ -223,6 +238,7 @@ function brokerOptions<T>(y: Argv<T>, workflowRequired: boolean) {
   return y
     .epilog(EPILOG)
     .option('broker', { type: 'string', describe: 'Broker URL (amqp://user@host:5672, nats://host:4222); no password here. Default: EWMS_BROKER_URL', group: 'Broker:' })
+    .option('broker-management-url', { type: 'string', describe: "The broker's HTTP API for the coordinator and its pilots: RabbitMQ management (dead-letter policy), Pulsar admin (queue depth); 'none': never contact it. Default: EWMS_BROKER_MANAGEMENT_URL, else the broker host on the API's port", group: 'Broker:' })
     .option('workflow', { type: 'string', demandOption: workflowRequired, describe: workflowRequired ? 'Workflow id (names the queues ewms-<id>-in / -out)' : 'Workflow id (names the queues); default: a new random id', group: 'Broker:' })
     .option('max-deliveries', { type: 'number', default: 3, describe: 'Attempts per event before it is dead-lettered', group: 'Broker:' })
     .option('wire-format', { choices: ['mqclient', 'raw'] as const, default: 'mqclient' as const, describe: 'Event body format on the wire', group: 'Broker:' })
@@ -255,12 +271,13 @@ const PILOT_OPTIONS: ReadonlyArray<readonly [string, Options]> = [
   ['condor-universe', { choices: ['vanilla', 'container'] as const, describe: 'Job universe (default vanilla)', group: CONDOR }],
   ['condor-template', { type: 'string', describe: 'Submit template of your own', group: CONDOR }],
   ['condor-pilot-image', { type: 'string', describe: 'Pilot image (container_image / +SingularityImage)', group: CONDOR }],
-  ['condor-pilot-command', { type: 'string', describe: 'Pilot command on the execute node (default ewms-pilot)', group: CONDOR }],
+  ['condor-pilot-command', { type: 'string', describe: 'Pilot command on the execute node, vanilla universe (default ewms-pilot; the container universe runs the image entrypoint)', group: CONDOR }],
   ['condor-cpus', { type: 'number', describe: 'request_cpus', group: CONDOR }],
   ['condor-memory', { type: 'string', describe: 'request_memory, e.g. "2 GB"', group: CONDOR }],
   ['condor-disk', { type: 'string', describe: 'request_disk, e.g. "4 GB"', group: CONDOR }],
-  ['condor-requirements', { type: 'string', describe: 'requirements (ClassAd expression)', group: CONDOR }],
-  ['condor-max-runtime', { type: 'number', describe: 'Remove pilots running longer than this many seconds', group: CONDOR }],
+  ['condor-requirements', { type: 'string', describe: 'requirements (ClassAd expression), ANDed with the defaults', group: CONDOR }],
+  ['condor-default-requirements', { type: 'boolean', describe: 'Add what pilots need (Apptainer, user namespaces, CVMFS repositories); --no-condor-default-requirements: only --condor-requirements', group: CONDOR }],
+  ['condor-max-runtime', { type: 'number', describe: 'Wall-time limit in seconds: +OriginalTime, and EWMS_PILOT_MAX_WORKER_RUNTIME for the pilots', group: CONDOR }],
   ['condor-max-retries', { type: 'number', describe: 'max_retries (default 3)', group: CONDOR }],
   ['condor-work-dir', { type: 'string', describe: 'Where submit file, env file and logs go', group: CONDOR }],
   ['condor-schedd', { type: 'string', describe: 'Schedd name (-name)', group: CONDOR }],

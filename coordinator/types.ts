@@ -156,9 +156,17 @@ export interface CondorOptions {
   memory?: string;
   /** `request_disk`, e.g. `4 GB` or `4194304` (KB). Default `1 GB`. */
   disk?: string;
-  /** A ClassAd expression for `requirements`. */
+  /** A ClassAd expression for `requirements`, ANDed with the defaults (see `defaultRequirements`). */
   requirements?: string;
-  /** Remove a pilot that has run longer than this (`periodic_remove`). */
+  /**
+   * Add the requirements the pilot needs (Apptainer present, user namespaces for Apptainer tasks, the CVMFS
+   * repositories of its images). Default true; false leaves `requirements` as you give it.
+   */
+  defaultRequirements?: boolean;
+  /**
+   * The job's wall-time limit in seconds, as the EWMS TMS sets it: `+OriginalTime` in the job ad, and the
+   * pilots' `EWMS_PILOT_MAX_WORKER_RUNTIME` (they stop taking events in time to finish within it).
+   */
   maxRuntimeSeconds?: number;
   /** `max_retries` (default 3). */
   maxRetries?: number;
