@@ -1,0 +1,62 @@
+/**
+ * The `ewms` command line: every command registered on one yargs parser, run, and its exit code returned.
+ * Each command lives in a module of its own (`run.ts`, `dlq.ts`, …) and exports an `EwmsCommand`; what they
+ * share is in `shared.ts`.
+ */
+import type { Logger } from 'pino';
+import yargs, { type Argv } from 'yargs';
+import { EwmsError } from '../../common/errors.js';
+import { describeError, redact } from '../../common/redact.js';
+import { CoordinatorConfigError } from '../errors.js';
+import { rmCommand, statusCommand } from './cluster.js';
+import { collectCommand } from './collect.js';
+import { dlqCommand } from './dlq.js';
+import { publishCommand } from './publish.js';
+import { runCommand } from './run.js';
+import { EPILOG, EXIT, makeLogger, secrets, type Args, type EwmsCommand } from './shared.js';
+import { submitCommand } from './submit.js';
+
+/** Every command, in the order `ewms --help` lists them. */
+export const COMMANDS: readonly EwmsCommand[] = [runCommand, publishCommand, collectCommand, submitCommand, statusCommand, rmCommand, dlqCommand];
+
+/** Parse `argv` and run the command; resolves with the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let code: number = EXIT.ok;
+  let logger: Logger | undefined;
+  const register = (parser: Argv, command: EwmsCommand): Argv =>
+    parser.command(
+      command.name,
+      command.describe,
+      (y) => (command.subcommands ?? []).reduce(register, command.options(y)),
+      async (args: Args) => {
+        if (!command.run) return;
+        logger = makeLogger(args['log-level'] as string);
+        code = await command.run(args, logger);
+      },
+    );
+  const parser = COMMANDS.reduce(
+    register,
+    yargs(argv)
+      .scriptName('ewms')
+      .usage('ewms <command> [options]\n\nFeed, run and drain event workflows: publish events, start pilots, collect results.'),
+  )
+    .demandCommand(1, 'name a command')
+    .epilog(EPILOG)
+    .strict()
+    .help()
+    .wrap(Math.min(120, process.stdout.columns ?? 120))
+    .exitProcess(false)
+    .fail((msg, err) => {
+      throw err ?? new CoordinatorConfigError(msg, 'see ewms --help');
+    });
+  try {
+    await parser.parseAsync();
+    return code;
+  } catch (err) {
+    const known = err instanceof EwmsError;
+    const text = redact(known ? err.toString() : describeError(err), secrets());
+    process.stderr.write(`ewms: ${text}\n`);
+    logger?.flush();
+    return err instanceof CoordinatorConfigError ? EXIT.usage : EXIT.failure;
+  }
+}
