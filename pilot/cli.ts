@@ -3,21 +3,34 @@
  * `ewms-pilot`: what every HTCondor job runs. Configured by `EWMS_PILOT_*` variables (as the Python
  * ewms-pilot is) or the matching flags; `ewms-pilot --help` lists them all.
  *
- * Exit codes: 0 done (queue drained or wall time reached), 1 task failure (fail-fast) or broker failure,
- * 2 bad configuration or an unusable runtime/image, 128+N stopped by signal N. A broker that cannot be
- * reached at start is exit 1 (HTCondor may simply run the job again).
+ * Exit codes (`EXIT_CODES`, also in `--help`): 0 done (queue drained or wall time reached), 1 task failure
+ * (fail-fast) or broker failure, 2 bad configuration or an unusable runtime/image, 128+N stopped by signal N.
+ * A broker that cannot be reached at start is exit 1 (HTCondor may simply run the job again).
  */
 import { createRequire } from 'node:module';
 import yargs from 'yargs';
 import { EwmsError } from '../common/errors.js';
 import { describeError, redact } from '../common/redact.js';
 import { defaultLabel, flagOf, typeLabel, VARIABLES } from './config-table.js';
+import { resolveAddress } from '../mq-adapters/address.js';
+import { BrokerAuthError } from '../mq-adapters/errors.js';
 import { ConfigError, loadConfig, type FlagValues, type PilotConfig } from './config.js';
 import { createPilotLogger, type Logger } from './logger.js';
 import { runConfiguredPilot } from './assemble.js';
 import { RuntimeSetupError } from './runtime/types.js';
 
 const EXIT_CONFIG = 2;
+
+/** What `ewms-pilot --help` says about exit codes (HTCondor's retry policies key on them). */
+const EXIT_CODES = `Exit codes:
+  0      done: the queue drained (idle timeouts), or the wall-time budget (MAX_WORKER_RUNTIME) ran out
+  1      fail-fast after a task error (after QUARANTINE_TIME), a failed init command, or a broker failure
+         (unreachable at start, lost for longer than the reconnect window)
+  2      bad configuration, or an unusable container runtime or image: nothing was taken from the queue
+  128+N  stopped by signal N (143: SIGTERM, e.g. condor_rm or eviction; 130: SIGINT); events in hand were released
+
+Secrets (EWMS_PILOT_QUEUE_*_AUTH_TOKEN, passwords in broker addresses) are read from the environment only:
+a command line is visible to every user of the machine.`;
 
 /** This package's version, as the `--version` flag and dead-letter headers report it. */
 export const PILOT_VERSION: string = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
@@ -32,6 +45,7 @@ async function parseFlags(argv: string[]): Promise<FlagValues> {
         'Every option is also an environment variable (--task-args ⇔ EWMS_PILOT_TASK_ARGS); options win.',
     )
     .version(PILOT_VERSION)
+    .epilog(EXIT_CODES)
     .help()
     .strict()
     .fail((message: string | undefined, err: Error | undefined) => {
@@ -41,7 +55,7 @@ async function parseFlags(argv: string[]): Promise<FlagValues> {
   for (const variable of VARIABLES) {
     parser = parser.option(flagOf(variable.name), {
       type: variable.type === 'boolean' ? 'boolean' : 'string',
-      describe: `${variable.description} [${variable.name}; ${typeLabel(variable)}; default ${defaultLabel(variable).replace(/`/g, '')}]`,
+      describe: `${variable.description} [${variable.name}${variable.type === 'secret' ? ', environment only' : ''}; ${typeLabel(variable)}; default ${defaultLabel(variable).replace(/`/g, '')}]`,
       group: variable.origin === 'python' ? 'Python ewms-pilot variables:' : 'This pilot\'s own:',
     });
   }
@@ -61,7 +75,8 @@ function taskBaseEnv(env: NodeJS.ProcessEnv): Record<string, string> {
 async function main(): Promise<number> {
   let config: PilotConfig;
   try {
-    config = loadConfig(process.env, await parseFlags(process.argv.slice(2)));
+    // Host tasks run with this process's PATH and working directory: a missing program is found here, at start.
+    config = loadConfig(process.env, await parseFlags(process.argv.slice(2)), process.cwd(), { hostCommands: { path: process.env.PATH } });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`ewms-pilot: ${err.toString()}\n`);
@@ -74,12 +89,21 @@ async function main(): Promise<number> {
   try {
     return await start(config, logger);
   } catch (err) {
-    const text = err instanceof EwmsError ? err.toString() : describeError(err);
+    const text = err instanceof EwmsError ? `${err.name}: ${err.message}\n  hint: ${hintFor(err, config)}` : describeError(err);
     logger.fatal({ err: redact(text, config.secrets) }, 'the pilot could not start');
     process.stderr.write(`ewms-pilot: ${redact(text, config.secrets)}\n`);
     // An unusable runtime or image is the job's configuration; anything else (a broker down) is not.
     return err instanceof RuntimeSetupError ? EXIT_CONFIG : 1;
   }
+}
+
+/** The error's hint, naming the variable of this configuration where the generic hint names a pattern. */
+function hintFor(err: EwmsError, config: PilotConfig): string {
+  if (!(err instanceof BrokerAuthError)) return err.hint;
+  const { incoming, outgoing } = config.settings;
+  // The outgoing side takes the incoming token unless it has its own: name the variable the token came from.
+  const side = resolveAddress(incoming.broker).display !== err.displayAddress && resolveAddress(outgoing.broker).display === err.displayAddress ? 'OUTGOING' : 'INCOMING';
+  return `check EWMS_PILOT_QUEUE_${side}_AUTH_TOKEN (or the user in EWMS_PILOT_QUEUE_${side}_BROKER_ADDRESS) and that the token has not expired`;
 }
 
 async function start(config: PilotConfig, logger: Logger): Promise<number> {

@@ -68,7 +68,7 @@ const queueVars = (direction: 'INCOMING' | 'OUTGOING'): VariableDefinition[] => 
       `EWMS_PILOT_QUEUE_${direction}_AUTH_TOKEN`,
       'secret',
       undefined,
-      `Secret for the ${which} broker: RabbitMQ password or OAuth2 token, NATS token, Pulsar token. Never printed.`,
+      `Secret for the ${which} broker: RabbitMQ password or OAuth2 token, NATS token, Pulsar token. Never printed; environment only (a flag would show in \`ps\`).`,
       fallback,
     ),
     v(
@@ -98,16 +98,16 @@ const queueVars = (direction: 'INCOMING' | 'OUTGOING'): VariableDefinition[] => 
 /** Every variable the pilot reads, in the order `--help` and the README list them. */
 export const VARIABLES: readonly VariableDefinition[] = [
   // the task
-  v('EWMS_PILOT_TASK_ARGS', 'command', undefined, 'The task command line, run once per event (required unless a task image is set: unset or empty, the image\'s own default command runs, as with the Python pilot). Split into words as Python\'s `shlex.split` splits them (quotes, backslashes) but never run by a shell: use `sh -c \'…\'` for pipes or variables. Placeholders `{{INFILE}}`, `{{OUTFILE}}`, `{{DATA_HUB}}` (also `{{IN_FILE}}`, `{{OUT_FILE}}`, `{{DATAHUB}}`) become the task\'s paths.'),
+  v('EWMS_PILOT_TASK_ARGS', 'command', undefined, 'The task command line, run once per event (required unless a task image is set: unset or empty, the image\'s own default command runs, as with the Python pilot). Split into words as Python\'s `shlex.split` splits them (quotes, backslashes) but never run by a shell: use `sh -c \'…\'` for pipes or variables. Placeholders `{{INFILE}}`, `{{OUTFILE}}`, `{{DATA_HUB}}` (also `{{IN_FILE}}`, `{{OUT_FILE}}`, `{{DATAHUB}}`) become the task\'s paths; a command naming neither file gets a warning at start. On the host the program is looked up at start (PATH, or relative to the working directory): a missing one is a configuration error.'),
   v('EWMS_PILOT_TASK_IMAGE', 'string', undefined, 'Container image the task runs in (docker/podman reference, or an apptainer image or sandbox directory). Unset: the task runs on the host.'),
   v('EWMS_PILOT_TASK_ENV_JSON', 'env-json', '{}', 'Extra environment for the task, as a JSON object of strings or numbers.'),
-  v('EWMS_PILOT_TASK_TIMEOUT', 'seconds', undefined, 'Longest a task may run, in seconds; past it the task\'s whole process tree is stopped and the attempt counts as a failure. Unset: no limit. (`EWMS_PILOT_SUBPROC_TIMEOUT` is read as an old name.)'),
+  v('EWMS_PILOT_TASK_TIMEOUT', 'seconds', undefined, 'Longest a task may run, in seconds; past it the task\'s whole process tree is stopped and the attempt counts as a failure. Unset: no limit; 0 or less than 1 s is refused (every attempt would time out). (`EWMS_PILOT_SUBPROC_TIMEOUT` is read as an old name.)'),
   v('EWMS_PILOT_TASK_KILL_GRACE', 'seconds', '10', 'Seconds between SIGTERM and SIGKILL when a task is stopped (timeout, shutdown); also the grace in-flight tasks get on SIGTERM/SIGINT before their events are released.', { origin: 'ours' }),
   // init
   v('EWMS_PILOT_INIT_ARGS', 'command', undefined, 'A command run once before any event (same splitting and placeholders as the task; only `{{DATA_HUB}}` applies). Its failure stops the pilot before it takes work.'),
   v('EWMS_PILOT_INIT_IMAGE', 'string', undefined, 'Container image of the init command.', { defaultText: 'the task image' }),
   v('EWMS_PILOT_INIT_ENV_JSON', 'env-json', '{}', 'Extra environment for the init command, as a JSON object.'),
-  v('EWMS_PILOT_INIT_TIMEOUT', 'seconds', undefined, 'Longest the init command may run, in seconds. Unset: no limit.'),
+  v('EWMS_PILOT_INIT_TIMEOUT', 'seconds', undefined, 'Longest the init command may run, in seconds. Unset: no limit; 0 or less than 1 s is refused.'),
   // queues
   ...queueVars('INCOMING'),
   ...queueVars('OUTGOING'),
@@ -192,4 +192,35 @@ export function renderConfigurationMarkdown(): string {
       `| \`${variable.name}\` | \`--${flagOf(variable.name)}\` | ${escape(typeLabel(variable))} | ${escape(defaultLabel(variable))} | ${escape(variable.description)}${variable.origin === 'ours' ? ' *(this pilot)*' : ''} |`,
   );
   return ['| Variable | Flag | Type | Default | Meaning |', '|---|---|---|---|---|', ...rows].join('\n') + '\n';
+}
+
+/** Edit distance between two names (insertions, deletions, substitutions; each costs 1). */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+/**
+ * The variable a misspelled name most likely meant (`EWMS_PILOT_TASK_TIMEOUTT` → `EWMS_PILOT_TASK_TIMEOUT`,
+ * `EWMS_PILOT_INFILE_EXTENSION` → `EWMS_PILOT_INFILE_EXT`), or undefined when none is close. Case is ignored:
+ * `ewms_pilot_prefetch` meant `EWMS_PILOT_PREFETCH`.
+ */
+export function closestVariable(name: string, candidates: readonly string[] = [...VARIABLES.map((v) => v.name), ...Object.keys(DEPRECATED_ALIASES)]): string | undefined {
+  const wanted = name.toUpperCase().replace(/^_?EWMS_PILOT_/, '');
+  let best: { name: string; distance: number } | undefined;
+  for (const candidate of candidates) {
+    const core = candidate.replace(/^_?EWMS_PILOT_/, '');
+    // A name that contains the other one whole (an extra word, a plural) counts as close.
+    const distance = wanted.includes(core) || core.includes(wanted) ? Math.abs(wanted.length - core.length) / 4 : editDistance(wanted, core);
+    if (!best || distance < best.distance) best = { name: candidate, distance };
+  }
+  if (!best || best.name === name) return undefined;
+  return best.distance <= Math.max(2, Math.floor(wanted.length / 5)) ? best.name : undefined;
 }

@@ -4,7 +4,8 @@
  * pilot connects anywhere; a problem becomes one `ConfigError` naming each variable and its fix, without
  * ever echoing a secret.
  */
-import { resolve } from 'node:path';
+import { accessSync, constants, statSync } from 'node:fs';
+import { delimiter, resolve } from 'node:path';
 import { EwmsError } from '../common/errors.js';
 import { redact } from '../common/redact.js';
 import type { WireFormat } from '../common/wire.js';
@@ -12,7 +13,7 @@ import { isBrokerType, resolveAddress } from '../mq-adapters/address.js';
 import { parseManagementUrl } from '../mq-adapters/management-url.js';
 import type { BrokerType, ConnectOptions } from '../mq-adapters/types.js';
 import { defaultDeadLetterQueue } from '../mq-adapters/types.js';
-import { DEPRECATED_ALIASES, VARIABLES, flagOf, type VariableDefinition } from './config-table.js';
+import { closestVariable, DEPRECATED_ALIASES, VARIABLES, flagOf, type VariableDefinition } from './config-table.js';
 import type { LevelWithSilent } from 'pino';
 import type { PilotSettings, QueueEndpoint } from './pilot.js';
 import type { RuntimeName } from './runtime/types.js';
@@ -77,13 +78,25 @@ const PYTHON_LOG_LEVELS: Record<string, LevelWithSilent> = {
   CRITICAL: 'fatal',
 };
 
+/** What `loadConfig` checks beyond the settings themselves. */
+export interface LoadOptions {
+  /**
+   * Check that the task and init commands exist on this host (tasks that run without a container), looking
+   * bare program names up in this `PATH`: a missing program is a configuration error at start, not a failed
+   * attempt per event. Unset: not checked (the commands run elsewhere, e.g. on an HTCondor execute node).
+   */
+  hostCommands?: { path: string | undefined };
+}
+
 /**
  * Read the configuration from `env` and `flags` (flags win). `cwd` anchors a relative or absent data
- * directory. Throws `ConfigError` listing every problem found.
+ * directory (and relative task programs: host tasks run in the pilot's working directory). Throws
+ * `ConfigError` listing every problem found.
  */
-export function loadConfig(env: Readonly<Record<string, string | undefined>>, flags: FlagValues = {}, cwd = process.cwd()): PilotConfig {
+export function loadConfig(env: Readonly<Record<string, string | undefined>>, flags: FlagValues = {}, cwd = process.cwd(), options: LoadOptions = {}): PilotConfig {
   const reader = new Reader(env, flags);
   const config = build(reader, cwd);
+  if (config && options.hostCommands) checkHostCommands(reader, config, options.hostCommands.path, cwd);
   if (reader.problems.length > 0 || !config) {
     const secrets = reader.secretValues();
     const lines = reader.problems.map((p) => `  ${p.name}: ${redact(p.problem, secrets)}\n    fix: ${redact(p.fix, secrets)}`);
@@ -118,12 +131,23 @@ class Reader {
     }
     for (const variable of VARIABLES) {
       const value = flags[flagOf(variable.name)];
-      if (value !== undefined && value !== '') this.raw.set(variable.name, String(value));
+      if (value === undefined || value === '') continue;
+      // A command line is readable by every user of the machine (ps, /proc): secrets come from the environment.
+      if (variable.type === 'secret' || (variable.name.endsWith('_BROKER_ADDRESS') && hasPassword(String(value)))) {
+        this.problem(
+          variable.name,
+          `was given as the flag --${flagOf(variable.name)}, where any user of this machine can read it (ps)`,
+          variable.type === 'secret' ? `set the environment variable ${variable.name} instead` : `give the address without its password, and the password in ${variable.name.replace('_BROKER_ADDRESS', '_AUTH_TOKEN')}`,
+        );
+        continue;
+      }
+      this.raw.set(variable.name, String(value));
     }
     for (const name of Object.keys(env)) {
       if (BY_NAME.has(name) || name in DEPRECATED_ALIASES) continue;
       if (name.startsWith('EWMS_PILOT_')) {
-        this.warnings.push(`${name} is not a variable this pilot knows; check its spelling (ewms-pilot --help)`);
+        const meant = closestVariable(name);
+        this.warnings.push(`${name} is not a variable this pilot knows; ${meant ? `did you mean ${meant}?` : 'check its spelling'} (ewms-pilot --help lists them)`);
       } else if (name.startsWith('_EWMS_PILOT_') && env[name] !== undefined && env[name] !== '') {
         // Set by an image or the TMS for the Python pilot: say plainly that it has no effect here.
         this.warnings.push(`${name} is a Python pilot setting this pilot does not have; it is not applied (ewms-pilot --help lists the _EWMS_PILOT_* settings it honours)`);
@@ -283,7 +307,7 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
   }
 
   const incoming = endpoint(r, 'INCOMING', undefined);
-  const outgoing = endpoint(r, 'OUTGOING', incoming);
+  const outgoing = endpoint(r, 'OUTGOING', incoming.broker ?? 'unusable');
 
   const maxDeliveries = r.integer('EWMS_PILOT_MAX_DELIVERIES', 1) ?? 3;
   const prefetch = r.integer('EWMS_PILOT_PREFETCH', 0) ?? 1;
@@ -295,8 +319,11 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
   }
   const idleTimeoutSeconds = r.seconds('EWMS_PILOT_TIMEOUT_QUEUE_INCOMING');
   const firstMessageTimeoutSeconds = r.seconds('EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE') ?? idleTimeoutSeconds;
-  const taskTimeoutSeconds = r.seconds('EWMS_PILOT_TASK_TIMEOUT');
+  const taskTimeoutSeconds = commandTimeout(r, 'EWMS_PILOT_TASK_TIMEOUT', 'task');
   const maxWorkerRuntimeSeconds = r.seconds('EWMS_PILOT_MAX_WORKER_RUNTIME');
+  if (maxWorkerRuntimeSeconds === 0) {
+    r.problem('EWMS_PILOT_MAX_WORKER_RUNTIME', 'is 0, which leaves no time for any task', "set the job's wall-time budget in seconds, or unset it for no limit");
+  }
   if (maxWorkerRuntimeSeconds !== undefined && taskTimeoutSeconds !== undefined && taskTimeoutSeconds >= maxWorkerRuntimeSeconds) {
     r.problem('EWMS_PILOT_MAX_WORKER_RUNTIME', `(${maxWorkerRuntimeSeconds} s) leaves no room for one task of EWMS_PILOT_TASK_TIMEOUT (${taskTimeoutSeconds} s)`, 'make the wall-time budget longer than the task timeout');
   }
@@ -311,7 +338,7 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
     r.problem('EWMS_PILOT_QUEUE_DEAD_LETTER', 'names a dead-letter queue, but EWMS_PILOT_DEAD_LETTER=outgoing sends dead letters to the outgoing queue', 'unset one of the two');
   }
   const deadLetterQueue =
-    deadLetterRoute === 'outgoing' ? (outgoing?.queue ?? '') : (r.string('EWMS_PILOT_QUEUE_DEAD_LETTER') ?? (incoming ? defaultDeadLetterQueue(incoming.queue) : ''));
+    deadLetterRoute === 'outgoing' ? (outgoing.queue ?? '') : (r.string('EWMS_PILOT_QUEUE_DEAD_LETTER') ?? (incoming.queue ? defaultDeadLetterQueue(incoming.queue) : ''));
   const externalDirectories = r.list('EWMS_PILOT_EXTERNAL_DIRECTORIES', /,/);
   for (const dir of externalDirectories) {
     if (!dir.startsWith('/')) r.problem('EWMS_PILOT_EXTERNAL_DIRECTORIES', `'${dir}' is not an absolute path`, 'list absolute host directories, separated by commas');
@@ -326,7 +353,7 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
     timeoutSeconds: taskTimeoutSeconds,
   };
   const initEnv = r.envJson('EWMS_PILOT_INIT_ENV_JSON');
-  const initTimeout = r.seconds('EWMS_PILOT_INIT_TIMEOUT');
+  const initTimeout = commandTimeout(r, 'EWMS_PILOT_INIT_TIMEOUT', 'init command');
   // As the Python pilot: an init image alone runs with its own default command (runscript / CMD).
   const initWanted = initArgs !== undefined || (runtime !== 'none' && r.isSet('EWMS_PILOT_INIT_IMAGE'));
   const init: CommandSpec | undefined = initWanted
@@ -359,11 +386,13 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
   const convertImages = !r.boolean('_EWMS_PILOT_APPTAINER_IMAGE_DIRECTORY_MUST_BE_PRESENT');
   const shmSize = dockerShmSize(r, runtime);
 
-  if (!incoming || !outgoing) return undefined;
+  placeholderWarnings(r, task.args, infileExt, outfileExt);
+
+  if (!incoming.queue || !incoming.broker || !outgoing.queue || !outgoing.broker) return undefined;
   return {
     settings: {
-      incoming,
-      outgoing,
+      incoming: { queue: incoming.queue, broker: incoming.broker },
+      outgoing: { queue: outgoing.queue, broker: outgoing.broker },
       deadLetterQueue,
       deadLetterRoute,
       maxDeliveries,
@@ -434,37 +463,47 @@ function dockerShmSize(r: Reader, runtime: RuntimeName): string | undefined {
   return value;
 }
 
-/** One queue's endpoint; the outgoing one falls back to the incoming broker for what it leaves unset. */
-function endpoint(r: Reader, direction: 'INCOMING' | 'OUTGOING', fallback: QueueEndpoint | undefined): QueueEndpoint | undefined {
+/** One queue's endpoint as read: the queue name and the broker, each undefined when unusable (the problem is recorded). */
+interface EndpointRead {
+  queue: string | undefined;
+  broker: ConnectOptions | undefined;
+}
+
+/**
+ * One queue's endpoint. The outgoing one falls back to the incoming broker for what it leaves unset; when
+ * the incoming broker is itself unusable (`'unusable'`, already reported), the outgoing side reports only
+ * its own problems, never that its address is missing.
+ */
+function endpoint(r: Reader, direction: 'INCOMING' | 'OUTGOING', fallback: ConnectOptions | 'unusable' | undefined): EndpointRead {
   const prefix = `EWMS_PILOT_QUEUE_${direction}`;
   const queue = r.required(prefix, `the ${direction.toLowerCase()} queue's name`);
+  const base = fallback === 'unusable' ? undefined : fallback;
   const typeName = `${prefix}_BROKER_TYPE`;
   const typeText = r.string(typeName);
-  let type: BrokerType | undefined = fallback?.broker.type;
+  let type: BrokerType | undefined = base?.type;
   if (typeText !== undefined) {
     const lower = typeText.trim().toLowerCase();
     if (isBrokerType(lower)) type = lower;
     else r.problem(typeName, `'${typeText}' is not a broker type this pilot supports`, 'set it to rabbitmq, nats or pulsar');
   }
   const addressName = `${prefix}_BROKER_ADDRESS`;
-  const address = r.string(addressName) ?? fallback?.broker.address;
+  const address = r.string(addressName) ?? base?.address;
   if (address === undefined) {
-    r.problem(addressName, 'is required but not set', 'set it to host:port (with the broker type) or a URL such as amqp://host:5672');
-    return undefined;
+    if (direction === 'INCOMING') r.problem(addressName, 'is required but not set', 'set it to host:port (with the broker type) or a URL such as amqp://host:5672');
+    return { queue, broker: undefined };
   }
-  const authToken = r.string(`${prefix}_AUTH_TOKEN`) ?? fallback?.broker.authToken;
-  const managementUrl = managementUrlOf(r, `${prefix}_BROKER_MANAGEMENT_URL`) ?? (r.isSet(addressName) ? undefined : fallback?.broker.managementUrl);
+  const authToken = r.string(`${prefix}_AUTH_TOKEN`) ?? base?.authToken;
+  const managementUrl = managementUrlOf(r, `${prefix}_BROKER_MANAGEMENT_URL`) ?? (r.isSet(addressName) ? undefined : base?.managementUrl);
   const broker: ConnectOptions = { address, ...(type ? { type } : {}), ...(authToken ? { authToken } : {}), ...(managementUrl !== undefined ? { managementUrl } : {}) };
   try {
     resolveAddress(broker);
   } catch (err) {
-    if (typeText !== undefined && type === undefined) return undefined; // already reported above
+    if (typeText !== undefined && type === undefined) return { queue, broker: undefined }; // already reported above
     const message = err instanceof EwmsError ? err.message : String(err);
     const hint = err instanceof EwmsError ? err.hint : `check ${addressName} and ${typeName}`;
     r.problem(addressName, message, hint);
-    return undefined;
+    return { queue, broker: undefined };
   }
-  if (queue === undefined) return undefined;
   return { queue, broker };
 }
 
@@ -488,4 +527,100 @@ function extension(r: Reader, name: string): string {
     return '';
   }
   return value === '' || value.startsWith('.') ? value : `.${value}`;
+}
+
+/** Whether a broker address (a URL, or a list of them) carries a password. */
+function hasPassword(address: string): boolean {
+  return address.split(',').some((entry) => {
+    try {
+      return new URL(entry.trim()).password !== '';
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * A task or init timeout. Unset means no limit; 0 or a fraction of a second would stop every attempt before
+ * the program could even start, so it is refused rather than spending every event's attempts on it.
+ */
+function commandTimeout(r: Reader, name: string, what: string): number | undefined {
+  const seconds = r.seconds(name);
+  if (seconds !== undefined && seconds < MIN_COMMAND_TIMEOUT_SECONDS) {
+    return r.problem(
+      name,
+      `${seconds} s would stop every ${what} before it could start (${seconds === 0 ? '0 is not "no limit"' : `less than ${MIN_COMMAND_TIMEOUT_SECONDS} s`})`,
+      `unset it for no limit, or give the longest a ${what} may run, at least ${MIN_COMMAND_TIMEOUT_SECONDS} s`,
+    );
+  }
+  return seconds;
+}
+
+/** The shortest task/init timeout accepted: starting a program (an interpreter, a container) takes about this much. */
+const MIN_COMMAND_TIMEOUT_SECONDS = 1;
+
+const INFILE_MENTION = /\{\{(?:INFILE|IN_FILE)\}\}|EWMS_TASK_INFILE/;
+const OUTFILE_MENTION = /\{\{(?:OUTFILE|OUT_FILE)\}\}|EWMS_TASK_OUTFILE/;
+
+/**
+ * A task command that names neither the infile nor the outfile is most often a forgotten placeholder: say so at
+ * start, before any event is spent on it. (A program may still read `$EWMS_TASK_INFILE` itself, so it is a
+ * warning, not an error.)
+ */
+function placeholderWarnings(r: Reader, args: readonly string[], infileExt: string, outfileExt: string): void {
+  if (args.length === 0) return; // an image's own default command
+  const extNote = (name: string, ext: string) => (r.isSet(name) ? ` although ${name}=${ext} expects one` : '');
+  if (!args.some((a) => INFILE_MENTION.test(a))) {
+    r.warnings.push(`EWMS_PILOT_TASK_ARGS has no {{INFILE}}${extNote('EWMS_PILOT_INFILE_EXT', infileExt)}: the task finds its event only if it reads $EWMS_TASK_INFILE itself`);
+  }
+  if (!args.some((a) => OUTFILE_MENTION.test(a))) {
+    r.warnings.push(`EWMS_PILOT_TASK_ARGS has no {{OUTFILE}}${extNote('EWMS_PILOT_OUTFILE_EXT', outfileExt)}: unless the task writes $EWMS_TASK_OUTFILE itself, every event succeeds without a result`);
+  }
+}
+
+/** The host programs of the task and init commands exist and may be run (tasks without a container only). */
+function checkHostCommands(r: Reader, config: PilotConfig, searchPath: string | undefined, cwd: string): void {
+  if (config.runtime !== 'none') return;
+  const commands: Array<[string, readonly string[] | undefined]> = [
+    ['EWMS_PILOT_TASK_ARGS', config.task.args],
+    ['EWMS_PILOT_INIT_ARGS', config.init?.args],
+  ];
+  for (const [name, args] of commands) {
+    const program = args?.[0];
+    if (program === undefined || program.includes('{{')) continue;
+    const problem = hostProgramProblem(program, searchPath, cwd);
+    if (problem) r.problem(name, problem.problem, problem.fix);
+  }
+}
+
+/** Why `program` cannot be started on this host, or undefined when it can. */
+export function hostProgramProblem(program: string, searchPath: string | undefined, cwd: string): { problem: string; fix: string } | undefined {
+  if (program.includes('/')) {
+    const path = resolve(cwd, program);
+    const where = program.startsWith('/') ? '' : ` (relative to the pilot's working directory ${cwd})`;
+    let info;
+    try {
+      info = statSync(path);
+    } catch {
+      return { problem: `runs '${program}', which does not exist${where}`, fix: 'give the path of an existing program (an absolute path is safest)' };
+    }
+    if (info.isDirectory()) return { problem: `runs '${program}', which is a directory${where}`, fix: 'give the path of the program itself' };
+    if (!isExecutable(path)) return { problem: `runs '${program}', which is not executable${where}`, fix: `make it executable (chmod +x), or run it through its interpreter (e.g. sh ${program})` };
+    return undefined;
+  }
+  for (const dir of (searchPath ?? '').split(delimiter)) {
+    if (dir === '') continue;
+    const candidate = resolve(cwd, dir, program);
+    if (isExecutable(candidate) && !statSync(candidate).isDirectory()) return undefined;
+  }
+  return { problem: `runs '${program}', which is not a program on this host's PATH`, fix: 'check the spelling, install it, or give its absolute path' };
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }

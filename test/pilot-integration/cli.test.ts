@@ -40,4 +40,20 @@ describe('ewms-pilot', () => {
     expect(code).toBe(2);
     expect(err).toMatch(/EWMS_PILOT_MAX_DELIVERIES: 'zero' is not a whole number/);
   });
+
+  test('--help lists the exit codes', async () => {
+    const { out } = await run(['--help']);
+    expect(out).toMatch(/Exit codes:\n\s+0\s+done[\s\S]*\n\s+1\s+fail-fast[\s\S]*\n\s+2\s+bad configuration[\s\S]*128\+N\s+stopped by signal N/);
+  });
+
+  test('a secret given as a flag is refused (exit 2), never echoed; a missing program is exit 2 at start', async () => {
+    const env = pilotEnv('rabbitmq', { incoming: 'cli-in', outgoing: 'cli-out' }, { EWMS_PILOT_TASK_ARGS: 'true {{INFILE}} {{OUTFILE}}' });
+    const secret = await run(['--queue-incoming-auth-token', 'hunter2-flag'], env);
+    expect(secret.code).toBe(2);
+    expect(secret.err).toMatch(/EWMS_PILOT_QUEUE_INCOMING_AUTH_TOKEN: was given as the flag --queue-incoming-auth-token/);
+    expect(secret.err + secret.out).not.toContain('hunter2-flag');
+    const missing = await run([], { ...env, EWMS_PILOT_TASK_ARGS: 'pyhton3 pixel.py {{INFILE}} {{OUTFILE}}' });
+    expect(missing.code).toBe(2);
+    expect(missing.err).toMatch(/EWMS_PILOT_TASK_ARGS: runs 'pyhton3', which is not a program on this host's PATH/);
+  });
 });

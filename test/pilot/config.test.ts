@@ -3,12 +3,15 @@
  * Python ewms-pilot, flags win over the environment, and bad input names the variable without echoing
  * a secret.
  */
-import { describe, expect, test } from 'vitest';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
 import { ConfigError, loadConfig, type PilotConfig } from '../../pilot/config.js';
-import { flagOf, renderConfigurationMarkdown, VARIABLES } from '../../pilot/config-table.js';
+import { closestVariable, flagOf, renderConfigurationMarkdown, VARIABLES } from '../../pilot/config-table.js';
 
 const BASE = {
-  EWMS_PILOT_TASK_ARGS: 'true',
+  EWMS_PILOT_TASK_ARGS: 'cp {{INFILE}} {{OUTFILE}}',
   EWMS_PILOT_QUEUE_INCOMING: 'in-q',
   EWMS_PILOT_QUEUE_OUTGOING: 'out-q',
   EWMS_PILOT_QUEUE_INCOMING_BROKER_TYPE: 'rabbitmq',
@@ -103,7 +106,7 @@ describe('every variable', () => {
     else expect(observe(config)).toEqual(expected);
   });
 
-  test.each(VARIABLES.map((v) => [v.name, flagOf(v.name)]))('%s is also the flag --%s, which wins over the environment', (name, flag) => {
+  test.each(VARIABLES.filter((v) => v.type !== 'secret').map((v) => [v.name, flagOf(v.name)]))('%s is also the flag --%s, which wins over the environment', (name, flag) => {
     const [value, observe] = EVERY_VARIABLE[name]!;
     const extra = contextFor(name);
     expect(observe(load(extra, { [flag]: value }))).toEqual(observe(load({ ...extra, [name]: value })));
@@ -113,7 +116,7 @@ describe('every variable', () => {
 describe('defaults (those of the Python ewms-pilot 1.x where it has the variable)', () => {
   test('a minimal environment', () => {
     const c = load();
-    expect(c.task).toEqual({ args: ['true'], image: undefined, env: {}, timeoutSeconds: undefined });
+    expect(c.task).toEqual({ args: ['cp', '{{INFILE}}', '{{OUTFILE}}'], image: undefined, env: {}, timeoutSeconds: undefined });
     expect(c.init).toBeUndefined();
     expect(c.runtime).toBe('none');
     expect(c.infileExt).toBe('.in');
@@ -152,8 +155,20 @@ describe('defaults (those of the Python ewms-pilot 1.x where it has the variable
     expect(load({ EWMS_PILOT_SUBPROC_TIMEOUT: '12', EWMS_PILOT_TASK_TIMEOUT: '5' }).task.timeoutSeconds).toBe(5);
   });
 
-  test('an unknown EWMS_PILOT_ variable is a warning (a typo must not go unnoticed)', () => {
-    expect(load({ EWMS_PILOT_TASK_TIMEOUTT: '5' }).warnings.join('\n')).toMatch(/EWMS_PILOT_TASK_TIMEOUTT/);
+  test('an unknown EWMS_PILOT_ variable is a warning (a typo must not go unnoticed) that names the likely meant one', () => {
+    expect(load({ EWMS_PILOT_TASK_TIMEOUTT: '5' }).warnings).toEqual([expect.stringMatching(/^EWMS_PILOT_TASK_TIMEOUTT is not a variable this pilot knows; did you mean EWMS_PILOT_TASK_TIMEOUT\?/)]);
+    expect(load({ EWMS_PILOT_NO_SUCH_THING: '5' }).warnings).toEqual([expect.stringMatching(/^EWMS_PILOT_NO_SUCH_THING is not a variable this pilot knows; check its spelling/)]);
+  });
+
+  test.each([
+    ['EWMS_PILOT_TASK_TIMEOUTT', 'EWMS_PILOT_TASK_TIMEOUT'],
+    ['EWMS_PILOT_INFILE_EXTENSION', 'EWMS_PILOT_INFILE_EXT'],
+    ['EWMS_PILOT_MAX_CONCURENT_TASKS', 'EWMS_PILOT_MAX_CONCURRENT_TASKS'],
+    ['ewms_pilot_prefetch', 'EWMS_PILOT_PREFETCH'],
+    ['EWMS_PILOT_QUEUE_INCOMMING', 'EWMS_PILOT_QUEUE_INCOMING'],
+    ['EWMS_PILOT_SOMETHING_ELSE', undefined],
+  ])('did you mean: %s -> %s', (typed, meant) => {
+    expect(closestVariable(typed)).toBe(meant);
   });
 
   test('an init image without init args runs its own default command, as in the Python pilot', () => {
@@ -194,6 +209,10 @@ describe('errors name the variable and the fix, and never a secret', () => {
     ['container runtime without an image', { EWMS_PILOT_CONTAINER_RUNTIME: 'podman' }, /EWMS_PILOT_TASK_IMAGE: is required with EWMS_PILOT_CONTAINER_RUNTIME=podman/],
     ['wall time shorter than a task', { EWMS_PILOT_MAX_WORKER_RUNTIME: '60', EWMS_PILOT_TASK_TIMEOUT: '120' }, /EWMS_PILOT_MAX_WORKER_RUNTIME/],
     ['relative external directory', { EWMS_PILOT_EXTERNAL_DIRECTORIES: 'data' }, /EWMS_PILOT_EXTERNAL_DIRECTORIES: 'data' is not an absolute path/],
+    ['a task timeout of 0 (not "no limit")', { EWMS_PILOT_TASK_TIMEOUT: '0' }, /EWMS_PILOT_TASK_TIMEOUT: 0 s would stop every task before it could start \(0 is not "no limit"\)/],
+    ['a task timeout too short to start anything', { EWMS_PILOT_TASK_TIMEOUT: '0.2' }, /EWMS_PILOT_TASK_TIMEOUT: 0.2 s would stop every task/],
+    ['an init timeout of 0', { EWMS_PILOT_INIT_ARGS: 'true', EWMS_PILOT_INIT_TIMEOUT: '0' }, /EWMS_PILOT_INIT_TIMEOUT: 0 s would stop every init command/],
+    ['no wall time at all', { EWMS_PILOT_MAX_WORKER_RUNTIME: '0' }, /EWMS_PILOT_MAX_WORKER_RUNTIME: is 0, which leaves no time for any task/],
   ])('%s', (_label, extra, pattern) => {
     const err = configError(extra as Record<string, string>);
     expect(err.message).toMatch(pattern);
@@ -300,5 +319,87 @@ describe('the broker management API URL', () => {
   test('the outgoing queue takes the incoming one\'s only when it is on the same broker', () => {
     const other = load({ EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL: 'http://a:15672', EWMS_PILOT_QUEUE_OUTGOING_BROKER_ADDRESS: 'guest@b:5672' });
     expect([other.settings.incoming.broker.managementUrl, other.settings.outgoing.broker.managementUrl]).toEqual(['http://a:15672', undefined]);
+  });
+});
+
+describe('one problem, one message', () => {
+  const problems = (extra: Record<string, string>) => configError(extra).message.split('\n').filter((l) => /^  \S/.test(l)).map((l) => l.trim());
+
+  test.each([
+    ['a malformed incoming address', { EWMS_PILOT_QUEUE_INCOMING_BROKER_TYPE: '', EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS: 'no-scheme-host:5672' }, /^EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS: /],
+    ['an unknown incoming broker type', { EWMS_PILOT_QUEUE_INCOMING_BROKER_TYPE: 'kafka' }, /^EWMS_PILOT_QUEUE_INCOMING_BROKER_TYPE: 'kafka'/],
+    ['a missing incoming address', { EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS: '' }, /^EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS: is required/],
+    ['a missing incoming queue', { EWMS_PILOT_QUEUE_INCOMING: '' }, /^EWMS_PILOT_QUEUE_INCOMING: is required/],
+  ])('%s is reported on the incoming side only: the outgoing side, which takes the incoming broker, is not blamed', (_label, extra, pattern) => {
+    const lines = problems(extra);
+    expect(lines).toEqual([expect.stringMatching(pattern)]);
+  });
+
+  test('an outgoing address of its own that is malformed is still reported', () => {
+    expect(problems({ EWMS_PILOT_QUEUE_OUTGOING_BROKER_ADDRESS: 'amqp://[bad' })).toEqual([expect.stringMatching(/^EWMS_PILOT_QUEUE_OUTGOING_BROKER_ADDRESS: /)]);
+  });
+});
+
+describe('secrets are never taken from the command line', () => {
+  test.each(VARIABLES.filter((v) => v.type === 'secret').map((v) => [v.name, flagOf(v.name)]))('%s as --%s is refused, without echoing it', (name, flag) => {
+    let err: unknown;
+    try {
+      load({}, { [flag]: 'hunter2-token' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(String(err)).toMatch(new RegExp(`${name}: was given as the flag --${flag}, where any user of this machine can read it`));
+    expect(String(err)).toMatch(new RegExp(`fix: set the environment variable ${name} instead`));
+    expect(String(err)).not.toContain('hunter2');
+  });
+
+  test('a password inside a broker address given as a flag is refused too; without one the flag is fine', () => {
+    expect(() => load({}, { 'queue-incoming-broker-address': 'amqp://guest:pw-in-flag@127.0.0.1:5672' })).toThrow(/EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS: was given as the flag .*\n.*fix: give the address without its password, and the password in EWMS_PILOT_QUEUE_INCOMING_AUTH_TOKEN/);
+    expect(load({}, { 'queue-incoming-broker-address': 'amqp://guest@127.0.0.1:5672' }).settings.incoming.broker.address).toBe('amqp://guest@127.0.0.1:5672');
+  });
+});
+
+describe('the task command, checked at start', () => {
+  test('a command that names neither {{INFILE}} nor {{OUTFILE}} is a warning each (a program may read $EWMS_TASK_INFILE itself)', () => {
+    expect(load({ EWMS_PILOT_TASK_ARGS: 'python3 pixel.py' }).warnings).toEqual([
+      expect.stringMatching(/^EWMS_PILOT_TASK_ARGS has no \{\{INFILE\}\}: the task finds its event only if it reads \$EWMS_TASK_INFILE itself/),
+      expect.stringMatching(/^EWMS_PILOT_TASK_ARGS has no \{\{OUTFILE\}\}: unless the task writes \$EWMS_TASK_OUTFILE itself, every event succeeds without a result/),
+    ]);
+    expect(load({ EWMS_PILOT_TASK_ARGS: 'python3 pixel.py {{INFILE}}', EWMS_PILOT_OUTFILE_EXT: '.json' }).warnings).toEqual([
+      expect.stringMatching(/has no \{\{OUTFILE\}\} although EWMS_PILOT_OUTFILE_EXT=.json expects one/),
+    ]);
+    expect(load({ EWMS_PILOT_TASK_ARGS: `sh -c 'tr a-z A-Z < "$EWMS_TASK_INFILE" > {{OUT_FILE}}'` }).warnings).toEqual([]);
+    expect(load({ EWMS_PILOT_TASK_IMAGE: '/cvmfs/img', EWMS_PILOT_TASK_ARGS: '' }).warnings).toEqual([]);
+  });
+
+  const dir = mkdtempSync(join(tmpdir(), 'ewms-config-host-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, 'bin'));
+  writeFileSync(join(dir, 'bin', 'scan'), '#!/bin/sh\n');
+  chmodSync(join(dir, 'bin', 'scan'), 0o755);
+  writeFileSync(join(dir, 'notes.txt'), 'not a program');
+  const host = (args: string, extra: Record<string, string> = {}) => loadConfig({ ...BASE, EWMS_PILOT_TASK_ARGS: args, ...extra }, {}, dir, { hostCommands: { path: `${join(dir, 'bin')}:/usr/bin:/bin` } });
+
+  test('a program found on PATH, by absolute path or relative to the working directory starts', () => {
+    expect(host('scan {{INFILE}} {{OUTFILE}}').task.args[0]).toBe('scan');
+    expect(host(`${join(dir, 'bin', 'scan')} {{INFILE}} {{OUTFILE}}`).task.args[0]).toBe(join(dir, 'bin', 'scan'));
+    expect(host('./bin/scan {{INFILE}} {{OUTFILE}}').task.args[0]).toBe('./bin/scan');
+    expect(host('{{DATA_HUB}}/tool {{INFILE}} {{OUTFILE}}').task.args[0]).toBe('{{DATA_HUB}}/tool');
+  });
+
+  test.each([
+    ['pyhton3 pixel.py {{INFILE}} {{OUTFILE}}', /EWMS_PILOT_TASK_ARGS: runs 'pyhton3', which is not a program on this host's PATH\n\s+fix: check the spelling/],
+    ['./missing.sh {{INFILE}} {{OUTFILE}}', /runs '\.\/missing\.sh', which does not exist \(relative to the pilot's working directory .*\)/],
+    ['./notes.txt {{INFILE}} {{OUTFILE}}', /runs '\.\/notes\.txt', which is not executable .*\n\s+fix: make it executable \(chmod \+x\), or run it through its interpreter/],
+    ['./bin {{INFILE}} {{OUTFILE}}', /runs '\.\/bin', which is a directory/],
+  ])('%s is a configuration error at start', (args, pattern) => {
+    expect(() => host(args)).toThrow(pattern);
+  });
+
+  test('the init command is checked too; commands in containers and unchecked loads are not', () => {
+    expect(() => host('scan {{INFILE}} {{OUTFILE}}', { EWMS_PILOT_INIT_ARGS: 'no-such-init' })).toThrow(/EWMS_PILOT_INIT_ARGS: runs 'no-such-init'/);
+    expect(host('pyhton3 {{INFILE}} {{OUTFILE}}', { EWMS_PILOT_TASK_IMAGE: '/cvmfs/img' }).runtime).toBe('apptainer');
+    expect(load({ EWMS_PILOT_TASK_ARGS: 'pyhton3 {{INFILE}} {{OUTFILE}}' }).task.args[0]).toBe('pyhton3');
   });
 });
