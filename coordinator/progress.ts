@@ -1,5 +1,5 @@
 /**
- * A live progress display for a running workflow: done / failed / in flight / rate / ETA. On a TTY one
+ * A live progress display for a running workflow: settled / results / dead letters / pending / rate / ETA. On a TTY one
  * line redrawn in place (ANSI carriage return + erase line); elsewhere (CI logs, files) one plain line per
  * interval, so logs stay readable.
  */
@@ -35,15 +35,22 @@ export function formatDuration(seconds: number): string {
   return `${s}s`;
 }
 
-/** The one-line summary for a snapshot, given the current rate (outcomes per second). */
+/**
+ * The one-line summary for a snapshot, given the current rate (outcomes per second): how many events have
+ * settled (a result or a dead letter) out of how many, split into results and dead letters, and how many are
+ * still pending (published, no outcome yet: queued or being worked on).
+ *
+ *   settled 47/200 (23.5%): 45 results, 2 dead letters | 153 pending | 3.0/s | ETA 44s
+ */
 export function progressLine(snap: ProgressSnapshot, ratePerSecond: number): string {
   const settled = snap.results + snap.deadLetters;
   const total = snap.expected ?? snap.published;
-  const inFlight = Math.max(0, snap.published - settled);
-  const pct = total > 0 ? ` (${((100 * settled) / total).toFixed(1)}%)` : '';
-  const remaining = snap.expected === undefined ? undefined : snap.expected - settled;
-  const eta = remaining === undefined ? 'publishing' : remaining === 0 ? 'done' : ratePerSecond > 0 ? formatDuration(remaining / ratePerSecond) : '?';
-  return `done ${snap.results}/${total}${pct} | failed ${snap.deadLetters} | in flight ${inFlight} | ${ratePerSecond.toFixed(1)}/s | ETA ${eta}`;
+  const pending = Math.max(0, total - settled);
+  const pct = snap.expected !== undefined && total > 0 ? ` (${((100 * settled) / total).toFixed(1)}%)` : '';
+  const of = snap.expected === undefined ? ` of ${snap.published} published so far` : `/${total}`;
+  const eta = snap.expected === undefined ? 'publishing' : pending === 0 ? 'done' : ratePerSecond > 0 ? formatDuration(pending / ratePerSecond) : '?';
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  return `settled ${settled}${of}${pct}: ${plural(snap.results, 'result')}, ${plural(snap.deadLetters, 'dead letter')} | ${pending} pending | ${ratePerSecond.toFixed(1)}/s | ETA ${eta}`;
 }
 
 /** Draws progress until `stop()`. */

@@ -43,7 +43,7 @@ describe('runWorkflow', () => {
     expect(outcomes.map((o) => o.data).sort()).toEqual(Array.from({ length: 300 }, (_, i) => `event ${i}`).sort());
     // The autoscaler added pilots while the queue was deep.
     expect(report.pilots?.total).toBeGreaterThan(1);
-    expect(progress).toMatch(/\[progress\] done 300\/300 \(100\.0%\) \| failed 0 \| in flight 0 .*ETA done/);
+    expect(progress).toMatch(/\[progress\] settled 300\/300 \(100\.0%\): 300 results, 0 dead letters \| 0 pending .*ETA done/);
   }, 90_000);
 
   test('pilots that cannot start end the run with the cause, not a long idle timeout', async () => {

@@ -95,18 +95,20 @@ describe('autoscaling and progress', () => {
     const d = new ProgressDisplay(() => snap, { stream: tty });
     d.draw();
     d.stop();
-    expect(chunks[0]).toMatch(/^\r\x1b\[2Kdone 10\/10/);
+    expect(chunks[0]).toMatch(/^\r\x1b\[2Ksettled 10\/10/);
     expect(chunks.at(-1)).toBe('\n');
     const plain: string[] = [];
     const log = Object.assign(new PassThrough(), { isTTY: false });
     log.on('data', (b: Buffer) => plain.push(b.toString()));
     new ProgressDisplay(() => snap, { stream: log }).stop();
-    expect(plain).toEqual([expect.stringMatching(/^\[progress\] done 10\/10 .*\n$/)]);
+    expect(plain).toEqual([expect.stringMatching(/^\[progress\] settled 10\/10 .*\n$/)]);
   });
 
   test('progress line and durations', () => {
-    expect(progressLine({ published: 100, expected: 100, results: 40, deadLetters: 10 }, 5)).toBe('done 40/100 (50.0%) | failed 10 | in flight 50 | 5.0/s | ETA 10s');
-    expect(progressLine({ published: 10, expected: undefined, results: 0, deadLetters: 0 }, 0)).toContain('ETA publishing');
+    expect(progressLine({ published: 100, expected: 100, results: 40, deadLetters: 10 }, 5)).toBe('settled 50/100 (50.0%): 40 results, 10 dead letters | 50 pending | 5.0/s | ETA 10s');
+    expect(progressLine({ published: 10, expected: undefined, results: 1, deadLetters: 0 }, 0)).toBe('settled 1 of 10 published so far: 1 result, 0 dead letters | 9 pending | 0.0/s | ETA publishing');
+    // Every event dead-lettered: 100 % settled, and the line says how (never "done 0/200 (100.0%)").
+    expect(progressLine({ published: 200, expected: 200, results: 0, deadLetters: 200 }, 0)).toBe('settled 200/200 (100.0%): 0 results, 200 dead letters | 0 pending | 0.0/s | ETA done');
     expect(formatDuration(3725)).toBe('1h02m');
     expect(formatDuration(185)).toBe('3m05s');
   });

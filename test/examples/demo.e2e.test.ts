@@ -83,7 +83,7 @@ describe('npm run demo', () => {
     expect(run.stdout).toMatch(/round 2: refinement, \d+ pixels at nside 16/);
     expect(run.stdout).toContain('INSIDE the 90% region');
     expect(run.stdout).not.toContain('guest:guest'); // the broker line is redacted
-    expect(run.stderr).toContain('[progress] done'); // progress shows (one line every 2 s off a terminal)
+    expect(run.stderr).toContain('[progress] settled'); // progress shows (one line every 2 s off a terminal)
 
     const doc = JSON.parse(readFileSync(join(out, 'skymap.json'), 'utf8')) as SkyMapDocument;
     expect(doc.seed).toBe(1);
