@@ -15,7 +15,9 @@ export class PublishError extends EwmsError {
     readonly published: readonly string[],
     options?: { cause?: unknown },
   ) {
-    super(message, 'the confirmed events are in the queue; publish the rest again (ids already confirmed are listed)', options);
+    // The cause's own hint says what to fix (a size limit, a permission); then how to resume.
+    const fix = options?.cause instanceof EwmsError ? `${options.cause.hint}; then ` : '';
+    super(message, `${fix}the confirmed events are in the queue; publish the rest again (ids already confirmed are listed)`, options);
   }
 }
 

@@ -60,8 +60,10 @@ export class MessageTooLargeError extends EwmsError {
     readonly limit: number,
   ) {
     super(
-      `message of ${bytes} bytes exceeds the ${broker} limit of ${limit} bytes`,
-      'keep large payloads on shared storage and send their path in the event, or raise the broker limit',
+      `message of ${bytes} bytes exceeds the ${broker} limit of ${limit} bytes${broker === 'nats' ? ' (the server\'s max_payload, headers included)' : ''}`,
+      broker === 'nats'
+        ? 'raise max_payload in the nats-server configuration, or keep large payloads on shared storage and send their path in the event'
+        : 'keep large payloads on shared storage and send their path in the event, or raise the broker limit',
     );
   }
 }
