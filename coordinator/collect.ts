@@ -102,6 +102,7 @@ export async function* collectOutcomes(
   logger?: AdapterLogger,
 ): AsyncGenerator<WorkflowOutcome, void, undefined> {
   const expectedIds = typeof options.expected === 'number' ? undefined : new Set(options.expected);
+  const ignored = new Set(options.ignoreIds ?? []);
   const expected = expectedIds ? expectedIds.size : (options.expected as number);
   if (!Number.isInteger(expected) || expected < 0) throw new RangeError(`expected must be a whole number >= 0, got ${String(options.expected)}`);
   if (expected === 0) return;
@@ -185,11 +186,13 @@ export async function* collectOutcomes(
         stats.duplicates += 1;
         settle(delivery, 'ack');
         continue;
-      } else if (expectedIds && !expectedIds.has(id)) {
+      } else if ((expectedIds && !expectedIds.has(id)) || ignored.has(id)) {
         // Another run's outcome (a dead letter kept for requeue, a result an interrupted run never took):
-        // not ours to delete. Hold it and give it back when collection ends.
-        stats.unexpected += 1;
-        logger?.warn({ inputEventId: id, source }, 'an outcome for an event this collection does not expect: left in its queue');
+        // not ours to delete. Hold it and give it back when collection ends. Said once, not once per outcome.
+        if (!ignored.has(id)) {
+          if (stats.unexpected === 0) logger?.warn({ inputEventId: id, source }, 'outcomes for events this collection does not expect are left in their queue (counted in stats.unexpected)');
+          stats.unexpected += 1;
+        }
         kept.push(delivery);
         unexpectedHeld[source] += 1;
         if (unexpectedHeld[source] >= window[source]) {

@@ -17,9 +17,12 @@ export interface RunWorkflowOptions extends WorkflowOptions {
   events?: Iterable<EventData> | AsyncIterable<EventData>;
   /**
    * Outcomes to await besides those of `events`: their ids (e.g. the dead letters `requeue` returned), or
-   * just a count — a count also takes dead letters still waiting in the dead-letter queue for outcomes.
+   * just a count — a count takes any outcome, except the dead letters already in the dead-letter queue when
+   * the run starts (earlier runs' leftovers, which stay there).
    */
   alsoExpect?: number | Iterable<string>;
+  /** Called once every event is published (and confirmed), with their ids in input order, before collecting. */
+  onPublished?(ids: readonly string[]): void | Promise<void>;
   /** The pilots to run; omit when pilots are already running elsewhere. */
   pilots?: PilotRequest;
   /** Called with each outcome, once; the outcome is acked after it returns. */
@@ -77,6 +80,12 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
         options.progress ?? {},
       );
     }
+    // Dead letters already waiting belong to earlier runs: a count of outcomes must not take them. Read
+    // before any pilot starts, so none of this run's can be among them.
+    const earlierDeadLetters =
+      typeof options.alsoExpect === 'number' && options.alsoExpect > 0 && workflow.deadLetterRoute === 'queue'
+        ? (await workflow.deadLetters().list({ limit: await workflow.deadLetters().depth() })).map((d) => d.inputEventId)
+        : [];
     // Pilots start while events are published: their start-up overlaps the publishing. Both are waited
     // for whatever happens, so pilots that did start are removed below when publishing fails, and a
     // failed start stops the publishing.
@@ -93,6 +102,7 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
     if (startedPilots.status === 'rejected') throw startedPilots.reason;
     if (published.status === 'rejected') throw published.reason;
     const ids = published.value;
+    await options.onPublished?.(ids);
     const extraIds = options.alsoExpect === undefined || typeof options.alsoExpect === 'number' ? undefined : [...options.alsoExpect];
     const extra = extraIds ? extraIds.length : ((options.alsoExpect as number | undefined) ?? 0);
     expected = ids.length + extra;
@@ -106,6 +116,7 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
         expected: extraIds ? [...ids, ...extraIds] : extra > 0 ? expected : ids,
         idleTimeoutMs: options.idleTimeoutMs ?? 600_000,
         keepDeadLetters: true,
+        ignoreIds: earlierDeadLetters,
         ...(signals.length > 0 ? { signal: AbortSignal.any(signals) } : {}),
       });
       collected = collection.stats;
@@ -176,7 +187,7 @@ function watchPilots(cluster: PilotCluster, log: RunWorkflowOptions['logger']): 
           abort.abort(
             new PilotBackendError(
               `every pilot has ended (${present.map(([s, n]) => `${n} ${s}`).join(', ')}; ${Object.entries(status.byPilotStatus).map(([s, n]) => `${n}× ${s}`).join(', ')}) before all outcomes arrived`,
-              "read the pilots' stderr (local: <work dir>/pilot-N/pilot.err; condor: the jobs' error files) — exit 2 means a bad pilot setting",
+              "read the pilots' logs (local: pilot-N/pilot.err in the pilots' work dir is each pilot's own log, pilot-N/pilot.out the output of its failed tasks; condor: the jobs' error and output files) — exit 2 means a bad pilot setting",
             ),
           );
         }

@@ -114,6 +114,11 @@ export interface CollectOptions {
    * instead of acking them. At most 10,000 are kept per collection; later ones are acked once taken (with a warning).
    */
   keepDeadLetters?: boolean;
+  /**
+   * Outcomes of these events belong to earlier runs (e.g. the dead letters already in the queue when a run
+   * counting `expected` starts): never yielded nor counted, left in their queue, untouched.
+   */
+  ignoreIds?: Iterable<string>;
 }
 
 /** The outcomes of one `collect` call, with its own counters (live while it runs). */
