@@ -1,7 +1,7 @@
 /**
  * The one place that turns a pilot request into the pilot's `EWMS_PILOT_*` environment. Every backend uses
  * it, so a local pilot runs with exactly the settings a condor job gets (condor adds only the HTChirp
- * switches, which need a condor starter to talk to).
+ * switches, which need a condor starter to talk to; local pilots do not fail fast unless asked to).
  */
 import { resolveAddress, type ResolvedAddress } from '../mq-adapters/address.js';
 import { formatManagementUrl } from '../mq-adapters/management-url.js';
@@ -76,6 +76,11 @@ export function buildPilotEnv(target: WorkflowTarget, request: PilotRequest): Pi
   if (request.backend === 'condor') {
     env[`${PILOT_PREFIX}HTCHIRP`] = 'True';
     env[`${PILOT_PREFIX}HTCHIRP_DEST`] = 'JOB_ATTR';
+  }
+  if (request.backend === 'local' && !request.pilotEnv?.[`${PILOT_PREFIX}STOP_LISTENING_ON_TASK_ERROR`] && !request.pilotEnv?.[`${PILOT_PREFIX}QUARANTINE_TIME`]) {
+    // Local pilots share one machine: fail-fast protects no other node there and would leave the remaining
+    // events without pilots. A failed event is retried and dead-lettered with its reason instead.
+    env[`${PILOT_PREFIX}STOP_LISTENING_ON_TASK_ERROR`] = 'false';
   }
   for (const [key, value] of Object.entries(request.pilotEnv ?? {})) {
     if (!key.startsWith(PILOT_PREFIX)) {

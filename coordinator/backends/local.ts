@@ -8,14 +8,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AdapterLogger } from '../../mq-adapters/types.js';
 import { PilotBackendError } from '../errors.js';
 import type { PilotEnvironment } from '../pilot-env.js';
-import type { ClusterStatus, LocalOptions, PilotCluster } from '../types.js';
+import type { ClusterStatus, LocalOptions, PilotCluster, RemoveOptions } from '../types.js';
 
 /** The pilot CLI of this package (`dist/pilot/cli.js`), found from the compiled or the source tree. */
 export const DEFAULT_PILOT_CLI = findPilotCli(dirname(fileURLToPath(import.meta.url)));
@@ -51,12 +51,15 @@ export class LocalPilotCluster implements PilotCluster {
   private readonly pilots: LocalPilot[] = [];
   private readonly command: string[];
   private readonly killGraceMs: number;
+  /** The work dir is a temporary one made here (not the caller's): removed once a finished run's pilots are gone. */
+  private readonly ownsWorkDir: boolean;
 
   constructor(
     private readonly pilotEnv: PilotEnvironment,
     options: LocalOptions = {},
     private readonly logger?: AdapterLogger,
   ) {
+    this.ownsWorkDir = options.workDir === undefined;
     this.workDir = options.workDir ?? mkdtempSync(join(tmpdir(), 'ewms-local-pilots-'));
     mkdirSync(this.workDir, { recursive: true });
     this.command = options.pilotCommand ?? [process.execPath, DEFAULT_PILOT_CLI];
@@ -92,8 +95,11 @@ export class LocalPilotCluster implements PilotCluster {
     await Promise.all(surplus.map((p) => this.stopOne(p)));
   }
 
-  async remove(): Promise<void> {
+  /** Stop every pilot; after a finished run (`reason: 'finished'`) the temporary work dir made here goes too. */
+  async remove(options: RemoveOptions = {}): Promise<void> {
     await Promise.all(this.pilots.filter((p) => !p.exit).map((p) => this.stopOne(p)));
+    // Kept after a failure: the pilots' logs say why. A caller's own work dir is always kept.
+    if (this.ownsWorkDir && options.reason === 'finished') rmSync(this.workDir, { recursive: true, force: true });
   }
 
   /** Resolves when every pilot started so far has exited (by itself or stopped). */
