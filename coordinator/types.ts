@@ -246,7 +246,10 @@ export interface PilotRequest {
 
 /** Settings for the `local` backend. */
 export interface LocalOptions {
-  /** Each pilot gets `<workDir>/pilot-<n>/` as its scratch directory (default: a fresh temp directory). */
+  /**
+   * Each pilot gets `<workDir>/pilot-<n>/` as its scratch directory. Default: a fresh temp directory, removed by
+   * `remove({ reason: 'finished' })` (kept after a failure); a directory given here is always kept.
+   */
   workDir?: string;
   /** The pilot command line (default: `node dist/pilot/cli.js` of this package). */
   pilotCommand?: string[];
