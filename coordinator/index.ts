@@ -1,3 +1,6 @@
+/// <reference types="node" preserve="true" />
+// The published declarations use Node's types (Buffer, NodeJS.ProcessEnv): a user's project gets them from the
+// `@types/node` this package depends on, also with `"types": []` in its tsconfig.
 /**
  * The coordinator: what an event generator imports to feed a workflow's queues, drain its results, inspect
  * its dead letters and start the pilots that do the work (locally, on HTCondor, or through an EWMS WMS).

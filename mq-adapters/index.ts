@@ -1,3 +1,6 @@
+/// <reference types="node" preserve="true" />
+// The published declarations use Node's types (Buffer, NodeJS.ProcessEnv): a user's project gets them from the
+// `@types/node` this package depends on, also with `"types": []` in its tsconfig.
 /**
  * One broker API over RabbitMQ, NATS JetStream and Apache Pulsar.
  *
