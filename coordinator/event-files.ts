@@ -14,6 +14,231 @@ import type { JsonValue } from '../common/wire.js';
 import { CoordinatorConfigError } from './errors.js';
 import type { WorkflowOutcome } from './types.js';
 
+/** Where an event came from: `file:line` for JSONL, the file for a directory of events. */
+export interface EventSource {
+  where: string;
+  /** Its text, as read. */
+  text: string;
+  /** JSON (a `.jsonl` line, a `*.json` file) or plain text (any other file in a directory). */
+  json: boolean;
+}
+
+/** What a whole events file holds, found before anything is published. */
+export interface EventsSummary {
+  count: number;
+  /** Events whose data is a string (any infile can hold one). */
+  strings: number;
+  /** Events whose data is other JSON (an object, array, number, boolean or null: only a `.json` infile holds it). */
+  structured: number;
+  /** Where the first of the `structured` ones is. */
+  firstStructured: string | undefined;
+  /** The largest event's size as written in the file, in bytes, and where it is. */
+  largest: { bytes: number; where: string } | undefined;
+}
+
+/** A malformed event: where it is (`file:line:column`) and what is wrong. */
+export interface EventProblem {
+  where: string;
+  problem: string;
+}
+
+/** Most malformed events listed one by one; the rest are counted. */
+const LISTED_PROBLEMS = 5;
+
+/** The events of `path` as text with where each is, without parsing them. */
+async function* eventSources(path: string): AsyncGenerator<EventSource> {
+  const info = await stat(path);
+  if (info.isDirectory()) {
+    const names = (await readdir(path, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name).sort();
+    for (const name of names) yield { where: join(path, name), text: await readFile(join(path, name), 'utf8'), json: name.endsWith('.json') };
+    return;
+  }
+  const lines = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity });
+  let lineNo = 0;
+  for await (const raw of lines) {
+    lineNo += 1;
+    // A byte-order mark some editors write is not part of the first event.
+    const line = lineNo === 1 ? raw.replace(/^\uFEFF/, '') : raw;
+    if (line.trim() === '') continue;
+    yield { where: `${path}:${lineNo}`, text: line, json: true };
+  }
+}
+
+/**
+ * Where JSON text stops being valid, by a scan of the grammar (RFC 8259): JSON.parse says what is wrong, but
+ * not always where (Node 20 drops the position from some messages). Returns the offset and what was expected.
+ */
+export function jsonErrorAt(text: string): { offset: number; expected: string } {
+  let i = 0;
+  const fail = (expected: string): never => {
+    throw { offset: i, expected };
+  };
+  const ws = () => {
+    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i += 1;
+  };
+  const literal = (word: string) => {
+    if (text.startsWith(word, i)) i += word.length;
+    else fail('a JSON value');
+  };
+  const string = () => {
+    i += 1; // the opening quote
+    while (i < text.length && text[i] !== '"') {
+      const c = text.charCodeAt(i);
+      if (c < 0x20) fail('no raw control character inside a string (escape it)');
+      if (text[i] === '\\') {
+        i += 1;
+        if (text[i] === 'u') {
+          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5))) fail('four hex digits after \\u');
+          i += 5;
+          continue;
+        }
+        if (!'"\\/bfnrt'.includes(text[i] ?? '')) fail('a valid escape (\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)');
+      }
+      i += 1;
+    }
+    if (i >= text.length) fail('the closing quote of the string');
+    i += 1;
+  };
+  const value = (): void => {
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      i += 1;
+      ws();
+      if (text[i] === '}') {
+        i += 1;
+        return;
+      }
+      for (;;) {
+        ws();
+        if (text[i] !== '"') fail('a double-quoted property name');
+        string();
+        ws();
+        if (text[i] !== ':') fail("':' after the property name");
+        i += 1;
+        value();
+        ws();
+        if (text[i] === ',') i += 1;
+        else if (text[i] === '}') {
+          i += 1;
+          return;
+        } else fail("',' or '}'");
+      }
+    }
+    if (c === '[') {
+      i += 1;
+      ws();
+      if (text[i] === ']') {
+        i += 1;
+        return;
+      }
+      for (;;) {
+        value();
+        ws();
+        if (text[i] === ',') i += 1;
+        else if (text[i] === ']') {
+          i += 1;
+          return;
+        } else fail("',' or ']'");
+      }
+    }
+    if (c === '"') return string();
+    if (c === 't') return literal('true');
+    if (c === 'f') return literal('false');
+    if (c === 'n') return literal('null');
+    const number = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i));
+    if (!number) fail(c === undefined ? 'a JSON value (the text ends)' : /[A-Za-z_']/.test(c) ? 'a JSON value (a string must be in double quotes)' : 'a JSON value');
+    i += number![0].length;
+  };
+  try {
+    value();
+    ws();
+    if (i < text.length) fail('the end of the value (one JSON value per line)');
+  } catch (err) {
+    if (typeof err === 'object' && err !== null && 'offset' in err) return err as { offset: number; expected: string };
+    throw err;
+  }
+  return { offset: text.length, expected: 'valid JSON' };
+}
+
+/** Where a malformed JSON text goes wrong, as `line:column` within it, and what was expected there. */
+function jsonProblem(text: string): { line: number; column: number; problem: string } {
+  const { offset, expected } = jsonErrorAt(text);
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  const column = offset - before.lastIndexOf('\n');
+  const found = offset < text.length ? `'${text[offset]}'` : 'the end';
+  return { line, column, problem: `expected ${expected}, found ${found}` };
+}
+
+/**
+ * Read the whole events file (or directory) once, parsing every event, before anything is published: all or
+ * nothing. Resolves with what it holds; rejects with `CoordinatorConfigError` when `path` cannot be read or any
+ * event is malformed, naming each bad line and column (the first few; the rest counted).
+ */
+export async function scanEvents(path: string): Promise<EventsSummary> {
+  try {
+    await stat(path);
+  } catch {
+    throw new CoordinatorConfigError(`no events at '${path}'`, 'give a .jsonl file (one JSON value per line) or a directory of event files');
+  }
+  const summary: EventsSummary = { count: 0, strings: 0, structured: 0, firstStructured: undefined, largest: undefined };
+  const problems: EventProblem[] = [];
+  let malformed = 0;
+  try {
+    for await (const source of eventSources(path)) {
+      summary.count += 1;
+      const bytes = Buffer.byteLength(source.text);
+      if (!summary.largest || bytes > summary.largest.bytes) summary.largest = { bytes, where: source.where };
+      if (!source.json) {
+        summary.strings += 1;
+        continue;
+      }
+      try {
+        if (typeof JSON.parse(source.text) === 'string') {
+          summary.strings += 1;
+        } else {
+          summary.structured += 1;
+          summary.firstStructured ??= source.where;
+        }
+      } catch {
+        malformed += 1;
+        if (problems.length < LISTED_PROBLEMS) {
+          const { line, column, problem } = jsonProblem(source.text);
+          // A JSONL event is one line of the file (named in `where`): add the column; a *.json file gets both.
+          problems.push({ where: /:\d+$/.test(source.where) ? `${source.where}:${column}` : `${source.where}:${line}:${column}`, problem });
+        }
+      }
+    }
+  } catch (err) {
+    throw new CoordinatorConfigError(`cannot read the events at '${path}': ${(err as Error).message}`, 'check the path and its permissions', { cause: err });
+  }
+  if (malformed > 0) {
+    const listed = problems.map((p) => `\n    ${p.where}: ${p.problem}`).join('');
+    const more = malformed > problems.length ? `\n    … and ${malformed - problems.length} more` : '';
+    throw new CoordinatorConfigError(
+      `${malformed} of the ${summary.count} events in '${path}' ${malformed === 1 ? 'is' : 'are'} not valid JSON (nothing was published):${listed}${more}`,
+      'one JSON value per line (JSONL): quote plain strings ("like this"), no trailing commas; in a directory, only *.json files are parsed',
+    );
+  }
+  return summary;
+}
+
+/**
+ * The events of `path` whose encoded body would exceed `limitBytes` (the broker's largest message), each with
+ * where it is and its encoded size. Only events that could be that large are encoded.
+ */
+export async function oversizeEvents(path: string, encode: (data: JsonValue) => Uint8Array, limitBytes: number): Promise<Array<{ where: string; bytes: number }>> {
+  const found: Array<{ where: string; bytes: number }> = [];
+  for await (const source of eventSources(path)) {
+    // The envelope compresses: a body can outgrow its text only by zstd's bound (about 1/128) plus a header.
+    if (Buffer.byteLength(source.text) * 1.01 + 1024 < limitBytes) continue;
+    const bytes = encode(source.json ? (JSON.parse(source.text) as JsonValue) : source.text).byteLength;
+    if (bytes > limitBytes) found.push({ where: source.where, bytes });
+  }
+  return found;
+}
+
 /** The events in `path` (a JSONL file or a directory of event files). */
 export async function* readEvents(path: string): AsyncGenerator<JsonValue> {
   let info;

@@ -50,6 +50,13 @@ export function workflowQueues(id: string, overrides: Partial<WorkflowQueues> = 
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
+/** Throws `CoordinatorConfigError` when `id` cannot name a workflow's queues. */
+export function checkWorkflowId(id: string): void {
+  if (!ID_PATTERN.test(id)) {
+    throw new CoordinatorConfigError(`workflow id '${id}' is not usable in queue names`, 'use letters, digits, - and _ (at most 64, starting with a letter or digit)');
+  }
+}
+
 /** The open connections of one workflow: one per distinct endpoint. */
 interface Connections {
   incoming: Broker;
@@ -109,9 +116,7 @@ export class Workflow {
       throw new CoordinatorConfigError(`unknown wire format '${String(wireFormat)}'`, 'use mqclient (default) or raw');
     }
     const requestedId = options.id ?? randomUUID().slice(0, 12);
-    if (!ID_PATTERN.test(requestedId)) {
-      throw new CoordinatorConfigError(`workflow id '${requestedId}' is not usable in queue names`, 'use letters, digits, - and _ (at most 64, starting with a letter or digit)');
-    }
+    checkWorkflowId(requestedId);
     if (options.pilots) validatePilotRequest(options.pilots);
     const names = workflowQueues(requestedId, options.queues);
     const provisioned = options.pilots

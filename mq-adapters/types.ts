@@ -161,6 +161,11 @@ export interface Broker {
   /** Host and port only, for logs and errors; never credentials. */
   readonly displayAddress: string;
   /**
+   * The largest message (body and headers) the broker takes, where it announces one (NATS: the server's
+   * `max_payload`); undefined where it does not, so a caller can check events before publishing any.
+   */
+  readonly maxPayload?: number;
+  /**
    * Make sure the queue and its dead-letter queue exist. Idempotent, safe when several processes race, and
    * binds to queues another client (e.g. the Python MQClient) created without failing on their settings.
    */

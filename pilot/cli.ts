@@ -7,9 +7,9 @@
  * (fail-fast) or broker failure, 2 bad configuration or an unusable runtime/image, 128+N stopped by signal N.
  * A broker that cannot be reached at start is exit 1 (HTCondor may simply run the job again).
  */
-import { createRequire } from 'node:module';
 import yargs from 'yargs';
 import { EwmsError } from '../common/errors.js';
+import { PACKAGE_VERSION } from '../common/version.js';
 import { describeError, redact } from '../common/redact.js';
 import { defaultLabel, flagOf, typeLabel, VARIABLES } from './config-table.js';
 import { resolveAddress } from '../mq-adapters/address.js';
@@ -33,7 +33,7 @@ Secrets (EWMS_PILOT_QUEUE_*_AUTH_TOKEN, passwords in broker addresses) are read 
 a command line is visible to every user of the machine.`;
 
 /** This package's version, as the `--version` flag and dead-letter headers report it. */
-export const PILOT_VERSION: string = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
+export const PILOT_VERSION: string = PACKAGE_VERSION;
 
 /** Parse flags; `--help`/`--version` print and exit here. */
 async function parseFlags(argv: string[]): Promise<FlagValues> {

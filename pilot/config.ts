@@ -19,8 +19,24 @@ import type { PilotSettings, QueueEndpoint } from './pilot.js';
 import type { RuntimeName } from './runtime/types.js';
 import { ShellWordsError, splitShellWords } from './shell-words.js';
 
+/** One problem with one variable, and its fix (never carrying a secret). */
+export interface ConfigProblem {
+  readonly name: string;
+  readonly problem: string;
+  readonly fix: string;
+}
+
 /** The configuration is unusable; the pilot exits 2 without connecting anywhere. */
-export class ConfigError extends EwmsError {}
+export class ConfigError extends EwmsError {
+  constructor(
+    message: string,
+    hint: string,
+    /** Each problem on its own (redacted), for callers that report them under names of their own (`ewms`). */
+    readonly problems: readonly ConfigProblem[] = [],
+  ) {
+    super(message, hint);
+  }
+}
 
 /** One command the pilot runs (the task, or init). */
 export interface CommandSpec {
@@ -99,10 +115,12 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, fl
   if (config && options.hostCommands) checkHostCommands(reader, config, options.hostCommands.path, cwd);
   if (reader.problems.length > 0 || !config) {
     const secrets = reader.secretValues();
-    const lines = reader.problems.map((p) => `  ${p.name}: ${redact(p.problem, secrets)}\n    fix: ${redact(p.fix, secrets)}`);
+    const problems = reader.problems.map((p) => ({ name: p.name, problem: redact(p.problem, secrets), fix: redact(p.fix, secrets) }));
+    const lines = problems.map((p) => `  ${p.name}: ${p.problem}\n    fix: ${p.fix}`);
     throw new ConfigError(
-      `the pilot's configuration has ${reader.problems.length} problem${reader.problems.length > 1 ? 's' : ''}:\n${lines.join('\n')}`,
+      `the pilot's configuration has ${problems.length} problem${problems.length > 1 ? 's' : ''}:\n${lines.join('\n')}`,
       'set the variables named above (or their --flags); `ewms-pilot --help` lists them all',
+      problems,
     );
   }
   return config;

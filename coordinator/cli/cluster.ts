@@ -1,56 +1,66 @@
 /**
- * `ewms status` and `ewms rm`: a pilot cluster started earlier (condor cluster, EWMS workflow).
+ * `ewms status` and `ewms rm`: a pilot cluster started earlier (condor cluster, EWMS workflow). One that has
+ * nothing (no job in the schedd's queue, no taskforce at the WMS) is said so, with exit 2.
  */
-import { CoordinatorConfigError } from '../errors.js';
-import type { PilotCluster } from '../types.js';
 import type { Argv } from 'yargs';
-import { condorFromArgs, ewmsFromArgs, pilotOptions } from './pilot-options.js';
-import { EPILOG, EXIT, type Args, type EwmsCommand } from './shared.js';
+import type { ClusterStatus, PilotCluster } from '../types.js';
+import { UsageError } from './input.js';
+import { clusterOptions, condorFromArgs, ewmsFromArgs } from './pilot-options.js';
+import { EPILOG, EXIT, type Args, type CommandContext, type EwmsCommand } from './shared.js';
 
 async function attachCluster(args: Args): Promise<PilotCluster> {
-  const backend = args.backend as string;
   const id = args.cluster as string;
-  if (backend === 'condor') {
+  if (args.backend === 'condor') {
     const { attachCondorCluster } = await import('../backends/condor.js');
     return attachCondorCluster(id, condorFromArgs(args));
   }
-  if (backend === 'ewms') {
-    const { attachEwmsWorkflow } = await import('../backends/ewms.js');
-    return attachEwmsWorkflow(id, ewmsFromArgs(args));
+  const { attachEwmsWorkflow } = await import('../backends/ewms.js');
+  return attachEwmsWorkflow(id, ewmsFromArgs(args));
+}
+
+/** The cluster's status; exit 2 when it has nothing to show. */
+async function existingStatus(cluster: PilotCluster, args: Args, command: string): Promise<ClusterStatus> {
+  const status = await cluster.status();
+  if (status.total === 0) {
+    const problem =
+      args.backend === 'condor'
+        ? `has no job in the queue of ${args['condor-schedd'] ? `schedd ${String(args['condor-schedd'])}` : 'the local schedd'} (never submitted there, finished, or removed: condor_history shows finished jobs)`
+        : `has no taskforce at the WMS (an unknown workflow id, or none made yet)`;
+    throw new UsageError([{ where: `--cluster ${String(args.cluster)}`, problem, fix: 'check the id ewms submit printed (and --condor-schedd / --wms-url)' }], command);
   }
-  throw new CoordinatorConfigError(`status and rm work with --backend condor or ewms, not ${backend}`, 'local pilots belong to the process that started them');
+  return status;
 }
 
 export async function cmdStatus(args: Args): Promise<number> {
-  const status = await (await attachCluster(args)).status();
+  const status = await existingStatus(await attachCluster(args), args, 'ewms status');
   process.stdout.write(`${JSON.stringify(status)}\n`);
   return EXIT.ok;
 }
 
-export async function cmdRm(args: Args): Promise<number> {
+export async function cmdRm(args: Args, _logger: unknown, context: CommandContext): Promise<number> {
+  const cluster = await attachCluster(args);
+  await existingStatus(cluster, args, 'ewms rm');
+  context.changing();
   // Stopping a workflow by hand is an abort (the WMS records it as ABORTED, not FINISHED).
-  await (await attachCluster(args)).remove({ reason: 'aborted' });
-  process.stderr.write(`removed ${args.backend} ${args.cluster}\n`);
+  await cluster.remove({ reason: 'aborted' });
+  process.stderr.write(`removed ${String(args.backend)} ${String(args.cluster)}\n`);
   return EXIT.ok;
 }
 
-function clusterOptions(y: Argv): Argv {
-  return pilotOptions(y)
-    .epilog(EPILOG)
-    .option('cluster', { type: 'string', demandOption: true, describe: 'Condor cluster id or EWMS workflow id' })
-    .option('log-level', { type: 'string', default: 'warn', hidden: true });
+function options(y: Argv): Argv {
+  return clusterOptions(y).epilog(EPILOG).option('log-level', { type: 'string', default: 'warn', hidden: true });
 }
 
 export const statusCommand: EwmsCommand = {
   name: 'status',
   describe: "Show a pilot cluster's status (JSON)",
-  options: clusterOptions,
+  options,
   run: (args) => cmdStatus(args),
 };
 
 export const rmCommand: EwmsCommand = {
   name: 'rm',
   describe: 'Stop a pilot cluster',
-  options: clusterOptions,
-  run: (args) => cmdRm(args),
+  options,
+  run: (args, logger, context) => cmdRm(args, logger, context),
 };

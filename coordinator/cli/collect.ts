@@ -1,29 +1,41 @@
 /**
- * `ewms collect`: collect outcomes until the expected number have settled.
+ * `ewms collect`: collect outcomes until the expected number have settled. A workflow that does not exist is
+ * refused (exit 2) rather than created and waited on.
  */
 import type { Logger } from 'pino';
-import { CoordinatorConfigError } from '../errors.js';
 import { LineWriter, outcomeLine } from '../event-files.js';
-import { openWorkflow } from './open.js';
-import { brokerOptions, collectOptions, EXIT, readIds, wholeCount, type Args, type EwmsCommand } from './shared.js';
+import { InputProblems, seconds, wholeNumber } from './input.js';
+import { openBrokerWorkflow, readBrokerWorkflow } from './open.js';
+import { brokerOptions, checkWritable, collectOptions, EXIT, readIds, type Args, type CommandContext, type EwmsCommand } from './shared.js';
+import { inspectWorkflow, requireWorkflow, withBroker } from './workflow-state.js';
 
-export async function cmdCollect(args: Args, logger: Logger): Promise<number> {
+export async function cmdCollect(args: Args, logger: Logger, context: CommandContext): Promise<number> {
+  const p = new InputProblems('ewms collect');
+  const workflow = readBrokerWorkflow(p, args);
   const idsFile = args.ids as string | undefined;
-  const expected: number | string[] = idsFile ? await readIds(idsFile) : (args.expected as number | undefined) ?? -1;
-  if (expected === -1) throw new CoordinatorConfigError('collect needs to know what to wait for', 'give --expected N or --ids FILE (as written by ewms publish --ids)');
-  if (typeof expected === 'number') wholeCount('--expected', expected);
-  const wf = await openWorkflow(args, logger);
+  const ids = idsFile !== undefined ? await p.absorbAsync('--ids', () => readIds(idsFile)) : undefined;
+  const count = wholeNumber(p, args, 'expected', { min: 1, example: '100' });
+  if (idsFile === undefined && args.expected === undefined) p.add('--expected', 'collect needs to know what to wait for', 'give --expected N or --ids FILE (as written by ewms publish --ids)');
+  if (idsFile !== undefined && args.expected !== undefined) p.add('--expected', 'is given with --ids', 'give one of them');
+  const idleTimeout = seconds(p, args, 'idle-timeout', { example: '600' }) ?? 600;
+  await checkWritable(p, '--output', args.output as string | undefined);
+  await checkWritable(p, '--dead-letters', args['dead-letters'] as string | undefined);
+  p.check();
+  await withBroker(workflow.broker, logger, async (b) => requireWorkflow(await inspectWorkflow(b, workflow.id, workflow.queues), b, 'ewms collect'));
+  const expected: number | string[] = ids ?? count ?? 0;
   const results = new LineWriter(args.output as string | undefined, { append: args.append as boolean });
   const dead = args['dead-letters'] ? new LineWriter(args['dead-letters'] as string, { append: args.append as boolean }) : undefined;
+  context.changing();
+  const wf = await openBrokerWorkflow(workflow, logger);
   try {
     await results.ready();
     await dead?.ready();
-    for await (const o of wf.collect({ expected, idleTimeoutMs: (args['idle-timeout'] as number) * 1000, keepDeadLetters: true })) {
+    for await (const o of wf.collect({ expected, idleTimeoutMs: idleTimeout * 1000, keepDeadLetters: true })) {
       if (o.kind === 'result') await results.write(outcomeLine(o));
       else await dead?.write(outcomeLine(o));
     }
     const s = wf.collectStats;
-    process.stderr.write(`${s.results} results, ${s.deadLetters} dead letters, ${s.duplicates} duplicates dropped\n`);
+    process.stderr.write(`${s.results} results, ${s.deadLetters} dead letters, ${s.duplicates} duplicates dropped${s.unexpected ? `, ${s.unexpected} outcomes of other events left in their queue` : ''}\n`);
     return s.deadLetters > 0 ? EXIT.deadLetters : EXIT.ok;
   } finally {
     await results.close();
@@ -37,7 +49,7 @@ export const collectCommand: EwmsCommand = {
   describe: 'Collect outcomes until the expected number have settled',
   options: (y) =>
     collectOptions(brokerOptions(y, true))
-      .option('expected', { type: 'number', describe: 'How many outcomes to wait for' })
+      .option('expected', { type: 'string', describe: 'How many outcomes to wait for' })
       .option('ids', { type: 'string', describe: 'File of event ids to wait for (from publish --ids)' }),
   run: cmdCollect,
 };

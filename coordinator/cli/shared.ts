@@ -2,13 +2,15 @@
  * What every `ewms` command shares: exit codes, the help epilog, secrets and their redaction, the logger,
  * the broker options and where the broker's address and token come from.
  */
-import { readFile } from 'node:fs/promises';
+import { access, constants, readFile, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { Argv } from 'yargs';
 import { EwmsError } from '../../common/errors.js';
 import type { ConnectOptions } from '../../mq-adapters/types.js';
 import { parseManagementUrl } from '../../mq-adapters/management-url.js';
 import { CoordinatorConfigError } from '../errors.js';
+import type { InputProblems } from './input.js';
 
 /** Exit codes, as documented in `--help`. */
 export const EXIT = { ok: 0, failure: 1, usage: 2, deadLetters: 3, interrupted: 130, terminated: 143 } as const;
@@ -33,8 +35,17 @@ Environment:
 /** Parsed command-line values, keyed by option name. */
 export type Args = Record<string, unknown>;
 
+/** What a command tells `main` while it runs. */
+export interface CommandContext {
+  /**
+   * Call just before the first change (a queue declared, an event published, a pilot started). Until then a
+   * usage error is exit 2, "nothing was changed"; after it, any error is exit 1.
+   */
+  changing(): void;
+}
+
 /** A command's body: resolves with the exit code. */
-export type Handler = (args: Args, logger: Logger) => Promise<number>;
+export type Handler = (args: Args, logger: Logger, context: CommandContext) => Promise<number>;
 
 /** Every secret the environment holds, to keep out of anything printed. */
 export function secrets(): string[] {
@@ -111,7 +122,7 @@ export function brokerOptions<T>(y: Argv<T>, workflowRequired: boolean) {
     .option('broker', { type: 'string', describe: 'Broker URL (amqp://user@host:5672, nats://host:4222); no password here. Default: EWMS_BROKER_URL', group: 'Broker:' })
     .option('broker-management-url', { type: 'string', describe: "The broker's HTTP API for the coordinator and its pilots: RabbitMQ management (dead-letter policy), Pulsar admin (queue depth); 'none': never contact it. Default: EWMS_BROKER_MANAGEMENT_URL, else the broker host on the API's port", group: 'Broker:' })
     .option('workflow', { type: 'string', demandOption: workflowRequired, describe: workflowRequired ? 'Workflow id (names the queues ewms-<id>-in / -out)' : 'Workflow id (names the queues); default: a new random id', group: 'Broker:' })
-    .option('max-deliveries', { type: 'number', default: 3, describe: 'Attempts per event before it is dead-lettered', group: 'Broker:' })
+    .option('max-deliveries', { type: 'string', default: '3', describe: 'Attempts per event before it is dead-lettered', group: 'Broker:' })
     .option('wire-format', { choices: ['mqclient', 'raw'] as const, default: 'mqclient' as const, describe: 'Event body format on the wire', group: 'Broker:' })
     .option('log-level', { choices: ['debug', 'info', 'warn', 'error', 'silent'] as const, default: 'warn' as const, describe: 'Log level (logs go to stderr)', group: 'Broker:' });
 }
@@ -122,7 +133,7 @@ export function collectOptions<T>(y: Argv<T>) {
     .option('output', { type: 'string', describe: 'Results file (JSONL: {"eventId","kind","data"}); default stdout' })
     .option('append', { type: 'boolean', default: false, describe: 'Append to --output instead of replacing it' })
     .option('dead-letters', { type: 'string', describe: 'Also write dead letters here (JSONL with reason and details)' })
-    .option('idle-timeout', { type: 'number', default: 600, describe: 'Give up after this many seconds without any outcome' })
+    .option('idle-timeout', { type: 'string', default: '600', describe: 'Give up after this many seconds without any outcome' })
     .option('progress', { type: 'boolean', default: true, describe: 'Show progress on stderr (--no-progress to hide)' });
 }
 
@@ -138,4 +149,25 @@ export interface EwmsCommand {
   /** Runs the command (absent for a command that only groups subcommands). */
   run?: Handler;
   readonly subcommands?: readonly EwmsCommand[];
+  /** Options that may be given more than once (besides --pilot-env and --wms-location). */
+  readonly repeatable?: readonly string[];
+}
+
+/**
+ * Whether `path` can be written (its directory exists and is writable; an existing file is a writable file),
+ * found without creating or truncating it: nothing may change before the whole command line is known good.
+ */
+export async function checkWritable(p: InputProblems, flag: string, path: string | undefined): Promise<void> {
+  if (path === undefined || path === '-') return;
+  const full = resolve(path);
+  const info = await stat(full).catch(() => undefined);
+  if (info?.isDirectory()) {
+    p.add(flag, `'${path}' is a directory`, 'give a file name');
+    return;
+  }
+  try {
+    await access(info ? full : dirname(full), constants.W_OK);
+  } catch {
+    p.add(flag, info ? `'${path}' cannot be written (permissions)` : `'${path}' cannot be created: its directory ${dirname(full)} does not exist or is not writable`, 'give a path in a writable directory');
+  }
 }

@@ -187,7 +187,7 @@ describe('ewms CLI usage', () => {
   test('a count that is not a whole number is a usage error (exit 2), not a crash', async () => {
     const r = await ewms('nats', ['collect', '--workflow', 'x', '--expected', '1.5'], tmpdir());
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/--expected must be a whole number/);
+    expect(r.stderr).toMatch(/--expected: '1\.5' is not a whole number >= 1/);
   });
 
   test('a password in --broker is refused (it would show in ps), and never echoed', async () => {

@@ -262,7 +262,8 @@ describe('condor backend with stand-in tools', () => {
     expect(JSON.parse(status.stdout)).toMatchObject({ total: 2, byState: { idle: 2 } });
     const rm = await run(['rm', '--backend', 'condor', '--cluster', '100']);
     expect(rm.code, rm.stderr).toBe(0);
-    expect(calls().map((c) => c.tool)).toEqual(['condor_submit', 'condor_q', 'condor_rm']);
+    // rm looks first (condor_q), so a cluster that is not there is said so instead of "removed".
+    expect(calls().map((c) => c.tool)).toEqual(['condor_submit', 'condor_q', 'condor_q', 'condor_rm']);
     // The workflow's queues were declared on the broker; remove them.
     const { Workflow } = await import('../../coordinator/index.js');
     await (await Workflow.create({ broker: { address: 'nats://127.0.0.1:4222' }, id: workflow })).close({ deleteQueues: true });
