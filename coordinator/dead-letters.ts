@@ -28,6 +28,8 @@ export interface DeadLetterReadOptions {
 export interface RequeueOptions extends DeadLetterReadOptions {
   /** Requeue only these event ids (default: all read). */
   ids?: Iterable<string>;
+  /** Called with each dead letter once it is back on the incoming queue (e.g. to look at its data). */
+  onRequeued?(letter: DeadLetter): void;
 }
 
 const DEFAULT_LIMIT = 10_000;
@@ -94,6 +96,7 @@ export class DeadLetters {
         headers: withoutDeadLetterHeaders(delivery.headers),
       });
       requeued.push(delivery.eventId);
+      options.onRequeued?.(deadLetterOutcome(delivery, this.wireFormat));
       return 'ack';
     });
     this.logger?.info({ count: requeued.length, queue: this.queues.incoming }, 'dead letters requeued');

@@ -4,7 +4,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { DeadLetters } from '../dead-letters.js';
+import { DeadLetters, type DeadLetter } from '../dead-letters.js';
 import { LineWriter } from '../event-files.js';
 import { InputProblems, wholeNumber } from './input.js';
 import { readBrokerWorkflow, type BrokerWorkflow } from './open.js';
@@ -47,10 +47,9 @@ export async function cmdDlqRequeue(args: Args, logger: Logger, context: Command
   p.check();
   return withDeadLetters(workflow, logger, 'ewms dlq requeue', async (letters) => {
     // Whether the events are JSON other than strings, to say how the run collecting them should read outputs.
-    const only = args.ids ? new Set(args.ids as string[]) : undefined;
-    const structured = (await letters.list(defined({ limit }))).some((d) => (!only || only.has(d.inputEventId)) && typeof d.data !== 'string');
+    let structured = false;
     context.changing();
-    const requeued = await letters.requeue(defined({ ids: args.ids as string[] | undefined, limit }));
+    const requeued = await letters.requeue(defined({ ids: args.ids as string[] | undefined, limit, onRequeued: (d: DeadLetter) => void (structured ||= typeof d.data !== 'string') }));
     if (idsOut) await writeFile(idsOut, requeued.map((id: string) => `${id}\n`).join(''));
     process.stdout.write(`${JSON.stringify({ workflow: workflow.id, requeued: requeued.length, ids: requeued })}\n`);
     // By id: a count would also take the dead letters still in the queue for these events' outcomes.

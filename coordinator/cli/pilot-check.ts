@@ -93,11 +93,13 @@ export function checkPilots(p: InputProblems, request: PilotRequest, target: Wor
     checked = { ...checked, task: { ...checked.task, args: task }, ...(checked.init && init !== undefined ? { init: { ...checked.init, args: init } } : {}) };
   }
   // The WMS builds the pilots' environment itself (and checks what may go in it): nothing to run through here.
-  if (request.backend === 'ewms' || !request.task.args.trim()) return { request: checked, notes };
+  if (request.backend === 'ewms') return { request: checked, notes };
+  // Without a task (already reported) the other settings are still checked, with a stand-in command.
+  const noTask = !request.task.args.trim();
   const fromPilotEnv = new Set(Object.keys(pilotEnv));
   let env: Record<string, string>;
   try {
-    env = buildPilotEnv(target, checked).env;
+    env = buildPilotEnv(target, noTask ? { ...checked, task: { ...checked.task, args: 'true {{INFILE}} {{OUTFILE}}' } } : checked).env;
   } catch (err) {
     p.absorb('--broker', () => {
       throw err;
@@ -107,7 +109,7 @@ export function checkPilots(p: InputProblems, request: PilotRequest, target: Wor
   try {
     // Local pilots run here, with our PATH: their programs are looked up now. Condor pilots run elsewhere.
     const config = loadConfig(env, {}, join(options.workDir, 'pilot-0'), request.backend === 'local' ? { hostCommands: { path: process.env.PATH } } : {});
-    for (const warning of config.warnings) notes.push(`warning: ${warning}`);
+    if (!noTask) for (const warning of config.warnings) notes.push(`warning: ${warning}`);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     for (const problem of err.problems) p.add(origin(problem.name, fromPilotEnv), problem.problem, problem.fix);
