@@ -14,6 +14,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EwmsError } from '../../common/errors.js';
 import { describeError, redact } from '../../common/redact.js';
+import { InputProblems, wholeNumber } from '../../coordinator/cli/input.js';
 import { Workflow, type PilotCluster } from '../../coordinator/index.js';
 import { resolveAddress } from '../../mq-adapters/index.js';
 import { chooseBroker, type ChosenBroker } from './broker.js';
@@ -52,11 +53,11 @@ export async function parseDemoArgs(argv: string[]): Promise<DemoOptions> {
         'HEALPix pixel, processed by local pilots through a message broker, refine around the best region, and\n' +
         'report the best fit with its 90% region. Writes skymap.svg and skymap.json to --out.',
     )
-    .option('seed', { type: 'number', default: 1, describe: 'Seed of the simulated event (same seed, same event, same answer)' })
-    .option('nside', { type: 'number', default: 8, describe: 'HEALPix nside of the whole-sky pass (12·nside² pixels)' })
-    .option('refine-nside', { type: 'number', default: 64, describe: 'nside of the refinement around the best coarse pixels (= nside: none)' })
-    .option('pilots', { type: 'number', default: 2, describe: 'Local pilots to start' })
-    .option('tasks-per-pilot', { type: 'number', default: 2, describe: 'Tasks each pilot runs at once (EWMS_PILOT_MAX_CONCURRENT_TASKS)' })
+    .option('seed', { type: 'string', default: '1', describe: 'Seed of the simulated event, a whole number (same seed, same event, same answer)' })
+    .option('nside', { type: 'string', default: '8', describe: 'HEALPix nside of the whole-sky pass (12·nside² pixels; a power of two)' })
+    .option('refine-nside', { type: 'string', default: '64', describe: 'nside of the refinement around the best coarse pixels, grown until the 90% region\'s border is refined (= nside: none)' })
+    .option('pilots', { type: 'string', default: '2', describe: 'Local pilots to start' })
+    .option('tasks-per-pilot', { type: 'string', default: '2', describe: 'Tasks each pilot runs at once (EWMS_PILOT_MAX_CONCURRENT_TASKS)' })
     .option('out', { type: 'string', default: './skyscan-output', describe: 'Directory for skymap.svg, skymap.json and the pilots\' logs' })
     .option('broker', {
       type: 'string',
@@ -72,23 +73,22 @@ export async function parseDemoArgs(argv: string[]): Promise<DemoOptions> {
       throw err ?? new DemoUsageError(msg, 'see npm run demo -- --help');
     })
     .parseAsync();
+  // Read from the text typed, so a bad value is named with it ('--seed: 'abc' is not a whole number').
+  const problems = new InputProblems('npm run demo --');
+  const read = (flag: string, min: number, example: string) => wholeNumber(problems, parsed, flag, { min, example }) ?? min;
   const options: DemoOptions = {
-    seed: parsed.seed,
-    nside: parsed.nside,
-    refineNside: parsed['refine-nside'],
-    pilots: parsed.pilots,
-    tasksPerPilot: parsed['tasks-per-pilot'],
+    seed: read('seed', 0, '7'),
+    nside: read('nside', 1, '8'),
+    refineNside: read('refine-nside', 1, '64'),
+    pilots: read('pilots', 1, '2'),
+    tasksPerPilot: read('tasks-per-pilot', 1, '2'),
     out: resolve(parsed.out),
     broker: parsed.broker,
   };
-  for (const [name, value] of [
-    ['seed', options.seed],
-    ['pilots', options.pilots],
-    ['tasks-per-pilot', options.tasksPerPilot],
-  ] as const) {
-    if (!Number.isInteger(value) || (name !== 'seed' && value < 1)) {
-      throw new DemoUsageError(`--${name} must be a whole number${name === 'seed' ? '' : ' >= 1'}, got ${value}`, 'see npm run demo -- --help');
-    }
+  try {
+    problems.check();
+  } catch (err) {
+    throw new DemoUsageError((err as EwmsError).message, (err as EwmsError).hint);
   }
   try {
     checkScanOptions(options);
@@ -168,10 +168,13 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       pilots: { cluster: pilots, logHint: `read the pilots' logs: ${join(pilotDir, 'pilot-*', 'pilot.err')}` },
       onRound: (round) => {
         roundStarted = Date.now();
+        const parents = round.pixels / (round.nside / options.nside) ** 2;
         const what =
-          round.index === 1
+          round.kind === 'sky'
             ? `the whole sky, ${round.pixels} pixels at nside ${round.nside}`
-            : `refinement, ${round.pixels} pixels at nside ${round.nside} (children of the ${round.pixels / (round.nside / options.nside) ** 2} best coarse pixels)`;
+            : round.kind === 'refine'
+              ? `refinement, ${round.pixels} pixels at nside ${round.nside} (children of the ${parents} best coarse pixels)`
+              : `growing the refinement, ${round.pixels} pixels at nside ${round.nside} (children of ${parents} coarse pixel${parents === 1 ? '' : 's'} touching the 90% region)`;
         say(`round ${round.index}: ${what}`);
       },
     });

@@ -7,7 +7,7 @@ import { EwmsError } from '../../common/errors.js';
 import type { JsonValue, PilotCluster, Workflow } from '../../coordinator/index.js';
 import { ProgressDisplay, type ProgressOptions } from '../../coordinator/progress.js';
 import type { NeutrinoEvent } from './likelihood.js';
-import { IncompleteScanError, type EvaluatePixels, type PixelRef, type PixelResult } from './scan.js';
+import { IncompleteScanError, type EvaluatePixels, type PixelRef, type PixelResult, type ScanRound } from './scan.js';
 import type { PixelTaskInput } from './task.js';
 
 /** Options for `pilotEvaluator`. */
@@ -19,7 +19,7 @@ export interface PilotEvaluatorOptions {
   /** Progress display settings, or false for none. */
   progress?: ProgressOptions | false;
   /** Told when a round starts publishing. */
-  onRound?: (round: { index: 1 | 2; nside: number; pixels: number }) => void;
+  onRound?: (round: ScanRound & { pixels: number }) => void;
   /**
    * The pilots doing the work: when none is left running, the round fails at once with what they said,
    * instead of waiting out `idleTimeoutMs` for results nobody will produce.
@@ -67,7 +67,10 @@ function asPixelResult(data: JsonValue, asked: PixelRef): PixelResult {
 export function pilotEvaluator(workflow: Workflow, event: NeutrinoEvent, options: PilotEvaluatorOptions = {}): EvaluatePixels {
   return async (pixels, round) => {
     options.onRound?.({ ...round, pixels: pixels.length });
+    // The workflow's counters add up every round: this round's progress is what was added since it started.
     const publishedBefore = workflow.publishedCount;
+    const resultsBefore = workflow.collectStats.results;
+    const deadLettersBefore = workflow.collectStats.deadLetters;
     let expected: number | undefined;
     const display =
       options.progress === false
@@ -76,8 +79,8 @@ export function pilotEvaluator(workflow: Workflow, event: NeutrinoEvent, options
             () => ({
               published: workflow.publishedCount - publishedBefore,
               expected,
-              results: workflow.collectStats.results,
-              deadLetters: workflow.collectStats.deadLetters,
+              results: workflow.collectStats.results - resultsBefore,
+              deadLetters: workflow.collectStats.deadLetters - deadLettersBefore,
             }),
             options.progress ?? {},
           );

@@ -18,9 +18,13 @@ export function summaryLines(summary: ScanSummary): string[] {
       `area ${region.areaDeg2.toFixed(1)} deg², all within ${region.enclosingRadiusDeg.toFixed(2)}° of the best fit   ` +
       `(Δ(−2 ln L) < ${region.deltaLlh.toFixed(2)}, Wilks' theorem with 2 dof)`,
   ];
-  const coarse = Object.entries(region.pixelsByNside).filter(([nside]) => Number(nside) !== best.nside);
-  if (coarse.length > 0) {
-    lines.push(`            note: the region reaches beyond the refined patch (${coarse.map(([n, c]) => `${c} pixel(s) at nside ${n}`).join(', ')}); raise the refinement to resolve it`);
+  if (region.exact) {
+    lines.push(`            exact at nside ${region.resolvedAtNside}: every coarse pixel touching the region was refined, so area and bounds are not lower bounds`);
+  } else {
+    const coarse = Object.entries(region.pixelsByNside).filter(([nside]) => Number(nside) !== region.resolvedAtNside);
+    lines.push(
+      `            note: a lower bound — the refinement stopped growing with the region still touching coarse pixels${coarse.length > 0 ? ` (${coarse.map(([n, c]) => `${c} pixel(s) at nside ${n}`).join(', ')} in it)` : ''}`,
+    );
   }
   if (truth) {
     lines.push(

@@ -25,8 +25,18 @@ export interface PixelResult extends PixelRef {
   resolutionScale: number;
 }
 
-/** Evaluates a batch of pixels; `round` is 1 for the coarse pass, 2 for the refinement. */
-export type EvaluatePixels = (pixels: PixelRef[], round: { index: 1 | 2; nside: number }) => Promise<PixelResult[]>;
+/**
+ * Evaluates a batch of pixels; `round` is 1 for the coarse pass, 2 for the refinement around the best coarse
+ * pixels, 3 and on for growing the refinement until the 90% region's border is refined (`kind` says which).
+ */
+export type EvaluatePixels = (pixels: PixelRef[], round: ScanRound) => Promise<PixelResult[]>;
+
+/** One round of a scan. */
+export interface ScanRound {
+  index: number;
+  nside: number;
+  kind: 'sky' | 'refine' | 'grow';
+}
 
 /** How to refine after the coarse pass. */
 export interface RefinementOptions {
@@ -91,6 +101,34 @@ export function chooseRefinement(coarse: readonly PixelResult[], refineNside: nu
 }
 
 /**
+ * The coarse pixels still touching the 90% region: those in it, and those within reach of one of its pixels
+ * (centres closer than the two pixels' radius bounds: conservative, so no pixel that touches is missed, at the
+ * price of refining a few that only come close). Their children are what the region still needs: once none
+ * is left, every pixel that borders the region has been evaluated at the fine resolution, and the region's
+ * area and bounds are those of the fine grid, not a lower bound.
+ */
+export function regionBorderCoarsePixels(map: SkyMap, refineNside: number): PixelResult[] {
+  const leaves = map.leaves();
+  if (leaves.length === 0) return [];
+  const best = leaves.reduce((a, b) => (b.llh < a.llh ? b : a)).llh;
+  const region = leaves.filter((l) => l.llh - best < DELTA_LLH_90).map((l) => {
+    const { theta, phi } = pix2angNest(l.nside, l.pix);
+    return { leaf: l, dir: angToVec(theta, phi), reach: pixelRadiusBoundDeg(l.nside) };
+  });
+  return leaves.filter((leaf) => {
+    if (leaf.nside >= refineNside) return false;
+    if (leaf.llh - best < DELTA_LLH_90) return true;
+    const { theta, phi } = pix2angNest(leaf.nside, leaf.pix);
+    const dir = angToVec(theta, phi);
+    const reach = pixelRadiusBoundDeg(leaf.nside);
+    return region.some((r) => angularDistanceDeg(dir, r.dir) <= reach + r.reach);
+  });
+}
+
+/** Rounds of growth at most: a region that still reaches new coarse pixels after these is reported as not exact. */
+export const MAX_GROWTH_ROUNDS = 8;
+
+/**
  * The scan's multi-resolution sky map: coarse pixels, with the refined ones replaced by their children.
  * `leaves` covers the whole sphere exactly once.
  */
@@ -153,6 +191,13 @@ export interface ScanSummary {
     enclosingRadiusDeg: number;
     /** Region pixels by nside: coarse ones mean the region reaches beyond the refined patch. */
     pixelsByNside: Record<string, number>;
+    /**
+     * Every coarse pixel that touches the region was refined, so area and bounds are those of the fine grid
+     * (not a lower bound). False when the growth stopped at `MAX_GROWTH_ROUNDS`.
+     */
+    exact: boolean;
+    /** The nside the region is resolved at. */
+    resolvedAtNside: number;
   };
   truth?: RaDec & { distanceDeg: number; deltaLlh: number; insideRegion: boolean };
 }
@@ -178,8 +223,8 @@ function raDiff(a: number, b: number): number {
   return d;
 }
 
-/** Best fit, 90% region and truth check of a finished scan. */
-export function summarize(map: SkyMap, truth?: RaDec): ScanSummary {
+/** Best fit, 90% region and truth check of a finished scan (`refineNside`: the finest nside it refines to). */
+export function summarize(map: SkyMap, truth?: RaDec, refineNside = Math.max(...map.nsides)): ScanSummary {
   const leaves = map.leaves();
   if (leaves.length === 0) throw new IncompleteScanError('the scan has no evaluated pixels', 'evaluate at least one pass');
   const bestPixel = leaves.reduce((a, b) => (b.llh < a.llh ? b : a));
@@ -231,6 +276,8 @@ export function summarize(map: SkyMap, truth?: RaDec): ScanSummary {
       decPlus,
       enclosingRadiusDeg: Math.min(enclosing, 180),
       pixelsByNside,
+      exact: regionBorderCoarsePixels(map, refineNside).length === 0,
+      resolvedAtNside: refineNside,
     },
   };
   if (truth) {
@@ -252,7 +299,7 @@ export interface ScanOutcome {
   results: PixelResult[];
   map: SkyMap;
   summary: ScanSummary;
-  rounds: { nside: number; pixels: number }[];
+  rounds: { nside: number; pixels: number; kind: ScanRound['kind'] }[];
 }
 
 /** Make sure an evaluation answered every pixel it was asked about, exactly once. */
@@ -268,21 +315,30 @@ function checkComplete(asked: readonly PixelRef[], got: readonly PixelResult[], 
   }
 }
 
-/** Coarse pass over the whole sky, refinement around the best region, summary. */
+/**
+ * Coarse pass over the whole sky, refinement around the best region, then growth of the refinement until the
+ * 90% region's border is refined (every coarse pixel touching the region replaced by its children), summary.
+ */
 export async function runScan(evaluate: EvaluatePixels, options: ScanOptions, truth?: RaDec): Promise<ScanOutcome> {
   checkScanOptions(options);
   const coarsePixels = allPixels(options.nside);
-  const coarse = await evaluate(coarsePixels, { index: 1, nside: options.nside });
+  const coarse = await evaluate(coarsePixels, { index: 1, nside: options.nside, kind: 'sky' });
   checkComplete(coarsePixels, coarse, 1);
-  const rounds = [{ nside: options.nside, pixels: coarsePixels.length }];
+  const rounds: ScanOutcome['rounds'] = [{ nside: options.nside, pixels: coarsePixels.length, kind: 'sky' }];
   let results = coarse;
-  const finePixels = chooseRefinement(coarse, options.refineNside, options);
-  if (finePixels.length > 0) {
-    const fine = await evaluate(finePixels, { index: 2, nside: options.refineNside });
-    checkComplete(finePixels, fine, 2);
-    rounds.push({ nside: options.refineNside, pixels: finePixels.length });
-    results = [...coarse, ...fine];
+  let next = chooseRefinement(coarse, options.refineNside, options);
+  let kind: ScanRound['kind'] = 'refine';
+  while (next.length > 0 && rounds.length < 2 + MAX_GROWTH_ROUNDS) {
+    const index = rounds.length + 1;
+    const fine = await evaluate(next, { index, nside: options.refineNside, kind });
+    checkComplete(next, fine, index);
+    rounds.push({ nside: options.refineNside, pixels: next.length, kind });
+    results = [...results, ...fine];
+    next = regionBorderCoarsePixels(new SkyMap(results), options.refineNside).flatMap((parent) =>
+      childrenNest(parent.nside, parent.pix, options.refineNside).map((pix) => ({ nside: options.refineNside, pix })),
+    );
+    kind = 'grow';
   }
   const map = new SkyMap(results);
-  return { results, map, summary: summarize(map, truth), rounds };
+  return { results, map, summary: summarize(map, truth, options.refineNside), rounds };
 }

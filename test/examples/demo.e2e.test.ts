@@ -82,12 +82,15 @@ describe('npm run demo', () => {
     expect(run.stdout).toContain('round 1: the whole sky, 192 pixels at nside 4');
     expect(run.stdout).toMatch(/round 2: refinement, \d+ pixels at nside 16/);
     expect(run.stdout).toContain('INSIDE the 90% region');
+    expect(run.stdout).toMatch(/exact at nside 16: every coarse pixel touching the region was refined/);
     expect(run.stdout).not.toContain('guest:guest'); // the broker line is redacted
     expect(run.stderr).toContain('[progress] settled'); // progress shows (one line every 2 s off a terminal)
 
     const doc = JSON.parse(readFileSync(join(out, 'skymap.json'), 'utf8')) as SkyMapDocument;
     expect(doc.seed).toBe(1);
-    expect(doc.rounds[0]).toEqual({ nside: 4, pixels: 192 });
+    expect(doc.rounds[0]).toEqual({ nside: 4, pixels: 192, kind: 'sky' });
+    expect(doc.region90).toMatchObject({ exact: true, resolvedAtNside: 16 });
+    expect(Object.keys(doc.region90.pixelsByNside)).toEqual(['16']);
     expect(doc.pixels.length).toBe(doc.rounds.reduce((n, r) => n + r.pixels, 0));
     expect(doc.truth?.insideRegion).toBe(true);
     // The best fit is within the reported error of the truth.
@@ -177,5 +180,9 @@ describe('npm run demo', () => {
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('powers of two');
     expect(bad.stderr).toContain('hint:');
+    // A value that is not a number is refused by name, quoting what was typed.
+    const seed = spawnSync(process.execPath, [DEMO, '--seed', 'abc'], { encoding: 'utf8' });
+    expect(seed.status).toBe(2);
+    expect(seed.stderr).toMatch(/--seed: 'abc' is not a whole number >= 0\n\s+hint: give a whole number, e\.g\. --seed 7/);
   });
 });

@@ -24,10 +24,13 @@ import {
   SkyMap,
   allPixels,
   chooseRefinement,
+  regionBorderCoarsePixels,
   runScan,
+  summarize,
   type EvaluatePixels,
   type PixelResult,
 } from '../../examples/skyscan/scan.js';
+import { summaryLines } from '../../examples/skyscan/report.js';
 import { evaluatePixel } from '../../examples/skyscan/task.js';
 import { angToVec, dot, raDecToVec, type Vec3 } from '../../examples/skyscan/sky.js';
 
@@ -104,6 +107,28 @@ describe('refinement and the sky map', () => {
     // Lookup returns the finest pixel: a direction inside refined pixel 100 lands on an nside-32 child.
     const inside = pix2angNest(32, 100 * 16 + 5);
     expect(map.lookup(inside.theta, inside.phi)).toMatchObject({ nside: 32, pix: 1605 });
+  });
+
+  test('the refinement grows until no coarse pixel touches the 90% region: area and bounds are exact at the fine nside', async () => {
+    // Seed 60: the region of the ten best coarse pixels' children runs into coarse pixels that were not
+    // refined (358.4 deg²); grown, it is 369.3 deg², all of it at nside 64, with no coarse pixel touching it.
+    const { event, truth } = simulateEvent(60);
+    const evaluate = inProcess(event);
+    const coarse = await evaluate(allPixels(8), { index: 1, nside: 8, kind: 'sky' });
+    const fine = await evaluate(chooseRefinement(coarse, 64), { index: 2, nside: 64, kind: 'refine' });
+    const cut = new SkyMap([...coarse, ...fine]);
+    expect(regionBorderCoarsePixels(cut, 64).length).toBeGreaterThan(0);
+    expect(summarize(cut, truth.direction, 64).region.exact).toBe(false);
+
+    const scan = await runScan(evaluate, { nside: 8, refineNside: 64 }, truth.direction);
+    expect(scan.rounds.map((r) => r.kind)).toEqual(['sky', 'refine', 'grow']);
+    expect(regionBorderCoarsePixels(scan.map, 64)).toEqual([]);
+    expect(scan.summary.region).toMatchObject({ exact: true, resolvedAtNside: 64, pixelsByNside: { '64': 440 } });
+    expect(scan.summary.region.areaDeg2).toBeGreaterThan(summarize(cut, truth.direction, 64).region.areaDeg2 + 10);
+    expect(summaryLines(scan.summary).join('\n')).toMatch(/exact at nside 64: every coarse pixel touching the region was refined, so area and bounds are not lower bounds/);
+    // No refinement asked for: the region is exact at the scan's own resolution.
+    const flat = await runScan(evaluate, { nside: 8, refineNside: 8 }, truth.direction);
+    expect(flat.summary.region).toMatchObject({ exact: true, resolvedAtNside: 8 });
   });
 
   test('bad resolutions and missing results are refused with a hint', async () => {
