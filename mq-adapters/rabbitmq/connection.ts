@@ -209,6 +209,10 @@ export class RabbitConnection extends EventEmitter<RabbitConnectionEvents> {
         if (initial) throw refused;
         throw new BrokerConnectionLostError('rabbitmq', display, `reconnecting: ${refused.message}`, { cause: refused });
       }
+      // Nothing listens there: the first connect says so at once (a reconnect keeps waiting for a restarting broker).
+      if (initial && (error as { code?: unknown } | undefined)?.code === 'ECONNREFUSED') {
+        throw new BrokerUnreachableError('rabbitmq', display, `${detail} (nothing listens there)`, { cause });
+      }
       if (failure === 'tls') {
         throw new BrokerConfigError(
           `the TLS certificate of the rabbitmq broker at ${display} was not accepted: ${detail}`,

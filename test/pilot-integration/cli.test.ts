@@ -1,5 +1,6 @@
 /** The `ewms-pilot` command line itself: help, version, flags, and exit 2 for what it cannot accept. */
 import { readFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { describe, expect, test } from 'vitest';
 import { VARIABLES, flagOf } from '../../pilot/config-table.js';
 import { pilotEnv, startPilot } from './run-pilot.js';
@@ -56,4 +57,27 @@ describe('ewms-pilot', () => {
     expect(missing.code).toBe(2);
     expect(missing.err).toMatch(/EWMS_PILOT_TASK_ARGS: runs 'pyhton3', which is not a program on this host's PATH/);
   });
+
+  test.each(['rabbitmq', 'nats'] as const)('%s: a broker address where nothing listens is exit 1 at once, saying so (no connect timeout spent)', async (name) => {
+    const port = await closedPort();
+    const env = pilotEnv(name, { incoming: 'cli-in', outgoing: 'cli-out' }, { EWMS_PILOT_TASK_ARGS: 'true {{INFILE}} {{OUTFILE}}' });
+    env.EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS = env.EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS!.replace(/:\d+$/, `:${port}`);
+    env.EWMS_PILOT_QUEUE_OUTGOING_BROKER_ADDRESS = env.EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS;
+    const { code, err } = await run([], env);
+    expect(code).toBe(1);
+    expect(err).toMatch(new RegExp(`BrokerUnreachableError: cannot reach ${name} broker at .*:${port}: .*(refused|ECONNREFUSED)`));
+    expect(err).not.toMatch(/gave up after/);
+  });
 });
+
+/** A local port nothing listens on (bound once for a number, then closed). */
+function closedPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
