@@ -11,6 +11,9 @@
  */
 import { EwmsError } from './errors.js';
 
+/** The task a single-task workflow's pilots report, unless named (workflow graphs name each task). */
+export const DEFAULT_TASK_NAME = 'task-0';
+
 /** The message kind, so a stray message on the monitoring queue is recognised as not ours. */
 export const HEARTBEAT_KIND = 'ewms-pilot-heartbeat';
 /** The wire version this code writes and reads. */
@@ -46,6 +49,12 @@ export const HEARTBEAT_LIMITS = {
   errorChars: 500,
   idChars: 200,
 } as const;
+
+/**
+ * The monitoring queue's bound: room for a long outage of the monitor with thousands of pilots, never more
+ * (oldest dropped first), and nothing kept past an hour (a heartbeat that old says nothing a newer one does not).
+ */
+export const MONITOR_QUEUE_BOUND = { maxMessages: 20_000, maxAgeSeconds: 3600 } as const;
 
 /** The reason under which dead letters past `HEARTBEAT_LIMITS.deadLetterReasons` distinct ones are counted. */
 export const OTHER_REASON = '(other reasons)';

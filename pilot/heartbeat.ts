@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { describeError } from '../common/redact.js';
+export { DEFAULT_TASK_NAME } from '../common/heartbeat.js';
 import { encodeHeartbeat, HEARTBEAT_KIND, HEARTBEAT_VERSION, type Heartbeat, type PilotState } from '../common/heartbeat.js';
 import { RateMeter } from '../common/rate.js';
 import type { OutgoingMessage } from '../mq-adapters/types.js';
@@ -18,8 +19,6 @@ import type { Logger } from './logger.js';
 
 /** Default seconds between heartbeats under HTCondor (where thousands of pilots may report) and elsewhere. */
 export const DEFAULT_INTERVAL_SECONDS = { condor: 30, local: 2 } as const;
-/** The task name of a single-task workflow. */
-export const DEFAULT_TASK_NAME = 'task-0';
 /** How long the final heartbeat may hold up the pilot's exit. */
 const FINAL_BUDGET_MS = 3_000;
 
