@@ -11,6 +11,7 @@ import { connect } from '../mq-adapters/index.js';
 import type { Broker, ConnectOptions } from '../mq-adapters/types.js';
 import { describeError } from '../common/redact.js';
 import { EventLoop, type EventProcessor, type StopReason } from './event-loop.js';
+import { PilotReporter, type MonitorSettings } from './heartbeat-reporter.js';
 import { CHIRP_ATTRS, HTChirp, type ChirpDestination } from './htchirp.js';
 import type { Logger } from './logger.js';
 import { PilotStats, type StatsSnapshot } from './stats.js';
@@ -41,6 +42,8 @@ export interface PilotSettings {
   killGraceSeconds: number;
   leaseSeconds: number;
   chirp: { enabled: boolean; destination: ChirpDestination; rateLimitSeconds: number };
+  /** Heartbeats to the workflow's monitoring queue; absent: none. */
+  monitor?: MonitorSettings;
 }
 
 /** What the runtime is given besides settings: the parts that do I/O. */
@@ -83,7 +86,9 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
   const incoming = await connectBroker({ ...settings.incoming.broker, logger });
   const sameBroker = sameEndpoint(settings.incoming.broker, settings.outgoing.broker);
   const outgoing = sameBroker ? incoming : await connectBroker({ ...settings.outgoing.broker, logger });
+  const reporter = await PilotReporter.start({ monitor: settings.monitor, broker: outgoing, incomingQueue: settings.incoming.queue, version: parts.version, logger, counts: () => stats.counts() });
   const closeBrokers = async () => {
+    await reporter.close();
     await incoming.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the incoming broker'));
     if (!sameBroker) await outgoing.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the outgoing broker'));
   };
@@ -116,11 +121,13 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
 
     if (parts.runInit) {
       chirp.status('running init');
+      reporter.state('init');
       try {
         await parts.runInit(initAbort.signal);
       } catch (err) {
         if (signalled) return finish(SIGNAL_EXIT[signalled] ?? 1, 'signal', `stopped by ${signalled} during init`);
         const message = describeError(err);
+        reporter.noteError(`init command failed: ${message}`);
         logger.error({ err: message }, 'init command failed; no event was taken');
         chirp.set(CHIRP_ATTRS.error, message);
         // As the Python pilot: a node that cannot even run init is the classic black hole; keep its slot busy.
@@ -138,11 +145,11 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
       leaseMs: settings.leaseSeconds * 1000,
     });
     loop = new EventLoop({
-      subscription,
+      subscription: reporter.wrapSubscription(subscription),
       publishOutput: async (message) => {
         await outgoing.publish(settings.outgoing.queue, message);
       },
-      processor: parts.makeProcessor(),
+      processor: reporter.wrapProcessor(parts.makeProcessor()),
       maxConcurrentTasks: settings.maxConcurrentTasks,
       maxDeliveries: settings.maxDeliveries,
       stopOnTaskError: settings.stopOnTaskError,
@@ -165,6 +172,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     if (signalled) loop.stop('signal', settings.killGraceSeconds * 1000);
     scheduleWallTime(settings, loop, timers, logger);
     chirp.status('processing events');
+    reporter.state('tasking');
     logger.info(
       { incoming: settings.incoming.queue, outgoing: settings.outgoing.queue, broker: incoming.displayAddress, concurrency: settings.maxConcurrentTasks },
       'pilot started',
@@ -180,6 +188,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
         return finish(1, result.stopReason, summary);
       }
       case 'broker-error':
+        reporter.noteError(`broker failure: ${describeError(result.brokerError)}`);
         return finish(1, result.stopReason, `broker failure: ${describeError(result.brokerError)}`);
       case 'signal':
         return finish(SIGNAL_EXIT[signalled ?? 'SIGTERM'] ?? 1, result.stopReason, `stopped by ${signalled ?? 'signal'}`);
@@ -200,6 +209,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     if (settings.quarantineSeconds <= 0 || signalled) return;
     logger.warn({ seconds: settings.quarantineSeconds }, 'quarantine: sleeping before exit so this node does not take more work');
     chirp.status('quarantined');
+    reporter.state('quarantine');
     await (parts.sleep ?? sleep)(settings.quarantineSeconds * 1000, initAbort.signal);
   }
 
@@ -212,6 +222,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
       `ran ${((Date.now() - started) / 1000).toFixed(1)} s on ${hostname()}`;
     logger.info({ exitCode, stopReason, stats: snapshot, version: parts.version }, summary);
     chirp.status(exitCode === 0 ? 'done' : `exited ${exitCode}`);
+    reporter.finish(exitCode, stopReason);
     return { exitCode, stopReason, stats: snapshot, summary };
   }
 }
