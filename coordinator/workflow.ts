@@ -19,6 +19,8 @@ import { startPilotCluster } from './backends/index.js';
 import { collectOutcomes } from './collect.js';
 import { DeadLetters } from './dead-letters.js';
 import { CoordinatorConfigError } from './errors.js';
+import { monitorQueueName, monitorQueueSpec } from './monitor/feed.js';
+import { describeError } from '../common/redact.js';
 import { publishEvents } from './publish.js';
 import type { CollectOptions, CollectStats, PilotCluster, PilotRequest, WorkflowOptions, WorkflowOutcome, WorkflowQueues } from './types.js';
 
@@ -74,6 +76,8 @@ export class Workflow {
       await broker.declareQueue({ name: queues.incoming, deadLetterQueue: queues.deadLetter, maxDeliveries });
       // Results are given back each time a collection ends with some unread: they must never be dead-lettered.
       await broker.declareQueue({ name: queues.outgoing, deadLetter: false });
+      // Pilots' heartbeats (bounded, disposable): a broker that refuses it (an MQS token) costs only the monitor.
+      await broker.declareQueue(monitorQueueSpec(monitorQueueName(id))).catch((err: unknown) => options.logger?.warn({ err: describeError(err) }, 'the monitoring queue could not be declared; ewms monitor will show no pilots'));
     } catch (err) {
       await broker.close().catch(() => undefined);
       throw err;
@@ -139,6 +143,7 @@ export class Workflow {
       if (options.deleteQueues) {
         await this.broker.deleteQueue(this.queues.incoming, { deadLetterQueue: this.queues.deadLetter });
         await this.broker.deleteQueue(this.queues.outgoing);
+        await this.broker.deleteQueue(monitorQueueName(this.id), { deadLetterQueue: false }).catch(() => undefined);
       }
     } finally {
       await this.broker.close();
