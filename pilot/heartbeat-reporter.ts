@@ -24,6 +24,8 @@ export interface MonitorSettings extends Omit<HeartbeatSettings, 'intervalSecond
 export interface ReporterOptions {
   /** Absent: no monitoring queue was named (an older coordinator); no heartbeats. */
   monitor: MonitorSettings | undefined;
+  /** The task's name, for spans even without heartbeats. */
+  taskName: string;
   /** The broker the monitoring queue is on (the outgoing one). */
   broker: Broker;
   incomingQueue: string;
@@ -51,13 +53,13 @@ export class PilotReporter {
       return undefined;
     });
     if (tracer) logger.info({}, 'exporting one span per task run through OpenTelemetry (OTLP/HTTP)');
-    if (!monitor) return new PilotReporter(undefined, undefined, tracer, 'task-0');
+    if (!monitor) return new PilotReporter(undefined, undefined, tracer, opts.taskName);
     try {
       await opts.broker.declareQueue({ name: monitor.queue, deadLetter: false, bound: { ...MONITOR_QUEUE_BOUND } });
     } catch (err) {
       // The events matter, the heartbeats do not: run without them rather than not at all.
       logger.warn({ queue: monitor.queue, err: describeError(err) }, 'the monitoring queue could not be declared; no heartbeats');
-      return new PilotReporter(undefined, undefined, tracer, monitor.taskName);
+      return new PilotReporter(undefined, undefined, tracer, opts.taskName);
     }
     const probe = new TaskProbe(monitor.secrets);
     const intervalSeconds = monitor.intervalSeconds ?? (underCondor() ? DEFAULT_INTERVAL_SECONDS.condor : DEFAULT_INTERVAL_SECONDS.local);
@@ -71,7 +73,7 @@ export class PilotReporter {
     });
     heartbeats.start();
     logger.info({ queue: monitor.queue, intervalSeconds, pilotId: heartbeats.pilotId }, 'sending heartbeats');
-    return new PilotReporter(heartbeats, probe, tracer, monitor.taskName);
+    return new PilotReporter(heartbeats, probe, tracer, opts.taskName);
   }
 
   state(state: PilotState): void {

@@ -11,6 +11,7 @@ import { connect } from '../mq-adapters/index.js';
 import type { Broker, ConnectOptions } from '../mq-adapters/types.js';
 import { describeError } from '../common/redact.js';
 import { EventLoop, type EventProcessor, type StopReason } from './event-loop.js';
+import { DEFAULT_TASK_NAME } from '../common/heartbeat.js';
 import { PilotReporter, type MonitorSettings } from './heartbeat-reporter.js';
 import { CHIRP_ATTRS, HTChirp, type ChirpDestination } from './htchirp.js';
 import type { Logger } from './logger.js';
@@ -42,6 +43,8 @@ export interface PilotSettings {
   killGraceSeconds: number;
   leaseSeconds: number;
   chirp: { enabled: boolean; destination: ChirpDestination; rateLimitSeconds: number };
+  /** The task's name in heartbeats and spans (default `task-0`). */
+  taskName?: string;
   /** Heartbeats to the workflow's monitoring queue; absent: none. */
   monitor?: MonitorSettings;
 }
@@ -86,7 +89,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
   const incoming = await connectBroker({ ...settings.incoming.broker, logger });
   const sameBroker = sameEndpoint(settings.incoming.broker, settings.outgoing.broker);
   const outgoing = sameBroker ? incoming : await connectBroker({ ...settings.outgoing.broker, logger });
-  const reporter = await PilotReporter.start({ monitor: settings.monitor, broker: outgoing, incomingQueue: settings.incoming.queue, version: parts.version, logger, counts: () => stats.counts() });
+  const reporter = await PilotReporter.start({ monitor: settings.monitor, taskName: settings.taskName ?? DEFAULT_TASK_NAME, broker: outgoing, incomingQueue: settings.incoming.queue, version: parts.version, logger, counts: () => stats.counts() });
   const closeBrokers = async () => {
     await reporter.close();
     await incoming.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the incoming broker'));

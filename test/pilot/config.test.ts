@@ -74,12 +74,12 @@ const EVERY_VARIABLE: Record<string, [string, (c: PilotConfig) => unknown, unkno
   EWMS_PILOT_CL_LOG_THIRD_PARTY: ['DEBUG', (c) => c.warnings, []],
   EWMS_PILOT_QUEUE_MONITOR: ['wf-monitor', (c) => c.settings.monitor?.queue, 'wf-monitor'],
   EWMS_PILOT_HEARTBEAT_INTERVAL: ['5', (c) => c.settings.monitor?.intervalSeconds, 5],
-  EWMS_PILOT_TASK_NAME: ['reco', (c) => c.settings.monitor?.taskName, 'reco'],
+  EWMS_PILOT_TASK_NAME: ['reco', (c) => c.settings.taskName, 'reco'],
 };
 
 /** What a variable needs beside it to matter: the init variables an init command, an init image a task image. */
 function contextFor(name: string): Record<string, string> {
-  if (name === 'EWMS_PILOT_HEARTBEAT_INTERVAL' || name === 'EWMS_PILOT_TASK_NAME') return { EWMS_PILOT_QUEUE_MONITOR: 'wf-monitor' };
+  if (name === 'EWMS_PILOT_HEARTBEAT_INTERVAL') return { EWMS_PILOT_QUEUE_MONITOR: 'wf-monitor' };
   if (name === 'EWMS_PILOT_INIT_IMAGE') return { EWMS_PILOT_INIT_ARGS: 'true', EWMS_PILOT_TASK_IMAGE: 'img:1' };
   if (name.startsWith('EWMS_PILOT_INIT_') && name !== 'EWMS_PILOT_INIT_ARGS') return { EWMS_PILOT_INIT_ARGS: 'true' };
   return {};
