@@ -93,12 +93,13 @@ export class Workflow {
    */
   async publish(
     events: Iterable<JsonValue> | AsyncIterable<JsonValue>,
-    options: { onConfirmed?: (count: number) => void; signal?: AbortSignal } = {},
+    options: { onConfirmed?: (count: number) => void; signal?: AbortSignal; traceparent?: string } = {},
   ): Promise<string[]> {
     const before = this.publishedCount;
     return publishEvents(this.broker, this.queues.incoming, events, {
       wireFormat: this.wireFormat,
       ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.traceparent ? { traceparent: options.traceparent } : {}),
       onConfirmed: (count) => {
         this.publishedCount = before + count;
         options.onConfirmed?.(count);
