@@ -17,7 +17,7 @@ import type { WorkflowQueues } from '../types.js';
 import { workflowQueues } from '../workflow.js';
 import { monitorQueueName, startFeed, type Feed } from './feed.js';
 import { createMetricsRegistry } from './metrics.js';
-import { startMonitorServer, type MonitorServer } from './server.js';
+import { checkBind, startMonitorServer, type MonitorServer } from './server.js';
 import { MonitorState, type RunProgress } from './state.js';
 
 export { monitorQueueName, monitorQueueSpec } from './feed.js';
@@ -59,6 +59,8 @@ export interface Monitor {
 /** Start a monitor for one workflow. */
 export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const queues = options.queues ?? workflowQueues(options.workflowId);
+  // Refuse an unsafe bind before touching the broker.
+  checkBind(options.host ?? '127.0.0.1', options.token);
   const broker: Broker = await connect({ ...options.broker, ...(options.logger ? { logger: options.logger } : {}) });
   let feed: Feed | undefined;
   let server: MonitorServer | undefined;
@@ -89,6 +91,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     });
     const running = { feed, server };
     let feedStopped = false;
+    let closed = false;
     const stopFeed = async () => {
       if (feedStopped) return;
       feedStopped = true;
@@ -101,6 +104,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       stopFeed,
       async close() {
         await stopFeed();
+        if (closed) return;
+        closed = true;
         await running.server.close();
       },
     };
