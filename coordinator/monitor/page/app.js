@@ -107,7 +107,8 @@ function renderTasks(s) {
 function renderChart(s) {
   const points = s.throughput;
   const tasks = s.tasks.map((t) => t.name);
-  const W = 600;
+  // Drawn at the box's own size, so text is never stretched.
+  const W = Math.max(240, Math.round($('chart').clientWidth || 600));
   const H = 170;
   const pad = { l: 34, r: 6, t: 8, b: 18 };
   const ns = 'http://www.w3.org/2000/svg';
@@ -117,7 +118,7 @@ function renderChart(s) {
     for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
     return node;
   };
-  const svg = svgEl('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img' });
+  const svg = svgEl('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img' });
   const max = Math.max(1, ...points.flatMap((p) => tasks.map((t) => p.perTask[t] ?? 0)));
   const t0 = points[0]?.at ?? 0;
   const t1 = points[points.length - 1]?.at ?? 1;
@@ -135,7 +136,7 @@ function renderChart(s) {
   tasks.forEach((task, i) => {
     if (points.length < 2) return;
     const d = points.map((p, j) => `${j ? 'L' : 'M'}${x(p.at).toFixed(1)},${y(p.perTask[task] ?? 0).toFixed(1)}`).join('');
-    svg.append(svgEl('path', { d, fill: 'none', stroke: COLORS[i % COLORS.length], 'stroke-width': 2, 'vector-effect': 'non-scaling-stroke' }));
+    svg.append(svgEl('path', { d, fill: 'none', stroke: COLORS[i % COLORS.length], 'stroke-width': 2, 'stroke-linejoin': 'round' }));
   });
   $('chart').replaceChildren(svg);
   $('legend').replaceChildren(
