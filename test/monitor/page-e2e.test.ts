@@ -61,8 +61,9 @@ describe.skipIf(!existsSync(CHROMIUM))('the monitor page during a real run (chro
     });
 
     // A real Prometheus scraping /metrics every second for the whole run.
+    if (!existsSync(PROMETHEUS)) throw new Error(`${PROMETHEUS} is missing: apt-get install prometheus (.ci/run does)`);
     const promPort = await freePort();
-    if (existsSync(PROMETHEUS)) {
+    {
       const target = new URL(url).host;
       writeFileSync(join(dir, 'prometheus.yml'), `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: ewms\n    static_configs:\n      - targets: ['${target}']\n`);
       prometheus = spawn(PROMETHEUS, [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${promPort}`], { stdio: 'ignore' });
@@ -111,7 +112,7 @@ describe.skipIf(!existsSync(CHROMIUM))('the monitor page during a real run (chro
     expect(problems).toEqual([]);
 
     // The page's own data agrees with /metrics, which a Prometheus text parser reads as the run's counts.
-    if (prometheus) {
+    {
       const query = async (q: string) => {
         const res = await fetch(`http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(q)}`).catch(() => undefined);
         if (!res?.ok) return undefined;
