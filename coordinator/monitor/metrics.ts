@@ -55,6 +55,42 @@ class SummedHistogram extends Histogram<TaskLabels> {
   }
 }
 
+/** One sample: its labels and value. */
+type Sample = [Record<string, string>, number];
+
+/**
+ * Register a counter or gauge whose samples are computed from the snapshot at each scrape. Counters carry
+ * sums of pilots' cumulative counts, so they are reset and set to the sum rather than counted here.
+ */
+function collected(
+  kind: 'counter' | 'gauge',
+  registry: Registry,
+  read: () => MonitorSnapshot,
+  name: string,
+  help: string,
+  labelNames: string[],
+  samples: (s: MonitorSnapshot) => Sample[],
+): void {
+  const config = { name, help, labelNames, registers: [registry] };
+  if (kind === 'counter') {
+    new Counter({
+      ...config,
+      collect() {
+        this.reset();
+        for (const [labels, value] of samples(read())) this.inc(labels, value);
+      },
+    });
+  } else {
+    new Gauge({
+      ...config,
+      collect() {
+        this.reset();
+        for (const [labels, value] of samples(read())) this.set(labels, value);
+      },
+    });
+  }
+}
+
 /** A registry exposing `state`. Each scrape takes one snapshot shared by every metric. */
 export function createMetricsRegistry(state: MonitorState): Registry {
   const registry = new Registry();
@@ -65,88 +101,30 @@ export function createMetricsRegistry(state: MonitorState): Registry {
     if (!cached || now - cached.at > 250) cached = { at: now, snapshot: state.snapshot() };
     return cached.snapshot;
   };
+  const perTask = (s: MonitorSnapshot, value: (t: MonitorSnapshot['tasks'][number]) => number): Sample[] =>
+    s.tasks.map((t) => [{ workflow: s.workflow, task: t.name }, value(t)]);
 
-  new Counter({
-    name: METRIC_NAMES.events,
-    help: 'Events settled by pilots, by outcome: result (task succeeded, output published) or dead_letter.',
-    labelNames: ['workflow', 'task', 'outcome'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      const s = read();
-      for (const t of s.tasks) {
-        this.inc({ workflow: s.workflow, task: t.name, outcome: 'result' }, t.done);
-        this.inc({ workflow: s.workflow, task: t.name, outcome: 'dead_letter' }, t.failed);
-      }
-    },
-  });
-  new Gauge({
-    name: METRIC_NAMES.inFlight,
-    help: 'Events whose task is running now, on pilots that are not stale.',
-    labelNames: ['workflow', 'task'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      const s = read();
-      for (const t of s.tasks) this.set({ workflow: s.workflow, task: t.name }, t.inFlight);
-    },
-  });
-  new Gauge({
-    name: METRIC_NAMES.queueDepth,
-    help: "Messages in a workflow queue as the broker counts them (RabbitMQ: ready only; NATS: not yet acked).",
-    labelNames: ['workflow', 'queue'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      const s = read();
-      for (const q of s.queues) if (q.depth !== undefined) this.set({ workflow: s.workflow, queue: q.name }, q.depth);
-    },
-  });
-  new Gauge({
-    name: METRIC_NAMES.pilots,
-    help: 'Pilots by state (starting, init, tasking, stopping, quarantine, done, fatal; stale: stopped sending heartbeats).',
-    labelNames: ['workflow', 'task', 'state'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      const s = read();
-      for (const t of s.tasks) for (const state of PILOT_STATUSES) this.set({ workflow: s.workflow, task: t.name, state }, t.pilots[state] ?? 0);
-    },
-  });
+  collected('counter', registry, read, METRIC_NAMES.events, 'Events settled by pilots, by outcome: result (task succeeded, output published) or dead_letter.', ['workflow', 'task', 'outcome'], (s) =>
+    s.tasks.flatMap((t): Sample[] => [
+      [{ workflow: s.workflow, task: t.name, outcome: 'result' }, t.done],
+      [{ workflow: s.workflow, task: t.name, outcome: 'dead_letter' }, t.failed],
+    ]),
+  );
+  collected('gauge', registry, read, METRIC_NAMES.inFlight, 'Events whose task is running now, on pilots that are not stale.', ['workflow', 'task'], (s) => perTask(s, (t) => t.inFlight));
+  collected('gauge', registry, read, METRIC_NAMES.queueDepth, 'Messages in a workflow queue as the broker counts them (RabbitMQ: ready only; NATS: not yet acked).', ['workflow', 'queue'], (s) =>
+    s.queues.filter((q) => q.depth !== undefined).map((q): Sample => [{ workflow: s.workflow, queue: q.name }, q.depth!]),
+  );
+  collected('gauge', registry, read, METRIC_NAMES.pilots, 'Pilots by state (starting, init, tasking, stopping, quarantine, done, fatal; stale: stopped sending heartbeats).', ['workflow', 'task', 'state'], (s) =>
+    s.tasks.flatMap((t) => PILOT_STATUSES.map((state): Sample => [{ workflow: s.workflow, task: t.name, state }, t.pilots[state] ?? 0])),
+  );
   new SummedHistogram(METRIC_NAMES.taskDuration, 'Task run wall time in seconds (successes and failures), summed over pilots.', registry, read);
-  new Counter({
-    name: METRIC_NAMES.deadLetters,
-    help: 'Events dead-lettered by pilots, by reason (at most 16 reasons per pilot; the rest under "(other reasons)").',
-    labelNames: ['workflow', 'task', 'reason'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      const s = read();
-      for (const d of s.deadLetters) this.inc({ workflow: s.workflow, task: d.task, reason: d.reason }, d.count);
-    },
-  });
-  new Counter({
-    name: METRIC_NAMES.attemptsFailed,
-    help: 'Failed task attempts, whether retried or dead-lettered.',
-    labelNames: ['workflow', 'task'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      const s = read();
-      for (const t of s.tasks) this.inc({ workflow: s.workflow, task: t.name }, t.attemptsFailed);
-    },
-  });
-  new Counter({
-    name: METRIC_NAMES.heartbeats,
-    help: 'Messages read from the monitoring queue: accepted heartbeats and rejected messages.',
-    labelNames: ['workflow', 'result'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      const s = read();
-      this.inc({ workflow: s.workflow, result: 'accepted' }, s.heartbeats.accepted);
-      this.inc({ workflow: s.workflow, result: 'rejected' }, s.heartbeats.rejected);
-    },
-  });
+  collected('counter', registry, read, METRIC_NAMES.deadLetters, 'Events dead-lettered by pilots, by reason (at most 16 reasons per pilot; the rest under "(other reasons)").', ['workflow', 'task', 'reason'], (s) =>
+    s.deadLetters.map((d): Sample => [{ workflow: s.workflow, task: d.task, reason: d.reason }, d.count]),
+  );
+  collected('counter', registry, read, METRIC_NAMES.attemptsFailed, 'Failed task attempts, whether retried or dead-lettered.', ['workflow', 'task'], (s) => perTask(s, (t) => t.attemptsFailed));
+  collected('counter', registry, read, METRIC_NAMES.heartbeats, 'Messages read from the monitoring queue: accepted heartbeats and rejected messages.', ['workflow', 'result'], (s) => [
+    [{ workflow: s.workflow, result: 'accepted' }, s.heartbeats.accepted],
+    [{ workflow: s.workflow, result: 'rejected' }, s.heartbeats.rejected],
+  ]);
   return registry;
 }

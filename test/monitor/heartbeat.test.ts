@@ -12,6 +12,7 @@ import {
   type Heartbeat,
 } from '../../common/heartbeat.js';
 import { RateMeter } from '../../common/rate.js';
+import { heartbeatFixture } from './fixtures.js';
 import { formatTraceParent, newTraceParent, parseTraceParent, requireTraceParent, TraceParentError } from '../../common/trace-context.js';
 import type { DeadLetterReason, Delivery, OutgoingMessage, Subscription } from '../../mq-adapters/types.js';
 import type { TaskOutcome } from '../../pilot/event-loop.js';
@@ -24,26 +25,7 @@ function sample(overrides: Partial<Heartbeat> = {}): Heartbeat {
   const h = new DurationHistogram();
   h.observe(0.2);
   h.observe(3);
-  return {
-    kind: 'ewms-pilot-heartbeat',
-    version: 1,
-    pilotId: 'node1-42-abcdef',
-    seq: 3,
-    sentAt: 1_700_000_000_000,
-    startedAt: 1_699_999_990_000,
-    intervalSeconds: 2,
-    host: 'node1',
-    pilotVersion: '0.1.0',
-    task: 'task-0',
-    queue: 'ewms-x-in',
-    state: 'tasking',
-    counts: { succeeded: 5, failed: 1, deadLettered: 1 },
-    inFlight: { count: 1, events: [{ eventId: 'e1', attempt: 1, startedAt: 1_699_999_999_000 }] },
-    ratePerSecond: 1.5,
-    durations: h.counts(),
-    deadLetters: [{ reason: 'task exited with code 3', count: 1, errorType: 'TaskExitError', sampleStderrTail: 'boom\n' }],
-    ...overrides,
-  };
+  return heartbeatFixture({ seq: 3, sentAt: 1_700_000_000_000, startedAt: 1_699_999_990_000, queue: 'ewms-x-in', durations: h.counts(), ...overrides });
 }
 
 function deliveryOf(eventId: string, attempt = 1, headers: Record<string, string> = {}): Delivery {

@@ -2,34 +2,14 @@
 import { get as httpGet } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
-import { DurationHistogram, type Heartbeat } from '../../common/heartbeat.js';
+import type { Heartbeat } from '../../common/heartbeat.js';
+import { heartbeatFixture } from './fixtures.js';
 import { createMetricsRegistry } from '../../coordinator/monitor/metrics.js';
 import { checkBind, startMonitorServer, type MonitorServer } from '../../coordinator/monitor/server.js';
 import { MonitorState } from '../../coordinator/monitor/state.js';
 
 function hb(pilotId: string, overrides: Partial<Heartbeat> = {}): Heartbeat {
-  const h = new DurationHistogram();
-  h.observe(0.3);
-  return {
-    kind: 'ewms-pilot-heartbeat',
-    version: 1,
-    pilotId,
-    seq: 1,
-    sentAt: 0,
-    startedAt: 0,
-    intervalSeconds: 2,
-    host: `host-${pilotId}`,
-    pilotVersion: '0.1.0',
-    task: 'task-0',
-    queue: 'wf-in',
-    state: 'tasking',
-    counts: { succeeded: 10, failed: 2, deadLettered: 1 },
-    inFlight: { count: 1, events: [{ eventId: 'e', attempt: 1, startedAt: 0 }] },
-    ratePerSecond: 1,
-    durations: h.counts(),
-    deadLetters: [{ reason: 'task exited with code 3', count: 1, errorType: 'TaskExitError', sampleStderrTail: 'Traceback: boom' }],
-    ...overrides,
-  };
+  return heartbeatFixture({ pilotId, host: `host-${pilotId}`, ...overrides });
 }
 
 describe('monitor state', () => {
