@@ -76,10 +76,13 @@ export function policyBody(target: PolicyTarget): PolicyBody {
   };
 }
 
-/** The management API's base URL: the option, else the broker's host on the management plugin's port. */
-export function managementBaseUrl(address: ResolvedAddress, managementUrl: string | undefined): string {
-  // Over TLS the default is the plugin's TLS listener: a token must not cross the network in clear text
-  // when the AMQP connection was encrypted.
+/**
+ * The management API's base URL: the option, else the broker's own host on the management plugin's port,
+ * over TLS when the AMQP connection is (the credentials go to no other host, over no weaker transport);
+ * undefined when the option is `false` (never contact it).
+ */
+export function managementBaseUrl(address: ResolvedAddress, managementUrl: string | false | undefined): string | undefined {
+  if (managementUrl === false) return undefined;
   const fallback = address.tls ? `https://${address.host}:15671` : `http://${address.host}:15672`;
   return (managementUrl ?? fallback).replace(/\/+$/, '');
 }
@@ -87,7 +90,7 @@ export function managementBaseUrl(address: ResolvedAddress, managementUrl: strin
 /** Installs and removes backstop policies with the connection's own credentials. */
 export class PolicyClient {
   private readonly baseUrl: string;
-  /** Set after the first failure: we warn once, and do not make every declareQueue wait on a dead API. */
+  /** Set after the first failure (or when the API is turned off): we warn once, and do not make every declareQueue wait on a dead API. */
   private unavailable = false;
   /** Try `Bearer <token>` when Basic is refused: an OAuth2 token may only be accepted that way. */
   private useBearer = false;
@@ -96,10 +99,13 @@ export class PolicyClient {
     private readonly address: ResolvedAddress,
     private readonly credentials: RabbitCredentials,
     private readonly authToken: string | undefined,
-    managementUrl: string | undefined,
+    managementUrl: string | false | undefined,
     private readonly logger: AdapterLogger | undefined,
   ) {
-    this.baseUrl = managementBaseUrl(address, managementUrl);
+    const base = managementBaseUrl(address, managementUrl);
+    this.baseUrl = base ?? '';
+    // Turned off on purpose: the client-side limit applies, and saying so on every start would be noise.
+    if (base === undefined) this.unavailable = true;
   }
 
   /**
@@ -198,7 +204,9 @@ export class PolicyClient {
         { managementApi: this.baseUrl, detail },
         'could not install the dead-letter policy through the RabbitMQ management API; the client-side ' +
           'delivery limit still applies, but events that crash every consumer are not dead-lettered by the ' +
-          'broker (enable rabbitmq_management, give the user the policymaker tag, or set managementUrl)',
+          'broker (enable rabbitmq_management and give the user the policymaker tag; or give the API\'s URL: ' +
+          'pilots EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL, the ewms CLI --broker-management-url, the ' +
+          "library ConnectOptions.managementUrl; or 'none' there to not use it)",
       );
     }
     return false;
