@@ -7,7 +7,7 @@ import type { EventData } from './types.js';
 import { describeError } from '../common/redact.js';
 import { failedPilots } from './autoscale.js';
 import { PilotBackendError } from './errors.js';
-import { ProgressDisplay, type ProgressOptions } from './progress.js';
+import { ProgressDisplay, type ProgressOptions, type ProgressSnapshot } from './progress.js';
 import type { ClusterStatus, CollectStats, DeadLetterRoute, PilotCluster, PilotRequest, WorkflowOptions, WorkflowOutcome, WorkflowQueues } from './types.js';
 import { Workflow } from './workflow.js';
 
@@ -37,6 +37,8 @@ export interface RunWorkflowOptions extends WorkflowOptions {
    */
   deleteQueues?: boolean | 'if-clean';
   signal?: AbortSignal;
+  /** Told once the queues exist, before anything is published (e.g. to start `ewms monitor` on the run). */
+  onWorkflow?: (workflow: Workflow, progress: () => ProgressSnapshot) => void | Promise<void>;
 }
 
 /** What happened. */
@@ -73,13 +75,10 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
   let display: ProgressDisplay | undefined;
   let pilotStatus: ClusterStatus | undefined;
   let closed = false;
+  const readProgress = (): ProgressSnapshot => ({ published: workflow.publishedCount, expected, results: collected.results, deadLetters: collected.deadLetters });
   try {
-    if (options.progress !== false) {
-      display = new ProgressDisplay(
-        () => ({ published: workflow.publishedCount, expected, results: collected.results, deadLetters: collected.deadLetters }),
-        options.progress ?? {},
-      );
-    }
+    await options.onWorkflow?.(workflow, readProgress);
+    if (options.progress !== false) display = new ProgressDisplay(readProgress, options.progress ?? {});
     // Dead letters already waiting belong to earlier runs: a count of outcomes must not take them. Read
     // before any pilot starts, so none of this run's can be among them.
     const earlierDeadLetters =

@@ -11,6 +11,8 @@ import { connect } from '../mq-adapters/index.js';
 import type { Broker, ConnectOptions } from '../mq-adapters/types.js';
 import { describeError } from '../common/redact.js';
 import { EventLoop, type EventProcessor, type StopReason } from './event-loop.js';
+import { DEFAULT_TASK_NAME } from '../common/heartbeat.js';
+import { PilotReporter, type MonitorSettings } from './heartbeat-reporter.js';
 import { HTChirp, observeIntake, type ChirpDestination } from './htchirp.js';
 import type { Logger } from './logger.js';
 import { PilotStats, type StatsSnapshot } from './stats.js';
@@ -47,6 +49,10 @@ export interface PilotSettings {
   killGraceSeconds: number;
   leaseSeconds: number;
   chirp: { enabled: boolean; destination: ChirpDestination; rateLimitSeconds: number };
+  /** The task's name in heartbeats and spans (default `task-0`). */
+  taskName?: string;
+  /** Heartbeats to the workflow's monitoring queue; absent: none. */
+  monitor?: MonitorSettings;
 }
 
 /** What the runtime is given besides settings: the parts that do I/O. */
@@ -91,7 +97,9 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
   const incoming = await connectBroker(brokerOptions(settings.incoming.broker));
   const sameBroker = sameEndpoint(settings.incoming.broker, settings.outgoing.broker);
   const outgoing = sameBroker ? incoming : await connectBroker(brokerOptions(settings.outgoing.broker));
+  const reporter = await PilotReporter.start({ monitor: settings.monitor, taskName: settings.taskName ?? DEFAULT_TASK_NAME, broker: outgoing, incomingQueue: settings.incoming.queue, version: parts.version, logger, counts: () => stats.counts() });
   const closeBrokers = async () => {
+    await reporter.close();
     await incoming.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the incoming broker'));
     if (!sameBroker) await outgoing.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the outgoing broker'));
   };
@@ -129,11 +137,13 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
 
     if (parts.runInit) {
       chirp.status('RunningInitCommand');
+      reporter.state('init');
       try {
         await parts.runInit(initAbort.signal);
       } catch (err) {
         if (signalled) return finish(SIGNAL_EXIT[signalled] ?? 1, 'signal', `stopped by ${signalled} during init`);
         const message = describeError(err);
+        reporter.noteError(`init command failed: ${message}`);
         logger.error({ err: message }, 'init command failed; no event was taken');
         chirp.error(err);
         chirp.status('FatalError');
@@ -155,17 +165,19 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     const chirpCounts = () => chirp.taskCounts({ received, ...stats.counts() });
     loop = new EventLoop({
       // Counted on receipt, as the Python pilot does: the first event is the start of Tasking.
-      subscription: chirp.active
-        ? observeIntake(subscription, () => {
-            received += 1;
-            if (received === 1) chirp.status('Tasking');
-            chirpCounts();
-          })
-        : subscription,
+      subscription: reporter.wrapSubscription(
+        chirp.active
+          ? observeIntake(subscription, () => {
+              received += 1;
+              if (received === 1) chirp.status('Tasking');
+              chirpCounts();
+            })
+          : subscription,
+      ),
       publishOutput: async (message) => {
         await outgoing.publish(settings.outgoing.queue, message);
       },
-      processor: parts.makeProcessor(),
+      processor: reporter.wrapProcessor(parts.makeProcessor()),
       maxConcurrentTasks: settings.maxConcurrentTasks,
       maxDeliveries: settings.maxDeliveries,
       stopOnTaskError: settings.stopOnTaskError,
@@ -180,6 +192,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     if (signalled) loop.stop('signal', settings.killGraceSeconds * 1000);
     scheduleWallTime(settings, loop, timers, logger, () => chirp.status('PendingRemainingTasks'));
     chirp.status('AwaitingFirstMessage');
+    reporter.state('tasking');
     logger.info(
       { incoming: settings.incoming.queue, outgoing: settings.outgoing.queue, broker: incoming.displayAddress, concurrency: settings.maxConcurrentTasks },
       'pilot started',
@@ -196,6 +209,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
         return finish(1, result.stopReason, summary);
       }
       case 'broker-error':
+        reporter.noteError(`broker failure: ${describeError(result.brokerError)}`);
         chirp.error(result.brokerError);
         chirp.status('FatalError');
         return finish(1, result.stopReason, `broker failure: ${describeError(result.brokerError)}`);
@@ -217,6 +231,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
   async function quarantine(): Promise<void> {
     if (settings.quarantineSeconds <= 0 || signalled) return;
     logger.warn({ seconds: settings.quarantineSeconds }, 'quarantine: sleeping before exit so this node does not take more work');
+    reporter.state('quarantine');
     await (parts.sleep ?? sleep)(settings.quarantineSeconds * 1000, initAbort.signal);
   }
 
@@ -231,6 +246,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     // Python's statuses: Done on success; FatalError was sent where the failure happened; a signal leaves
     // PendingRemainingTasks, the phase the pilot was in when it stopped.
     if (exitCode === 0) chirp.status('Done');
+    reporter.finish(exitCode, stopReason);
     return { exitCode, stopReason, stats: snapshot, summary };
   }
 }

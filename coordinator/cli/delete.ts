@@ -16,7 +16,7 @@ export async function cmdDelete(args: Args, logger: Logger, context: CommandCont
     const state = await inspectWorkflow(b, workflow.id, workflow.queues);
     requireWorkflow(state, b, 'ewms delete');
     context.changing();
-    for (const queue of [state.incoming, state.outgoing, state.deadLetter]) {
+    for (const queue of [state.incoming, state.outgoing, state.deadLetter, state.monitor]) {
       if (queue.depth !== undefined) await b.deleteQueue(queue.name, { deadLetterQueue: false });
     }
     process.stderr.write(`deleted workflow ${workflow.id}: ${describeWorkflowState(state)}\n`);

@@ -13,6 +13,7 @@ import { rmCommand, statusCommand } from './cluster.js';
 import { collectCommand } from './collect.js';
 import { deleteCommand } from './delete.js';
 import { dlqCommand } from './dlq.js';
+import { monitorCommand } from './monitor.js';
 import { publishCommand } from './publish.js';
 import { runCommand } from './run.js';
 import { EPILOG, EXIT, makeLogger, secrets, type Args, type EwmsCommand } from './shared.js';
@@ -20,7 +21,7 @@ import { submitCommand } from './submit.js';
 import { UsageError } from './input.js';
 
 /** Every command, in the order `ewms --help` lists them. */
-export const COMMANDS: readonly EwmsCommand[] = [runCommand, publishCommand, collectCommand, submitCommand, statusCommand, rmCommand, dlqCommand, deleteCommand];
+export const COMMANDS: readonly EwmsCommand[] = [runCommand, monitorCommand, publishCommand, collectCommand, submitCommand, statusCommand, rmCommand, dlqCommand, deleteCommand];
 
 /** An option that takes one value, given twice, is refused rather than silently joined or overridden. */
 function refuseRepeated(args: Args, repeatable: ReadonlySet<string>, command: string): void {

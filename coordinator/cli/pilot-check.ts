@@ -32,6 +32,7 @@ const SET_BY_FLAG: Readonly<Record<string, string>> = {
   EWMS_PILOT_QUEUE_INCOMING: '--workflow',
   EWMS_PILOT_QUEUE_OUTGOING: '--workflow',
   EWMS_PILOT_QUEUE_DEAD_LETTER: '--workflow',
+  EWMS_PILOT_QUEUE_MONITOR: '--workflow',
   EWMS_PILOT_QUEUE_INCOMING_BROKER_TYPE: '--pilot-broker',
   EWMS_PILOT_QUEUE_OUTGOING_BROKER_TYPE: '--pilot-broker',
   EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS: '--pilot-broker',

@@ -16,12 +16,14 @@ import { LineWriter, outcomeLine, readEvents, scanEvents, type EventsSummary } f
 import type { WorkflowTarget } from '../pilot-env.js';
 import { runWorkflow } from '../run-workflow.js';
 import type { PilotRequest, WireFormat, WorkflowOutcome } from '../types.js';
-import { checkWorkflowId, workflowQueues } from '../workflow.js';
+import type { ProgressSnapshot } from '../progress.js';
+import { checkWorkflowId, workflowQueues, type Workflow } from '../workflow.js';
 import { checkEventsFit } from './event-checks.js';
 import { InputProblems, seconds, UsageError, wholeNumber } from './input.js';
 import { checkPilots } from './pilot-check.js';
 import { pilotOptions, readPilotRequest } from './pilot-options.js';
-import { brokerFromArgs, brokerOptions, checkWritable, collectOptions, defined, EXIT, readIds, type Args, type CommandContext, type EwmsCommand } from './shared.js';
+import { readMonitorPort } from './monitor.js';
+import { brokerFromArgs, brokerOptions, checkWritable, collectOptions, defined, EXIT, readIds, secrets, type Args, type CommandContext, type EwmsCommand } from './shared.js';
 import { describeWorkflowState, inspectWorkflow, withBroker } from './workflow-state.js';
 
 const say = (line: string) => process.stderr.write(`ewms: ${line}\n`);
@@ -103,6 +105,8 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
     p.add('--events', 'nothing to run: no events given', 'give --events FILE|DIR, or --also-expect-ids FILE (or --also-expect N) for events already queued, e.g. requeued dead letters');
   }
   if (args['write-ids'] !== undefined && !eventsPath) p.add('--write-ids', 'is given without --events: nothing is published', 'leave it out, or add --events');
+  const monitorPort = args.monitor !== undefined ? await readMonitorPort(p, '--monitor', args.monitor) : undefined;
+  const monitorLinger = seconds(p, args, 'monitor-linger', { zero: true, example: '60' }) ?? 0;
   const maxDeliveries = wholeNumber(p, args, 'max-deliveries', { min: 1, example: '3' }) ?? 3;
   const idleTimeout = seconds(p, args, 'idle-timeout', { example: '600' }) ?? 600;
   const wireFormat = args['wire-format'] as WireFormat;
@@ -182,6 +186,8 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   let finished = false;
+  const monitorCli = monitorPort !== undefined ? await import('../monitor/cli.js') : undefined;
+  let monitor: Awaited<ReturnType<NonNullable<typeof monitorCli>['serveMonitor']>> | undefined;
   context.changing();
   try {
     const report = await runWorkflow(
@@ -207,6 +213,12 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
           }
         },
         signal: stop.signal,
+        onWorkflow:
+          monitorCli && broker
+            ? async (wf: Workflow, progress: () => ProgressSnapshot) => {
+                monitor = await monitorCli.serveMonitor({ workflowId: wf.id, queues: wf.queues, broker, host: args['monitor-host'] as string, port: monitorPort!, run: progress, secrets: secrets(), logger });
+              }
+            : undefined,
       }),
     ).catch((err: unknown) => {
       if (stoppedBy) return undefined;
@@ -226,8 +238,10 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
           : `dead letters came with the results${args['dead-letters'] ? ` and are in ${String(args['dead-letters'])}` : ' (give --dead-letters FILE to keep them)'}\n`,
       );
     }
+    if (monitor) await monitorCli!.lingerThenClose(monitor, monitorLinger, stop.signal);
     return report.deadLetters > 0 ? EXIT.deadLetters : EXIT.ok;
   } finally {
+    await (monitor as { close(): Promise<void> } | undefined)?.close();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await results.close();
@@ -247,6 +261,9 @@ export const runCommand: EwmsCommand = {
       .option('write-ids', { type: 'string', describe: 'Write the published event ids here, one per line, in the order of --events' })
       .option('also-expect', { type: 'string', describe: 'How many outcomes to await besides --events (dead letters already in the queue when the run starts are not counted; --also-expect-ids is exact)' })
       .option('also-expect-ids', { type: 'string', conflicts: 'also-expect', describe: 'File of event ids to await besides --events (e.g. from ewms dlq requeue --write-ids)' })
-      .option('keep-queues', { type: 'boolean', default: false, describe: 'Keep the queues at the end (they are kept anyway while dead letters remain)' }),
+      .option('keep-queues', { type: 'boolean', default: false, describe: 'Keep the queues at the end (they are kept anyway while dead letters remain)' })
+      .option('monitor', { type: 'string', describe: 'Serve the live page and /metrics during the run on this port (default 9464; 0: a free one)', group: 'Monitor:' })
+      .option('monitor-host', { type: 'string', default: '127.0.0.1', describe: 'Address the monitor binds (anything but loopback needs EWMS_MONITOR_TOKEN)', group: 'Monitor:' })
+      .option('monitor-linger', { type: 'string', default: '0', describe: 'Keep serving the final state this many seconds after the run (Ctrl-C ends it sooner)', group: 'Monitor:' }),
   run: cmdRun,
 };

@@ -26,6 +26,7 @@ Environment:
   EWMS_BROKER_URL    broker URL when --broker is not given (may include the password)
   EWMS_BROKER_TOKEN  broker password or token (RabbitMQ password/JWT, NATS token)
   EWMS_BROKER_MANAGEMENT_URL  the broker's HTTP API when --broker-management-url is not given
+  EWMS_MONITOR_TOKEN bearer token ewms monitor / run --monitor require (needed for any --host but loopback)
   --backend ewms (the WMS provisions the broker: no --broker needed):
   EWMS_WMS_TOKEN_URL, EWMS_WMS_CLIENT_ID, EWMS_WMS_CLIENT_SECRET
                      OAuth2 client credentials: the issuer (e.g. a Keycloak realm URL), client id and

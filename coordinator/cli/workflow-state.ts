@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { connect } from '../../mq-adapters/index.js';
 import { QueueNotFoundError } from '../../mq-adapters/errors.js';
 import type { Broker, ConnectOptions } from '../../mq-adapters/types.js';
+import { monitorQueueName } from '../monitor/feed.js';
 import type { WorkflowQueues } from '../types.js';
 import { UsageError } from './input.js';
 
@@ -22,6 +23,8 @@ export interface WorkflowState {
   readonly incoming: QueueState;
   readonly outgoing: QueueState;
   readonly deadLetter: QueueState;
+  /** The pilots' heartbeats for `ewms monitor` (not the user's data: never counted as "holding" anything). */
+  readonly monitor: QueueState;
   /** Any of its queues exists. */
   readonly exists: boolean;
   /** Nothing waits in any of them. */
@@ -40,11 +43,11 @@ async function depthOrMissing(broker: Broker, queue: string): Promise<number | u
 
 /** Look at a workflow's queues without declaring or consuming anything. */
 export async function inspectWorkflow(broker: Broker, id: string, queues: WorkflowQueues): Promise<WorkflowState> {
-  const [incoming, outgoing, deadLetter] = await Promise.all(
-    [queues.incoming, queues.outgoing, queues.deadLetter].map(async (name) => ({ name, depth: await depthOrMissing(broker, name) })),
-  ) as [QueueState, QueueState, QueueState];
-  const all = [incoming, outgoing, deadLetter];
-  return { id, incoming, outgoing, deadLetter, exists: all.some((q) => q.depth !== undefined), empty: all.every((q) => !q.depth) };
+  const [incoming, outgoing, deadLetter, monitor] = (await Promise.all(
+    [queues.incoming, queues.outgoing, queues.deadLetter, monitorQueueName(id)].map(async (name) => ({ name, depth: await depthOrMissing(broker, name) })),
+  )) as [QueueState, QueueState, QueueState, QueueState];
+  const data = [incoming, outgoing, deadLetter];
+  return { id, incoming, outgoing, deadLetter, monitor, exists: [...data, monitor].some((q) => q.depth !== undefined), empty: data.every((q) => !q.depth) };
 }
 
 /** `12 events waiting, 5 dead letters, 0 results not yet collected` (queues that exist only). */

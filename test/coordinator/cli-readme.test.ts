@@ -116,7 +116,7 @@ describe.each(BROKER_NAMES)("README's ewms run example on %s", (name) => {
       expect(results.every((r) => r.kind === 'result' && r.data.llh === r.data.pixel / 2)).toBe(true);
     } finally {
       const broker = await connect(brokerOptions(name));
-      for (const queue of Object.values(workflowQueues(workflow))) await broker.deleteQueue(queue, { deadLetterQueue: false }).catch(() => undefined);
+      for (const queue of [...Object.values(workflowQueues(workflow)), `ewms-${workflow}-monitor`]) await broker.deleteQueue(queue, { deadLetterQueue: false }).catch(() => undefined);
       await broker.close();
     }
   }, 300_000);

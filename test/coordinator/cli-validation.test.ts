@@ -27,7 +27,7 @@ afterAll(async () => {
   rmSync(standinDir, { recursive: true, force: true });
   for (const [name, workflow] of used) {
     const broker = await connect(brokerOptions(name));
-    for (const queue of Object.values(workflowQueues(workflow))) await broker.deleteQueue(queue, { deadLetterQueue: false }).catch(() => undefined);
+    for (const queue of [...Object.values(workflowQueues(workflow)), `ewms-${workflow}-monitor`]) await broker.deleteQueue(queue, { deadLetterQueue: false }).catch(() => undefined);
     await broker.close();
   }
 });
@@ -70,7 +70,7 @@ async function existingQueues(name: BrokerName, workflow: string): Promise<strin
   const broker = await connect(brokerOptions(name));
   try {
     const found: string[] = [];
-    for (const queue of Object.values(workflowQueues(workflow))) {
+    for (const queue of [...Object.values(workflowQueues(workflow)), `ewms-${workflow}-monitor`]) {
       try {
         await broker.depth(queue);
         found.push(queue);
