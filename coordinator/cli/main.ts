@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import yargs, { type Argv } from 'yargs';
 import { EwmsError } from '../../common/errors.js';
 import { PACKAGE_VERSION } from '../../common/version.js';
+import { BrokerAuthError } from '../../mq-adapters/errors.js';
 import { describeError, redact } from '../../common/redact.js';
 import { CoordinatorConfigError } from '../errors.js';
 import { rmCommand, statusCommand } from './cluster.js';
@@ -22,6 +23,14 @@ import { UsageError } from './input.js';
 
 /** Every command, in the order `ewms --help` lists them. */
 export const COMMANDS: readonly EwmsCommand[] = [runCommand, monitorCommand, publishCommand, collectCommand, submitCommand, statusCommand, rmCommand, dlqCommand, deleteCommand];
+
+/** The error's hint, naming what a user of `ewms` sets where the adapters' hint names the pilots' variables. */
+function hintFor(err: EwmsError): string {
+  if (err instanceof BrokerAuthError) {
+    return 'check EWMS_BROKER_TOKEN (or the password in EWMS_BROKER_URL) and the user in the broker URL (--broker / EWMS_BROKER_URL), and that the token has not expired';
+  }
+  return err.hint;
+}
 
 /** An option that takes one value, given twice, is refused rather than silently joined or overridden. */
 function refuseRepeated(args: Args, repeatable: ReadonlySet<string>, command: string): void {
@@ -70,8 +79,7 @@ export async function main(argv: string[]): Promise<number> {
     await parser.parseAsync();
     return code;
   } catch (err) {
-    const known = err instanceof EwmsError;
-    const text = redact(known ? err.toString() : describeError(err), secrets());
+    const text = redact(err instanceof EwmsError ? `${err.name}: ${err.message}\n  hint: ${hintFor(err)}` : describeError(err), secrets());
     process.stderr.write(`ewms: ${text}\n`);
     logger?.flush();
     // Exit 2 promises that nothing was changed: once a command has begun changing things, any error is 1.

@@ -56,9 +56,9 @@ function env(name: BrokerName): NodeJS.ProcessEnv {
   return name === 'rabbitmq' ? { ...base, EWMS_BROKER_URL: 'amqp://guest@127.0.0.1:5672', EWMS_BROKER_TOKEN: 'guest' } : { ...base, EWMS_BROKER_URL: 'nats://127.0.0.1:4222' };
 }
 
-function ewms(name: BrokerName, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function ewms(name: BrokerName, args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: dir, env: env(name), timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [CLI, ...args], { cwd: dir, env: { ...env(name), ...extraEnv }, timeout: 60_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -171,6 +171,14 @@ describe('against what is already there', () => {
     expect(await existingQueues('nats', workflow)).toEqual([]);
     expect(readFileSync(join(dir, 'results.jsonl'), 'utf8')).toBe(RESULTS_BEFORE);
   });
+});
+
+test('a token the broker refuses: exit 1, the hint names EWMS_BROKER_TOKEN (the variable ewms reads), the token appears nowhere', async () => {
+  const r = await ewms('rabbitmq', ['dlq', 'list', '--workflow', 'anything'], { EWMS_BROKER_TOKEN: 'hunter2-wrong' });
+  expect(r.code).toBe(1);
+  expect(r.stderr).toMatch(/BrokerAuthError: rabbitmq broker at .* refused the credentials for user 'guest'\n\s+hint: check EWMS_BROKER_TOKEN/);
+  expect(r.stderr).not.toMatch(/EWMS_PILOT_QUEUE_\*/);
+  expect(r.stderr + r.stdout).not.toContain('hunter2-wrong');
 });
 
 describe('help', () => {
