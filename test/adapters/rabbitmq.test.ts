@@ -11,7 +11,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
-import { connect as tcpConnect, type AddressInfo } from 'node:net';
+import { connect as tcpConnect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -628,8 +628,24 @@ describe('credentials and errors', () => {
     expect((err as Error).message).toMatch(/vhost 'no-such-vhost-/);
   });
 
-  test('nothing listening → BrokerUnreachableError within connectTimeoutMs', async () => {
+  test('nothing listening → BrokerUnreachableError at once, saying so (no connect timeout spent on a refusal)', async () => {
     const port = await freePort();
+    const err = await connect({ address: `amqp://guest:guest@127.0.0.1:${port}`, connectTimeoutMs: 60_000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BrokerUnreachableError);
+    expect((err as Error).message).toContain(`127.0.0.1:${port}`);
+    expect((err as Error).message).toMatch(/ECONNREFUSED.*\(nothing listens there\)/);
+  });
+
+  test('a listener that never answers → BrokerUnreachableError within connectTimeoutMs', async () => {
+    // Accepts the connection and never says a word (a host whose broker hangs).
+    const sockets = new Set<Socket>();
+    const silent = createTcpServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise<void>((resolve) => silent.close(() => resolve()));
+    });
+    const { port } = silent.address() as AddressInfo;
     const started = performance.now();
     const err = await connect({ address: `amqp://guest:guest@127.0.0.1:${port}`, connectTimeoutMs: 1_500 }).catch((e: unknown) => e);
     const elapsed = performance.now() - started;
