@@ -163,18 +163,17 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
   const pilotsLine = `${request.count}${request.autoscale ? `–${request.autoscale.max} (autoscaled)` : ''} ${request.backend} pilot${request.count === 1 && !request.autoscale ? '' : 's'}`;
   say(`workflow ${id}: ${summary ? `${summary.count} event${summary.count === 1 ? '' : 's'} from ${eventsPath}` : 'no new events'}${alsoExpect !== 0 ? `, ${typeof alsoExpect === 'number' ? alsoExpect : alsoExpect.length} more expected` : ''}; ${pilotsLine}`);
   for (const note of notes) say(note);
+  const results = new LineWriter(args.output as string | undefined, { append: args.append as boolean });
+  const dead = args['dead-letters'] ? new LineWriter(args['dead-letters'] as string, { append: args.append as boolean }) : undefined;
+  const tally = new DeadLetterTally();
+  await results.ready();
+  await dead?.ready();
   let ownedWorkDir: string | undefined;
   if (request.backend === 'local') {
     const dir = localWorkDir ?? (ownedWorkDir = mkdtempSync(join(tmpdir(), `ewms-${id}-pilots-`)));
     request = { ...request, local: { ...request.local, workDir: dir } };
     say(`pilots' files: ${dir}/pilot-N/ (pilot.err: the pilot's log; pilot.out: output of failed tasks)${ownedWorkDir ? '; removed after a finished run unless --keep-pilot-files' : ''}`);
   }
-
-  const results = new LineWriter(args.output as string | undefined, { append: args.append as boolean });
-  const dead = args['dead-letters'] ? new LineWriter(args['dead-letters'] as string, { append: args.append as boolean }) : undefined;
-  const tally = new DeadLetterTally();
-  await results.ready();
-  await dead?.ready();
   // Ctrl-C or a kill must not leave local pilots running (they are in process groups of their own).
   const stop = new AbortController();
   let stoppedBy: NodeJS.Signals | undefined;
