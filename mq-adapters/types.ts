@@ -7,6 +7,8 @@
  * bodies are bytes; encoding lives in `common/wire.ts`.
  */
 
+import type { BrokerAddress } from './address.js';
+
 /** Which broker an adapter talks to. */
 export type BrokerType = 'rabbitmq' | 'nats' | 'pulsar';
 
@@ -23,8 +25,11 @@ export interface ConnectOptions {
   /**
    * `amqp://` / `amqps://` (RabbitMQ), `nats://` / `tls://` (NATS), `pulsar://` / `pulsar+ssl://` (Pulsar),
    * or a bare `[user@]host[:port][/vhost]` when `type` is given (the `EWMS_PILOT_QUEUE_*_BROKER_ADDRESS` form).
+   * Several nodes of one broker (a cluster) as a comma-separated list — `amqp://user@rabbit1,rabbit2,rabbit3`
+   * or `nats://n1:4222,nats://n2:4222` — are tried in order on connect and on every reconnect (see
+   * `address.ts`). Or an address already parsed with `parseBrokerAddress`, passed on as it is.
    */
-  address: string;
+  address: string | BrokerAddress;
   /** Required when `address` has no scheme; must agree with the scheme when it has one. */
   type?: BrokerType;
   /**
@@ -44,6 +49,14 @@ export interface ConnectOptions {
    * reachable or we lack the rights, the client-side delivery limit still holds; a warning says so.
    */
   managementUrl?: string;
+  /**
+   * Copies of each queue this connection creates (NATS stream `num_replicas`; RabbitMQ quorum queue
+   * `x-quorum-initial-group-size`). Default: NATS 1 for a single address, 3 for a list of three or more;
+   * RabbitMQ leaves it to the broker, which puts a quorum queue on every cluster node (up to 5). A queue
+   * that exists already keeps its replication. A NATS stream with more replicas than the cluster has
+   * JetStream servers cannot be created.
+   */
+  replicas?: number;
   /** Structured logger; silent when absent. */
   logger?: AdapterLogger;
 }

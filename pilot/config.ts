@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { EwmsError } from '../common/errors.js';
 import { redact } from '../common/redact.js';
 import type { WireFormat } from '../common/wire.js';
-import { isBrokerType, resolveAddress } from '../mq-adapters/address.js';
+import { isBrokerType, parseBrokerAddress, type BrokerAddress } from '../mq-adapters/address.js';
 import type { BrokerType, ConnectOptions } from '../mq-adapters/types.js';
 import { defaultDeadLetterQueue } from '../mq-adapters/types.js';
 import { DEPRECATED_ALIASES, VARIABLES, flagOf, type VariableDefinition } from './config-table.js';
@@ -387,15 +387,17 @@ function endpoint(r: Reader, direction: 'INCOMING' | 'OUTGOING', fallback: Queue
     else r.problem(typeName, `'${typeText}' is not a broker type this pilot supports`, 'set it to rabbitmq, nats or pulsar');
   }
   const addressName = `${prefix}_BROKER_ADDRESS`;
-  const address = r.string(addressName) ?? fallback?.broker.address;
-  if (address === undefined) {
-    r.problem(addressName, 'is required but not set', 'set it to host:port (with the broker type) or a URL such as amqp://host:5672');
+  // The outgoing queue takes the incoming broker's address when it names none (read with its own type).
+  const text = r.string(addressName) ?? (fallback ? r.string('EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS') : undefined);
+  if (text === undefined) {
+    r.problem(addressName, 'is required but not set', 'set it to host:port (with the broker type) or a URL such as amqp://host:5672; several nodes of a cluster comma-separated');
     return undefined;
   }
   const authToken = r.string(`${prefix}_AUTH_TOKEN`) ?? fallback?.broker.authToken;
-  const broker: ConnectOptions = { address, ...(type ? { type } : {}), ...(authToken ? { authToken } : {}) };
+  // Parsed here, at the edge; everything after this passes the typed address on.
+  let address: BrokerAddress;
   try {
-    resolveAddress(broker);
+    address = parseBrokerAddress(text, type);
   } catch (err) {
     if (typeText !== undefined && type === undefined) return undefined; // already reported above
     const message = err instanceof EwmsError ? err.message : String(err);
@@ -403,6 +405,7 @@ function endpoint(r: Reader, direction: 'INCOMING' | 'OUTGOING', fallback: Queue
     r.problem(addressName, message, hint);
     return undefined;
   }
+  const broker: ConnectOptions = { address, type: address.type, ...(authToken ? { authToken } : {}) };
   if (queue === undefined) return undefined;
   return { queue, broker };
 }

@@ -7,7 +7,7 @@
  * this runs); 128+N — stopped by signal N (SIGTERM → 143, SIGINT → 130).
  */
 import { hostname } from 'node:os';
-import { connect } from '../mq-adapters/index.js';
+import { connect, sameBroker as isSameBroker } from '../mq-adapters/index.js';
 import type { Broker, ConnectOptions } from '../mq-adapters/types.js';
 import { describeError } from '../common/redact.js';
 import { EventLoop, type EventProcessor, type StopReason } from './event-loop.js';
@@ -81,8 +81,17 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
   const connectBroker = parts.connectBroker ?? connect;
 
   const incoming = await connectBroker({ ...settings.incoming.broker, logger });
-  const sameBroker = sameEndpoint(settings.incoming.broker, settings.outgoing.broker);
-  const outgoing = sameBroker ? incoming : await connectBroker({ ...settings.outgoing.broker, logger });
+  const sameBroker = isSameBroker(settings.incoming.broker, settings.outgoing.broker);
+  let outgoing: Broker = incoming;
+  if (!sameBroker) {
+    try {
+      outgoing = await connectBroker({ ...settings.outgoing.broker, logger });
+    } catch (err) {
+      // Nothing will use the incoming connection: leaving it open would keep the process (and its consumer) alive.
+      await incoming.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the incoming broker'));
+      throw err;
+    }
+  }
   const closeBrokers = async () => {
     await incoming.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the incoming broker'));
     if (!sameBroker) await outgoing.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the outgoing broker'));
@@ -233,10 +242,6 @@ function scheduleWallTime(settings: PilotSettings, loop: EventLoop, timers: Node
       loop.stop('max-runtime', Math.max(0, budget * 1000 - process.uptime() * 1000));
     }, stopIntakeAt),
   );
-}
-
-function sameEndpoint(a: ConnectOptions, b: ConnectOptions): boolean {
-  return a.address === b.address && a.type === b.type && a.authToken === b.authToken;
 }
 
 function secondsToMs(s: number | undefined): number | undefined {

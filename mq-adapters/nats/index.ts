@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { connect as natsConnect, headers as natsHeaders, type MsgHdrs, type NatsConnection, type Subscription as NatsSub } from '@nats-io/transport-node';
 import { describeError } from '../../common/redact.js';
-import type { ResolvedAddress } from '../address.js';
+import type { BrokerAddress } from '../address.js';
 import { BrokerAuthError, BrokerConnectionLostError, BrokerUnreachableError, MessageTooLargeError, QueueNotFoundError } from '../errors.js';
 import { deliveryLimit } from '../shared/delivery.js';
 import { Semaphore } from '../shared/semaphore.js';
@@ -42,13 +42,15 @@ function headerBytes(headers: Record<string, string> | undefined, eventId: strin
  * Connect to NATS. Fails with `BrokerAuthError` (credentials refused) or `BrokerUnreachableError` (nothing
  * answered within `connectTimeoutMs`).
  */
-export async function connectNats(address: ResolvedAddress, options: ConnectOptions): Promise<Broker> {
+export async function connectNats(address: BrokerAddress, options: ConnectOptions): Promise<Broker> {
   const secrets = [address.password, options.authToken];
   const timeout = options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
   let nc: NatsConnection;
   try {
     nc = await natsConnect({
-      servers: `${address.host}:${address.port}`,
+      // Every node of a cluster: the client picks one (in random order, spreading pilots over the nodes)
+      // and fails over to the others by itself, learning the rest of the cluster from the server too.
+      servers: address.endpoints.map(({ host, port }) => `${host}:${port}`),
       ...(address.username ? { user: address.username, pass: address.password } : address.password ? { token: address.password } : {}),
       ...(address.tls ? { tls: {} } : {}),
       timeout,
@@ -80,7 +82,7 @@ class NatsBroker implements Broker {
     private readonly link: NatsLink,
     private readonly jsm: JetStreamManager,
     private readonly js: JetStreamClient,
-    address: ResolvedAddress,
+    address: BrokerAddress,
     private readonly options: ConnectOptions,
   ) {
     this.displayAddress = address.display;

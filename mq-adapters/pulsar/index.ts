@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { describeError } from '../../common/redact.js';
-import type { ResolvedAddress } from '../address.js';
+import type { BrokerAddress } from '../address.js';
 import { AdapterUnavailableError, BrokerUnreachableError, PulsarUnsupportedError } from './errors.js';
 import { AsyncQueue } from '../shared/async-queue.js';
 import { SharedDelivery, contentEventId, deliveryLimit, type DeliveryContext } from '../shared/delivery.js';
@@ -72,14 +72,14 @@ export function pulsarUnavailable(err: unknown): AdapterUnavailableError {
   );
 }
 
-export async function connectPulsar(address: ResolvedAddress, options: ConnectOptions): Promise<Broker> {
+export async function connectPulsar(address: BrokerAddress, options: ConnectOptions): Promise<Broker> {
   return connectPulsarWith(loadPulsarClient, address, options);
 }
 
 /** As `connectPulsar`, with the module loader injected (tests pass a fake of the client API). */
 export async function connectPulsarWith(
   load: () => Promise<PulsarModule>,
-  address: ResolvedAddress,
+  address: BrokerAddress,
   options: ConnectOptions,
 ): Promise<Broker> {
   const pulsar = await load();
@@ -88,7 +88,8 @@ export async function connectPulsarWith(
   let client: PulsarClient;
   try {
     client = new pulsar.Client({
-      serviceUrl: `${address.scheme}://${address.host}:${address.port}`,
+      // The Pulsar client takes several brokers in one service URL: pulsar://h1:6650,h2:6650.
+      serviceUrl: address.display,
       ...(token ? { authentication: new pulsar.AuthenticationToken({ token }) } : {}),
       operationTimeoutSeconds: Math.ceil(timeoutMs / 1000),
       connectionTimeoutMs: timeoutMs,
@@ -109,7 +110,7 @@ class PulsarBroker implements Broker {
 
   constructor(
     private readonly client: PulsarClient,
-    address: ResolvedAddress,
+    address: BrokerAddress,
     private readonly options: ConnectOptions,
   ) {
     this.displayAddress = address.display;

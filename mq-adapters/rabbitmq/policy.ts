@@ -26,7 +26,7 @@
  */
 import { request } from 'undici';
 import { describeError } from '../../common/redact.js';
-import type { ResolvedAddress } from '../address.js';
+import type { BrokerAddress } from '../address.js';
 import type { AdapterLogger } from '../types.js';
 import type { RabbitCredentials } from './credentials.js';
 
@@ -76,30 +76,36 @@ export function policyBody(target: PolicyTarget): PolicyBody {
   };
 }
 
-/** The management API's base URL: the option, else the broker's host on the management plugin's port. */
-export function managementBaseUrl(address: ResolvedAddress, managementUrl: string | undefined): string {
+/**
+ * The management API's base URL: the option, else the management plugin's port on `host` (the node the
+ * AMQP connection is on: policies are cluster-wide, and that node is known to be up).
+ */
+export function managementBaseUrl(address: BrokerAddress, managementUrl: string | undefined, host = address.endpoints[0]!.host): string {
   // Over TLS the default is the plugin's TLS listener: a token must not cross the network in clear text
   // when the AMQP connection was encrypted.
-  const fallback = address.tls ? `https://${address.host}:15671` : `http://${address.host}:15672`;
+  const fallback = address.tls ? `https://${host}:15671` : `http://${host}:15672`;
   return (managementUrl ?? fallback).replace(/\/+$/, '');
 }
 
 /** Installs and removes backstop policies with the connection's own credentials. */
 export class PolicyClient {
-  private readonly baseUrl: string;
   /** Set after the first failure: we warn once, and do not make every declareQueue wait on a dead API. */
   private unavailable = false;
   /** Try `Bearer <token>` when Basic is refused: an OAuth2 token may only be accepted that way. */
   private useBearer = false;
 
   constructor(
-    private readonly address: ResolvedAddress,
+    private readonly address: BrokerAddress,
     private readonly credentials: RabbitCredentials,
     private readonly authToken: string | undefined,
-    managementUrl: string | undefined,
+    private readonly managementUrl: string | undefined,
     private readonly logger: AdapterLogger | undefined,
-  ) {
-    this.baseUrl = managementBaseUrl(address, managementUrl);
+    /** The node the AMQP connection is on now. */
+    private readonly currentHost: () => string = () => address.endpoints[0]!.host,
+  ) {}
+
+  private get baseUrl(): string {
+    return managementBaseUrl(this.address, this.managementUrl, this.currentHost());
   }
 
   /**

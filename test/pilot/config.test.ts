@@ -4,6 +4,7 @@
  * a secret.
  */
 import { describe, expect, test } from 'vitest';
+import { parseBrokerAddress } from '../../mq-adapters/address.js';
 import { ConfigError, loadConfig, type PilotConfig } from '../../pilot/config.js';
 import { flagOf, renderConfigurationMarkdown, VARIABLES } from '../../pilot/config-table.js';
 
@@ -40,11 +41,11 @@ const EVERY_VARIABLE: Record<string, [string, (c: PilotConfig) => unknown, unkno
   EWMS_PILOT_QUEUE_INCOMING: ['events-1', (c) => [c.settings.incoming.queue, c.settings.deadLetterQueue], ['events-1', 'events-1.dlq']],
   EWMS_PILOT_QUEUE_INCOMING_AUTH_TOKEN: ['s3cret-token', (c) => [c.settings.incoming.broker.authToken, c.settings.outgoing.broker.authToken], ['s3cret-token', 's3cret-token']],
   EWMS_PILOT_QUEUE_INCOMING_BROKER_TYPE: ['NATS', (c) => c.settings.incoming.broker.type, 'nats'],
-  EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS: ['amqps://broker.example:5671/vh', (c) => c.settings.outgoing.broker.address, 'amqps://broker.example:5671/vh'],
+  EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS: ['amqps://broker.example:5671/vh', (c) => c.settings.outgoing.broker.address, parseBrokerAddress('amqps://broker.example:5671/vh')],
   EWMS_PILOT_QUEUE_OUTGOING: ['results-1', (c) => c.settings.outgoing.queue, 'results-1'],
   EWMS_PILOT_QUEUE_OUTGOING_AUTH_TOKEN: ['other-token', (c) => [c.settings.incoming.broker.authToken, c.settings.outgoing.broker.authToken], [undefined, 'other-token']],
   EWMS_PILOT_QUEUE_OUTGOING_BROKER_TYPE: ['nats', (c) => c.settings.outgoing.broker.type, 'nats'],
-  EWMS_PILOT_QUEUE_OUTGOING_BROKER_ADDRESS: ['127.0.0.1:4222', (c) => c.settings.outgoing.broker.address, '127.0.0.1:4222'],
+  EWMS_PILOT_QUEUE_OUTGOING_BROKER_ADDRESS: ['127.0.0.1:4222', (c) => c.settings.outgoing.broker.address, parseBrokerAddress('127.0.0.1:4222', 'rabbitmq')],
   EWMS_PILOT_QUEUE_DEAD_LETTER: ['poison', (c) => c.settings.deadLetterQueue, 'poison'],
   EWMS_PILOT_MAX_DELIVERIES: ['5', (c) => c.settings.maxDeliveries, 5],
   EWMS_PILOT_WIRE_FORMAT: ['RAW', (c) => c.wireFormat, 'raw'],
@@ -131,7 +132,7 @@ describe('defaults (those of the Python ewms-pilot 1.x where it has the variable
       chirp: { enabled: false, destination: 'JOB_ATTR', rateLimitSeconds: 60 },
     });
     // The outgoing queue uses the incoming broker when it names none of its own.
-    expect(c.settings.outgoing.broker).toEqual({ type: 'rabbitmq', address: 'guest@127.0.0.1:5672' });
+    expect(c.settings.outgoing.broker).toEqual({ type: 'rabbitmq', address: parseBrokerAddress('guest@127.0.0.1:5672', 'rabbitmq') });
   });
 
   test('an empty variable counts as unset, as in the Python pilot', () => {
