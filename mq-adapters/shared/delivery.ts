@@ -1,29 +1,56 @@
 /**
- * The settle logic every adapter shares: settle once, nack on the last allowed delivery becomes a dead
- * letter, dead letters are confirmed before the original is acked, and settling a delivery whose
- * connection died is a logged no-op (the broker redelivers it anyway).
+ * The settle logic every adapter shares: settle once; attempts counted by us, not by the broker; a nack
+ * on the last allowed attempt becomes a dead letter; dead letters and returned copies are confirmed before
+ * the original is acked; settling a delivery whose connection died is a logged no-op (the broker redelivers
+ * it anyway).
+ *
+ * Why copies: RabbitMQ quorum queues, JetStream and Pulsar all count every return of a message as a
+ * delivery, and none lets a consumer return one without counting it (RabbitMQ 3.10 has no `modify`). An
+ * eviction (the pilot was told to stop) must not use up an attempt, and a retried event must carry the
+ * reason it failed, so on a queue that dead-letters a return is: publish a copy (same body, same event id)
+ * with the attempt count and the last failure in headers, wait for the broker's confirm, then ack the
+ * original. The broker's own counter then counts only what we cannot see: consumers that died holding it.
  */
 import { createHash } from 'node:crypto';
+import { describeError } from '../../common/redact.js';
 import { DEFAULTS, HEADERS, type AdapterLogger, type DeadLetterReason, type Delivery, type OutgoingMessage } from '../types.js';
 
 /** What an adapter provides for one received message. */
 export interface RawSettle {
   ack(): Promise<void>;
-  nack(): Promise<void>;
+  /** Return it to the broker as it is (every broker here counts that as a delivery). */
+  requeue(): Promise<void>;
   extendLease(): Promise<void>;
   /** False once the connection/channel the message came on is gone. */
   isLive(): boolean;
 }
 
+/** What every delivery of one subscription shares. */
 export interface DeliveryContext {
   queue: string;
   deadLetterQueue: string;
+  /** Attempts before dead-lettering; infinite for a queue that never dead-letters. */
   maxDeliveries: number;
-  /** Publish to the dead-letter queue, confirmed. */
+  /** Publish to a queue, confirmed. */
   publish(queue: string, message: OutgoingMessage): Promise<string>;
   logger: AdapterLogger | undefined;
-  /** Told when the delivery is settled (frees a prefetch slot). */
-  onSettled(): void;
+}
+
+/** Told once per delivery, when it is settled (frees a prefetch slot). */
+export type OnSettled = () => void;
+
+/** Waits, before a message is given back, until giving it back is safe (see `Intake`). */
+export type ReturnGate = () => Promise<void>;
+
+/** A message as an adapter received it, before it becomes a `Delivery`. */
+export interface ReceivedMessage {
+  body: Uint8Array;
+  /** Application headers, broker bookkeeping removed; ours (`x-ewms-attempts`, …) still in. */
+  headers: Record<string, string>;
+  eventId: string;
+  /** How often the broker has handed out this copy, this time included (1 on its first delivery). */
+  brokerDeliveries: number;
+  raw: RawSettle;
 }
 
 /**
@@ -39,34 +66,97 @@ export function contentEventId(body: Uint8Array): string {
   return `sha256:${createHash('sha256').update(body).digest('hex')}`;
 }
 
+/** The attempt bookkeeping a message carries, and its application headers without it. */
+export interface AttemptRecord {
+  /** Attempts used up before this copy was published (0 for a message as its publisher sent it). */
+  attemptsBefore: number;
+  lastFailure: DeadLetterReason | undefined;
+  headers: Record<string, string>;
+}
+
+/** Split our attempt bookkeeping off a message's headers (a message the Python MQClient sent has none). */
+export function readAttempts(headers: Readonly<Record<string, string>>): AttemptRecord {
+  const app: Record<string, string> = {};
+  let attemptsBefore = 0;
+  let reason: string | undefined;
+  const details: Record<string, string> = {};
+  for (const [key, value] of Object.entries(headers)) {
+    if (key === HEADERS.attempts) {
+      const n = Number(value);
+      attemptsBefore = Number.isInteger(n) && n > 0 ? n : 0;
+    } else if (key === HEADERS.lastFailure) {
+      reason = value;
+    } else if (key.startsWith(HEADERS.lastFailureDetailPrefix)) {
+      details[key.slice(HEADERS.lastFailureDetailPrefix.length)] = value;
+    } else {
+      app[key] = value;
+    }
+  }
+  const lastFailure = reason === undefined ? undefined : Object.keys(details).length > 0 ? { reason, details } : { reason };
+  return { attemptsBefore, lastFailure, headers: app };
+}
+
+/** The bookkeeping headers for a copy that has used up `attempts` attempts. */
+export function attemptHeaders(attempts: number, lastFailure: DeadLetterReason | undefined): Record<string, string> {
+  const headers: Record<string, string> = { [HEADERS.attempts]: String(attempts) };
+  if (lastFailure) {
+    headers[HEADERS.lastFailure] = headerValue(lastFailure.reason);
+    for (const [key, value] of Object.entries(lastFailure.details ?? {})) {
+      headers[`${HEADERS.lastFailureDetailPrefix}${key}`] = headerValue(value);
+    }
+  }
+  return headers;
+}
+
 export class SharedDelivery implements Delivery {
+  readonly body: Uint8Array;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly eventId: string;
+  readonly deliveryCount: number;
+  readonly lastFailure: DeadLetterReason | undefined;
+  private readonly raw: RawSettle;
   private settled = false;
 
   constructor(
-    readonly body: Uint8Array,
-    readonly headers: Readonly<Record<string, string>>,
-    readonly eventId: string,
-    readonly deliveryCount: number,
-    private readonly raw: RawSettle,
+    message: ReceivedMessage,
     private readonly ctx: DeliveryContext,
-  ) {}
+    private readonly onSettled: OnSettled,
+    private readonly returnGate: ReturnGate,
+  ) {
+    const record = readAttempts(message.headers);
+    this.body = message.body;
+    this.headers = record.headers;
+    this.eventId = message.eventId;
+    this.deliveryCount = record.attemptsBefore + Math.max(1, message.brokerDeliveries);
+    this.lastFailure = record.lastFailure;
+    this.raw = message.raw;
+  }
+
+  /** Can it still be settled (its connection or channel is up)? */
+  get isLive(): boolean {
+    return this.raw.isLive();
+  }
+
+  /** Beyond the delivery limit: a consumer died holding its last allowed attempt. */
+  get overLimit(): boolean {
+    return this.deliveryCount > this.ctx.maxDeliveries;
+  }
 
   async ack(): Promise<void> {
     await this.settle('ack', () => this.raw.ack());
   }
 
-  async nack(): Promise<void> {
+  async nack(failure?: DeadLetterReason): Promise<void> {
+    const last = failure ?? this.lastFailure;
     if (this.deliveryCount >= this.ctx.maxDeliveries) {
-      await this.deadLetter({
-        reason: `delivery limit reached: nacked on delivery ${this.deliveryCount} of ${this.ctx.maxDeliveries}`,
-      });
+      await this.deadLetter(last ?? { reason: `delivery limit reached: nacked on attempt ${this.deliveryCount} of ${this.ctx.maxDeliveries}` });
       return;
     }
-    await this.settle('nack', () => this.raw.nack());
+    await this.settle('nack', () => this.giveBack(this.deliveryCount, last));
   }
 
   async release(): Promise<void> {
-    await this.settle('release', () => this.raw.nack());
+    await this.settle('release', () => this.giveBack(this.deliveryCount - 1, this.lastFailure));
   }
 
   async deadLetter(reason: DeadLetterReason): Promise<void> {
@@ -80,25 +170,76 @@ export class SharedDelivery implements Delivery {
     });
   }
 
+  /**
+   * Dead-letter a delivery beyond the limit (its last allowed attempt's consumer died) without running it:
+   * the reason is the last real failure when one was carried, and `x-ewms-dlq-delivery-limit` says why it
+   * was moved now.
+   */
+  async deadLetterOverLimit(): Promise<void> {
+    const limit = `exceeded: attempt ${this.deliveryCount} of ${this.ctx.maxDeliveries} (a consumer died or lost its connection while holding it)`;
+    const last = this.lastFailure;
+    await this.deadLetter(
+      last
+        ? { reason: last.reason, details: { ...last.details, 'delivery-limit': limit } }
+        : { reason: `delivery limit ${limit}` },
+    );
+  }
+
   async extendLease(): Promise<void> {
     if (!this.settled && this.raw.isLive()) await this.raw.extendLease();
+  }
+
+  /**
+   * Settle without telling the broker: it has taken the message back already (its channel died). Frees the
+   * prefetch slot.
+   */
+  forget(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.onSettled();
+  }
+
+  /** Give the message back having used up `attempts` attempts (see the file comment). */
+  private async giveBack(attempts: number, lastFailure: DeadLetterReason | undefined): Promise<void> {
+    await this.returnGate();
+    if (!this.raw.isLive()) return this.gone('give back');
+    if (!Number.isFinite(this.ctx.maxDeliveries)) {
+      // Nothing counts attempts on a queue that never dead-letters: the broker's own return is enough.
+      await this.raw.requeue();
+      return;
+    }
+    try {
+      await this.ctx.publish(this.ctx.queue, {
+        body: this.body,
+        eventId: this.eventId,
+        headers: { ...this.headers, ...attemptHeaders(attempts, lastFailure) },
+      });
+    } catch (err) {
+      // E.g. the copy's headers pushed it over the broker's size limit. A plain return loses nothing;
+      // it only costs an attempt.
+      this.ctx.logger?.warn(
+        { eventId: this.eventId, queue: this.ctx.queue, err: describeError(err) },
+        'could not give the event back as a copy; returning it to the broker as it is (this uses up an attempt)',
+      );
+      if (this.raw.isLive()) await this.raw.requeue();
+      return;
+    }
+    await this.raw.ack();
   }
 
   private async settle(how: string, action: () => Promise<void>): Promise<void> {
     if (this.settled) throw new Error(`event ${this.eventId} was already settled; cannot ${how} it again`);
     this.settled = true;
     try {
-      if (!this.raw.isLive()) {
-        this.ctx.logger?.warn(
-          { eventId: this.eventId, how },
-          'the connection this event came on is gone; the broker will redeliver it',
-        );
-        return;
-      }
+      if (!this.raw.isLive()) return this.gone(how);
       await action();
     } finally {
-      this.ctx.onSettled();
+      this.onSettled();
     }
+  }
+
+  private gone(how: string): void {
+    this.ctx.logger?.warn({ eventId: this.eventId, how }, 'the connection this event came on is gone; the broker will redeliver it');
   }
 }
 
@@ -111,10 +252,21 @@ export function deadLetterHeaders(
 ): Record<string, string> {
   const headers: Record<string, string> = { ...original };
   for (const [key, value] of Object.entries(reason.details ?? {})) {
-    headers[`${HEADERS.deadLetterDetailPrefix}${key}`] = value;
+    headers[`${HEADERS.deadLetterDetailPrefix}${key}`] = headerValue(value);
   }
-  headers[HEADERS.deadLetterReason] = reason.reason;
+  headers[HEADERS.deadLetterReason] = headerValue(reason.reason);
   headers[HEADERS.deadLetterSource] = sourceQueue;
   headers[HEADERS.deadLetterDeliveries] = String(deliveries);
   return headers;
+}
+
+/**
+ * A header value every broker carries: NATS headers cannot hold line breaks (they become a visible `\n`),
+ * and other control characters are dropped.
+ */
+function headerValue(text: string): string {
+  return text
+    .replace(/\r?\n/g, '\\n')
+    // eslint-disable-next-line no-control-regex
+    .replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '');
 }

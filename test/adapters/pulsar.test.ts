@@ -250,7 +250,7 @@ describe('the Pulsar adapter against an in-memory fake of pulsar-client', () => 
     expect(dlq[0]!.properties).toMatchObject({
       origin: 'test',
       [HEADERS.eventId]: 'p1',
-      [HEADERS.deadLetterReason]: 'delivery limit reached: nacked on delivery 2 of 2',
+      [HEADERS.deadLetterReason]: 'delivery limit reached: nacked on attempt 2 of 2',
       [HEADERS.deadLetterSource]: 'nk',
       [HEADERS.deadLetterDeliveries]: '2',
     });
@@ -281,7 +281,7 @@ describe('the Pulsar adapter against an in-memory fake of pulsar-client', () => 
     expect(await nextWithin(it2, pending, 300)).toBeUndefined();
     const dead = fake.subscription('die.dlq', SUBSCRIPTION_NAME).backlog;
     expect(dead).toHaveLength(1);
-    expect(dead[0]!.properties[HEADERS.deadLetterReason]).toMatch(/^delivery limit exceeded: delivery 2 of 1/);
+    expect(dead[0]!.properties[HEADERS.deadLetterReason]).toMatch(/^delivery limit exceeded: attempt 2 of 1/);
     await sub2.close();
     await sub1.close();
   });
