@@ -8,7 +8,7 @@ import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetS
 import { connect as natsConnect, headers as natsHeaders, type MsgHdrs, type NatsConnection, type Subscription as NatsSub } from '@nats-io/transport-node';
 import { describeError } from '../../common/redact.js';
 import type { BrokerAddress } from '../address.js';
-import { BrokerAuthError, BrokerConnectionLostError, BrokerUnreachableError, MessageTooLargeError, QueueNotFoundError } from '../errors.js';
+import { BrokerAuthError, BrokerConfigError, BrokerConnectionLostError, BrokerUnreachableError, MessageTooLargeError, QueueNotFoundError } from '../errors.js';
 import { deliveryLimit } from '../shared/delivery.js';
 import { Semaphore } from '../shared/semaphore.js';
 import { DEFAULTS, HEADERS, defaultDeadLetterQueue, type Broker, type ConnectOptions, type ConsumeOptions, type OutgoingMessage, type QueueSpec, type Subscription } from '../types.js';
@@ -269,7 +269,7 @@ class NatsBroker implements Broker {
         const unanswered =
           (err as Error).name === 'TimeoutError' ||
           (err as Error).name === 'JetStreamNotEnabled' ||
-          /timeout|no responders|jetstream (not|temporarily) (enabled|available)|no suitable peers|leader/i.test(text);
+          /timeout|no responders|jetstream (not|temporarily) (enabled|available)|leader/i.test(text);
         const interrupted = this.link.epoch !== epoch || !this.link.isUp;
         if (this.nc.isClosed() || (!unanswered && !interrupted)) throw err;
         if (Date.now() > giveUpAt) {
@@ -293,7 +293,16 @@ class NatsBroker implements Broker {
       await this.jsm.streams.add({ name, subjects: [subjectName(queue)], ...(this.replicas > 1 ? { num_replicas: this.replicas } : {}) });
     } catch (err) {
       // Lost a creation race, or created meanwhile by another tool with other settings: use it.
-      if (!(await this.streamExists(name))) throw new Error(`creating stream '${name}' failed: ${describeError(err)}`);
+      if (await this.streamExists(name)) return;
+      const detail = describeError(err, [this.options.authToken]);
+      if (/no suitable peers|insufficient resources/i.test(detail)) {
+        throw new BrokerConfigError(
+          `creating stream '${name}' with ${this.replicas} replicas on ${this.displayAddress} failed: ${detail}`,
+          `R${this.replicas} needs ${this.replicas} JetStream servers up; start them, or set ConnectOptions.replicas lower (R3 is the default for an address list of three or more servers)`,
+          { cause: err },
+        );
+      }
+      throw new Error(`creating stream '${name}' failed: ${detail}`, { cause: err });
     }
   }
 
