@@ -219,6 +219,10 @@ export class NatsSubscription implements Subscription {
         requeue: () => this.nakConfirmed(msg),
         extendLease: async () => msg.working(),
         isLive: () => !this.nc.isClosed(),
+        reachable: (withinMs) => this.link.waitUntilUp(Date.now() + withinMs).then(
+          () => true,
+          () => false,
+        ),
       },
     });
   }

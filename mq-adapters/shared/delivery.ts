@@ -23,6 +23,11 @@ export interface RawSettle {
   extendLease(): Promise<void>;
   /** False once the connection/channel the message came on is gone. */
   isLive(): boolean;
+  /**
+   * For a connection that reconnects under a live delivery (NATS): resolves true once it is up (at once
+   * when it is), false when it is not up within `withinMs`.
+   */
+  reachable?(withinMs: number): Promise<boolean>;
 }
 
 /** What every delivery of one subscription shares. */
@@ -35,6 +40,12 @@ export interface DeliveryContext {
   publish(queue: string, message: OutgoingMessage): Promise<string>;
   logger: AdapterLogger | undefined;
 }
+
+/**
+ * How long a give-back waits for a lost connection to come back. Not the whole reconnect window: a pilot
+ * stopping while its broker is down must exit in time, and the broker redelivers the event by itself.
+ */
+const GIVE_BACK_WAIT_MS = 5_000;
 
 /** Told once per delivery, when it is settled (frees a prefetch slot). */
 export type OnSettled = () => void;
@@ -203,6 +214,13 @@ export class SharedDelivery implements Delivery {
   private async giveBack(attempts: number, lastFailure: DeadLetterReason | undefined): Promise<void> {
     await this.returnGate();
     if (!this.raw.isLive()) return this.gone('give back');
+    if (this.raw.reachable && !(await this.raw.reachable(GIVE_BACK_WAIT_MS))) {
+      this.ctx.logger?.warn(
+        { eventId: this.eventId, queue: this.ctx.queue },
+        'the broker is unreachable: the event is not given back now; the broker redelivers it when its lease runs out',
+      );
+      return;
+    }
     if (!Number.isFinite(this.ctx.maxDeliveries)) {
       // Nothing counts attempts on a queue that never dead-letters: the broker's own return is enough.
       await this.raw.requeue();
