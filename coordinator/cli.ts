@@ -45,11 +45,16 @@ function secrets(): string[] {
 
 function passwordOf(url: string | undefined): string | undefined {
   if (!url) return undefined;
-  try {
-    return decodeURIComponent(new URL(url).password) || undefined;
-  } catch {
-    return undefined;
+  // Every node of a cluster's address list (amqp://user:pw@rabbit1,rabbit2) is looked at.
+  for (const entry of url.split(',')) {
+    try {
+      const password = decodeURIComponent(new URL(entry.trim()).password);
+      if (password) return password;
+    } catch {
+      // not a URL: no password in it
+    }
   }
+  return undefined;
 }
 
 function makeLogger(level: string): Logger {
@@ -199,7 +204,7 @@ export function pilotRequestFromArgs(args: Args): PilotRequest {
 function brokerOptions<T>(y: Argv<T>, workflowRequired: boolean) {
   return y
     .epilog(EPILOG)
-    .option('broker', { type: 'string', describe: 'Broker URL (amqp://user@host:5672, nats://host:4222); no password here. Default: EWMS_BROKER_URL', group: 'Broker:' })
+    .option('broker', { type: 'string', describe: 'Broker URL (amqp://user@host:5672, nats://host:4222; a cluster\'s nodes comma-separated: amqp://user@r1:5672,r2:5672); no password here. Default: EWMS_BROKER_URL', group: 'Broker:' })
     .option('workflow', { type: 'string', demandOption: workflowRequired, describe: workflowRequired ? 'Workflow id (names the queues ewms-<id>-in / -out)' : 'Workflow id (names the queues); default: a new random id', group: 'Broker:' })
     .option('max-deliveries', { type: 'number', default: 3, describe: 'Attempts per event before it is dead-lettered', group: 'Broker:' })
     .option('wire-format', { choices: ['mqclient', 'raw'] as const, default: 'mqclient' as const, describe: 'Event body format on the wire', group: 'Broker:' })

@@ -246,3 +246,26 @@ test('broker types', () => {
   expect(isBrokerType('nats')).toBe(true);
   expect(isBrokerType('kafka')).toBe(false);
 });
+
+describe('the ewms CLI takes an address list in --broker', () => {
+  test('the list is passed on as it is; the token comes from the environment', async () => {
+    const { brokerFromArgs } = await import('../../coordinator/cli.js');
+    const options = brokerFromArgs({ broker: 'amqp://guest@r1:5701,r2:5702' } as never, { EWMS_BROKER_TOKEN: 'tok' });
+    expect(parseBrokerAddress(options.address as string).endpoints).toHaveLength(2);
+    expect(resolveAddress(options).password).toBe('tok');
+  });
+
+  test('a password on any node of the list is refused (it would show in ps), and never echoed', async () => {
+    const { brokerFromArgs } = await import('../../coordinator/cli.js');
+    for (const broker of ['amqp://r1:5701,amqp://guest:s3cr3tpw@r2:5702', 'amqp://guest:s3cr3tpw@r1,r2']) {
+      let caught: unknown;
+      try {
+        brokerFromArgs({ broker } as never, {});
+      } catch (err) {
+        caught = err;
+      }
+      expect(String(caught)).toMatch(/must not contain a password/);
+      expect(String(caught)).not.toContain('s3cr3tpw');
+    }
+  });
+});
