@@ -66,8 +66,15 @@ describe.each(clusters)('%s: a 3-node cluster through one address list', (type, 
     await receive(() => seen.size >= 150);
     const leader = await cluster.leaderOf(q);
     const killedAt = Date.now();
-    // Publishing through the kill: these confirms must come from the survivors.
-    const duringKill = leader.kill().then(() => publishAll(ids(300, 300)));
+    // Publishing through the kill (one every 5 ms, from before it to after it): confirms must come from the
+    // survivors, and a publish nacked while the leader is replaced must be sent again.
+    const paced = async (list: string[]) => {
+      for (const id of list) {
+        await producer.publish(q, { body: enc(id), eventId: id });
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    const duringKill = Promise.all([paced(ids(300, 300)), new Promise((r) => setTimeout(r, 200)).then(() => leader.kill())]);
     await receive(() => seen.size >= 600);
     await duringKill;
     const recoveredMs = Date.now() - killedAt;
