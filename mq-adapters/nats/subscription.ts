@@ -26,7 +26,8 @@ import { BrokerConnectionLostError } from '../errors.js';
 import type { NatsLink } from './link.js';
 import { contentEventId, type DeliveryContext } from '../shared/delivery.js';
 import { Intake } from '../shared/intake.js';
-import { HEADERS, type Delivery, type Subscription } from '../types.js';
+import type { Delivery, Subscription } from '../types.js';
+import { readNatsHeaders } from './headers.js';
 
 /** How long one pull request waits server-side for messages before it is renewed. */
 const PULL_EXPIRES_MS = 10_000;
@@ -198,14 +199,7 @@ export class NatsSubscription implements Subscription {
   }
 
   private receive(msg: JsMsg): void {
-    const headers: Record<string, string> = {};
-    let eventId: string | undefined;
-    if (msg.headers) {
-      for (const [key, values] of msg.headers) {
-        if (key === HEADERS.eventId) eventId = values[0];
-        else if (values[0] !== undefined && !key.startsWith('Nats-')) headers[key] = values[0];
-      }
-    }
+    const { eventId, headers } = readNatsHeaders(msg.headers);
     const body = msg.data;
     this.intake.accept({
       body,
@@ -219,10 +213,12 @@ export class NatsSubscription implements Subscription {
         requeue: () => this.nakConfirmed(msg),
         extendLease: async () => msg.working(),
         isLive: () => !this.nc.isClosed(),
-        reachable: (withinMs) => this.link.waitUntilUp(Date.now() + withinMs).then(
-          () => true,
-          () => false,
-        ),
+        reachable: (withinMs) =>
+          this.link.isUp ||
+          this.link.waitUntilUp(Date.now() + withinMs).then(
+            () => true,
+            () => false,
+          ),
       },
     });
   }

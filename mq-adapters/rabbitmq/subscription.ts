@@ -19,7 +19,7 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { describeError } from '../../common/redact.js';
 import { QueueNotFoundError } from '../errors.js';
-import { contentEventId, readAttempts, type DeliveryContext } from '../shared/delivery.js';
+import { contentEventId, overLimitReason, readAttempts, type DeliveryContext } from '../shared/delivery.js';
 import { Intake } from '../shared/intake.js';
 import { HEADERS, type Delivery, type Subscription } from '../types.js';
 import type { RabbitConnection } from './connection.js';
@@ -236,12 +236,10 @@ export function applicationHeaders(raw: Record<string, unknown>): Record<string,
   if (headers[HEADERS.deadLetterReason] === undefined && brokerReason !== undefined) {
     const { lastFailure, headers: app } = readAttempts(headers);
     const byBroker = `dead-lettered by the broker: ${headerText(brokerReason)}`;
+    const { reason, details } = overLimitReason(lastFailure, byBroker, byBroker);
     const dead: Record<string, string> = { ...app };
-    if (lastFailure) {
-      for (const [key, value] of Object.entries(lastFailure.details ?? {})) dead[`${HEADERS.deadLetterDetailPrefix}${key}`] = value;
-      dead[`${HEADERS.deadLetterDetailPrefix}delivery-limit`] = byBroker;
-    }
-    dead[HEADERS.deadLetterReason] = lastFailure?.reason ?? byBroker;
+    for (const [key, value] of Object.entries(details ?? {})) dead[`${HEADERS.deadLetterDetailPrefix}${key}`] = value;
+    dead[HEADERS.deadLetterReason] = reason;
     const source = raw['x-first-death-queue'];
     if (source !== undefined) dead[HEADERS.deadLetterSource] = headerText(source);
     return dead;

@@ -24,10 +24,10 @@ export interface RawSettle {
   /** False once the connection/channel the message came on is gone. */
   isLive(): boolean;
   /**
-   * For a connection that reconnects under a live delivery (NATS): resolves true once it is up (at once
-   * when it is), false when it is not up within `withinMs`.
+   * For a connection that reconnects under a live delivery (NATS): true when it is up now; else a promise
+   * of true once it is up again, or false when it is not up within `withinMs`.
    */
-  reachable?(withinMs: number): Promise<boolean>;
+  reachable?(withinMs: number): true | Promise<boolean>;
 }
 
 /** What every delivery of one subscription shares. */
@@ -50,8 +50,15 @@ const GIVE_BACK_WAIT_MS = 5_000;
 /** Told once per delivery, when it is settled (frees a prefetch slot). */
 export type OnSettled = () => void;
 
-/** Waits, before a message is given back, until giving it back is safe (see `Intake`). */
-export type ReturnGate = () => Promise<void>;
+/**
+ * Orders gives back around a closing subscription (see `Intake`): one that starts while the source is
+ * being stopped waits for `wait()`; one that starts before is `track`ed, and the close waits for it.
+ */
+export interface ReturnGate {
+  /** Pending while the source is being stopped; undefined otherwise. */
+  wait(): Promise<void> | undefined;
+  track(giveBack: Promise<void>): void;
+}
 
 /** A message as an adapter received it, before it becomes a `Delivery`. */
 export interface ReceivedMessage {
@@ -105,6 +112,14 @@ export function readAttempts(headers: Readonly<Record<string, string>>): Attempt
   }
   const lastFailure = reason === undefined ? undefined : Object.keys(details).length > 0 ? { reason, details } : { reason };
   return { attemptsBefore, lastFailure, headers: app };
+}
+
+/**
+ * The reason of a dead letter moved for exceeding the delivery limit: the last real failure when the event
+ * carried one, with `limit` (why it was moved now) as its `delivery-limit` detail; else `otherwise`.
+ */
+export function overLimitReason(lastFailure: DeadLetterReason | undefined, limit: string, otherwise: string): DeadLetterReason {
+  return lastFailure ? { reason: lastFailure.reason, details: { ...lastFailure.details, 'delivery-limit': limit } } : { reason: otherwise };
 }
 
 /** The bookkeeping headers for a copy that has used up `attempts` attempts. */
@@ -188,12 +203,7 @@ export class SharedDelivery implements Delivery {
    */
   async deadLetterOverLimit(): Promise<void> {
     const limit = `exceeded: attempt ${this.deliveryCount} of ${this.ctx.maxDeliveries} (a consumer died or lost its connection while holding it)`;
-    const last = this.lastFailure;
-    await this.deadLetter(
-      last
-        ? { reason: last.reason, details: { ...last.details, 'delivery-limit': limit } }
-        : { reason: `delivery limit ${limit}` },
-    );
+    await this.deadLetter(overLimitReason(this.lastFailure, limit, `delivery limit ${limit}`));
   }
 
   async extendLease(): Promise<void> {
@@ -210,11 +220,23 @@ export class SharedDelivery implements Delivery {
     this.onSettled();
   }
 
-  /** Give the message back having used up `attempts` attempts (see the file comment). */
-  private async giveBack(attempts: number, lastFailure: DeadLetterReason | undefined): Promise<void> {
-    await this.returnGate();
+  /**
+   * Give the message back having used up `attempts` attempts (see the file comment). Until its return is on
+   * its way it runs without an await when nothing stands in its way, so a close that starts at the same
+   * moment already sees it tracked.
+   */
+  private giveBack(attempts: number, lastFailure: DeadLetterReason | undefined): Promise<void> {
+    const gate = this.returnGate.wait();
+    if (gate) return gate.then(() => this.giveBackNow(attempts, lastFailure));
+    const giving = this.giveBackNow(attempts, lastFailure);
+    this.returnGate.track(giving);
+    return giving;
+  }
+
+  private async giveBackNow(attempts: number, lastFailure: DeadLetterReason | undefined): Promise<void> {
     if (!this.raw.isLive()) return this.gone('give back');
-    if (this.raw.reachable && !(await this.raw.reachable(GIVE_BACK_WAIT_MS))) {
+    const reachable = this.raw.reachable?.(GIVE_BACK_WAIT_MS) ?? true;
+    if (reachable !== true && !(await reachable)) {
       this.ctx.logger?.warn(
         { eventId: this.eventId, queue: this.ctx.queue },
         'the broker is unreachable: the event is not given back now; the broker redelivers it when its lease runs out',

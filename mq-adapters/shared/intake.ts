@@ -9,14 +9,14 @@
  * - deliveries whose channel died before they were yielded are dropped (the broker has them back already);
  * - closing — `close()`, or leaving the `for await` early by break/return/throw — stops the source first
  *   (the adapter's `stop`: cancel the consumer, abandon the pull request), then releases everything received
- *   and not yet yielded, including what arrives while the source stops. Gives back made by anyone in the
- *   meantime wait until the source has stopped (`ReturnGate`), so none can meet a pull request nobody
- *   listens to any more (see nats/subscription.ts).
+ *   and not yet yielded, including what arrives while the source stops. Gives back already under way are
+ *   let through first, and those made while the source stops wait until it has (`ReturnGate`), so none can
+ *   meet a pull request nobody listens to any more (see nats/subscription.ts).
  */
 import { describeError } from '../../common/redact.js';
 import type { Delivery, Subscription } from '../types.js';
 import { AsyncQueue } from './async-queue.js';
-import { SharedDelivery, type DeliveryContext, type OnSettled, type ReceivedMessage } from './delivery.js';
+import { SharedDelivery, type DeliveryContext, type OnSettled, type ReceivedMessage, type ReturnGate } from './delivery.js';
 
 /** Pause before returning a message we failed to dead-letter, so a broken DLQ does not become a hot loop. */
 const DEAD_LETTER_RETRY_MS = 1_000;
@@ -38,6 +38,19 @@ export class Intake implements Subscription {
   private readonly toRelease: SharedDelivery[] = [];
   /** Set while the source is being stopped: gives back wait for it. */
   private sourceStopping: Promise<void> | undefined;
+  /** Gives back that started before the close: the source is stopped only once they are through. */
+  private readonly returnsInFlight = new Set<Promise<void>>();
+  private readonly returnGate: ReturnGate = {
+    wait: () => this.sourceStopping,
+    track: (giveBack) => {
+      const settled = giveBack.then(
+        () => undefined,
+        () => undefined,
+      );
+      this.returnsInFlight.add(settled);
+      void settled.then(() => this.returnsInFlight.delete(settled));
+    },
+  };
   private roomWaiters: Array<() => void> = [];
 
   constructor(
@@ -81,7 +94,7 @@ export class Intake implements Subscription {
         this.wakeRoomWaiters();
         onSettled?.();
       },
-      () => this.sourceStopping ?? Promise.resolve(),
+      this.returnGate,
     );
     if (delivery.overLimit) {
       void this.deadLetterOverLimit(delivery, message);
@@ -132,6 +145,8 @@ export class Intake implements Subscription {
     this.toRelease.push(...this.buffer.end());
     this.wakeRoomWaiters();
     try {
+      // A give-back already under way may be answered by the source still listening: let it through first.
+      await Promise.all(this.returnsInFlight);
       await this.source.stop();
     } catch (err) {
       this.ctx.logger?.warn({ queue: this.ctx.queue, err: describeError(err) }, 'stopping the consumer failed; releasing what it received');

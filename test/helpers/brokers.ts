@@ -222,6 +222,19 @@ export function isAlive(pid: number): boolean {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Send `signal` to a process that is not our child (a daemonized node) and wait for it; SIGKILL after `timeoutMs`. */
+export async function signalPidAndWait(pid: number, signal: NodeJS.Signals, timeoutMs: number): Promise<void> {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // gone already
+  }
+  if (!(await waitForExit(pid, timeoutMs))) {
+    process.kill(pid, 'SIGKILL');
+    await waitForExit(pid, 5_000);
+  }
+}
+
 export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (isAlive(pid)) {
@@ -347,17 +360,7 @@ export async function startPrivateRabbitMQ(options: PrivateRabbitMQOptions = {})
   };
 
   const signalAndWait = async (signal: NodeJS.Signals, timeoutMs: number) => {
-    const current = pid;
-    if (current === undefined) return;
-    try {
-      process.kill(current, signal);
-    } catch {
-      // gone already
-    }
-    if (!(await waitForExit(current, timeoutMs))) {
-      process.kill(current, 'SIGKILL');
-      await waitForExit(current, 5_000);
-    }
+    if (pid !== undefined) await signalPidAndWait(pid, signal, timeoutMs);
     pid = undefined;
   };
 

@@ -47,9 +47,9 @@ import {
   portAccepts,
   reapOrphans,
   recordPids,
+  signalPidAndWait,
   tail,
   track,
-  waitForExit,
 } from './brokers.js';
 
 const run = promisify(execFile);
@@ -392,17 +392,7 @@ class RabbitNode implements ClusterNode {
   }
 
   private async signalAndWait(signal: NodeJS.Signals, timeoutMs: number): Promise<void> {
-    const current = this.pid;
-    if (current === undefined) return;
-    try {
-      process.kill(current, signal);
-    } catch {
-      // gone already
-    }
-    if (!(await waitForExit(current, timeoutMs))) {
-      process.kill(current, 'SIGKILL');
-      await waitForExit(current, 5_000);
-    }
+    if (this.pid !== undefined) await signalPidAndWait(this.pid, signal, timeoutMs);
     this.pid = undefined;
   }
 }
