@@ -16,10 +16,12 @@ import yargs, { type Argv, type Options } from 'yargs';
 import { EwmsError } from '../common/errors.js';
 import { describeError, redact } from '../common/redact.js';
 import type { ConnectOptions } from '../mq-adapters/types.js';
+import { parseManagementUrl } from '../mq-adapters/management-url.js';
 import { CoordinatorConfigError } from './errors.js';
 import { LineWriter, outcomeLine, readEvents } from './event-files.js';
 import { runWorkflow } from './run-workflow.js';
-import type { CondorOptions, EwmsWmsOptions, PilotCluster, PilotRequest, WireFormat } from './types.js';
+import type { CondorOptions, EwmsWmsOptions, JsonValue, PilotCluster, PilotRequest, WireFormat } from './types.js';
+import { wmsAuthFromEnv } from './wms-auth.js';
 import { Workflow } from './workflow.js';
 
 /** Exit codes, as documented in `--help`. */
@@ -35,12 +37,18 @@ const EPILOG = `Exit codes:
 Environment:
   EWMS_BROKER_URL    broker URL when --broker is not given (may include the password)
   EWMS_BROKER_TOKEN  broker password or token (RabbitMQ password/JWT, NATS token)
-  EWMS_WMS_TOKEN     bearer token for --backend ewms`;
+  EWMS_BROKER_MANAGEMENT_URL  the broker's HTTP API when --broker-management-url is not given
+  --backend ewms (the WMS provisions the broker: no --broker needed):
+  EWMS_WMS_TOKEN_URL, EWMS_WMS_CLIENT_ID, EWMS_WMS_CLIENT_SECRET
+                     OAuth2 client credentials: the issuer (e.g. a Keycloak realm URL), client id and
+                     secret; tokens are fetched and renewed as they expire
+  EWMS_WMS_TOKEN     a static bearer token instead (client credentials win when set)`;
 
 type Args = Record<string, unknown>;
 
 function secrets(): string[] {
-  return [process.env.EWMS_BROKER_TOKEN, process.env.EWMS_WMS_TOKEN, passwordOf(process.env.EWMS_BROKER_URL)].filter((s): s is string => !!s);
+  const env = process.env;
+  return [env.EWMS_BROKER_TOKEN, env.EWMS_WMS_TOKEN, env.EWMS_WMS_CLIENT_SECRET, passwordOf(env.EWMS_BROKER_URL)].filter((s): s is string => !!s);
 }
 
 function passwordOf(url: string | undefined): string | undefined {
@@ -72,7 +80,19 @@ export function brokerFromArgs(args: Args, env: NodeJS.ProcessEnv = process.env)
   }
   const address = flag ?? env.EWMS_BROKER_URL;
   if (!address) throw new CoordinatorConfigError('no broker given', 'pass --broker URL (e.g. amqp://guest@localhost:5672) or set EWMS_BROKER_URL');
-  return env.EWMS_BROKER_TOKEN ? { address, authToken: env.EWMS_BROKER_TOKEN } : { address };
+  return { address, ...(env.EWMS_BROKER_TOKEN ? { authToken: env.EWMS_BROKER_TOKEN } : {}), ...managementUrlFromArgs(args, env) };
+}
+
+/** `--broker-management-url` / `EWMS_BROKER_MANAGEMENT_URL`: the broker's HTTP API, for the coordinator and its pilots. */
+function managementUrlFromArgs(args: Args, env: NodeJS.ProcessEnv): Pick<ConnectOptions, 'managementUrl'> {
+  const text = (args['broker-management-url'] as string | undefined) ?? env.EWMS_BROKER_MANAGEMENT_URL;
+  if (text === undefined || text === '') return {};
+  try {
+    return { managementUrl: parseManagementUrl(text, '--broker-management-url') };
+  } catch (err) {
+    if (err instanceof EwmsError) throw new CoordinatorConfigError(err.message, err.hint);
+    throw err;
+  }
 }
 
 function jsonObject(text: string | undefined, flag: string): Record<string, string> | undefined {
@@ -111,6 +131,7 @@ const CONDOR_FLAGS: ReadonlyArray<[keyof CondorOptions, string]> = [
   ['memory', 'condor-memory'],
   ['disk', 'condor-disk'],
   ['requirements', 'condor-requirements'],
+  ['defaultRequirements', 'condor-default-requirements'],
   ['maxRuntimeSeconds', 'condor-max-runtime'],
   ['maxRetries', 'condor-max-retries'],
   ['workDir', 'condor-work-dir'],
@@ -127,17 +148,34 @@ function condorFromArgs(args: Args): CondorOptions {
 function ewmsFromArgs(args: Args): EwmsWmsOptions {
   const url = args['wms-url'] as string | undefined;
   if (!url) throw new CoordinatorConfigError('--backend ewms needs --wms-url', 'e.g. --wms-url https://ewms.example.org');
-  const locations: EwmsWmsOptions['locations'] = {};
+  const locations: string[] = [];
   for (const item of (args['wms-location'] as string[] | undefined) ?? []) {
-    const m = /^([^=]+)=([^,]+),(.+)$/.exec(item);
-    if (!m) throw new CoordinatorConfigError(`--wms-location '${item}' is not NAME=COLLECTOR,SCHEDD`, 'e.g. --wms-location sub-2=glidein-cm.example.org,sub-2.example.org');
-    locations[m[1]!] = { collector: m[2]!, schedd: m[3]! };
+    if (item.includes('=') || item.includes(',')) {
+      throw new CoordinatorConfigError(`--wms-location '${item}' is not a location name`, 'give the name the WMS knows (e.g. --wms-location sub-2): the WMS looks up the collector and schedd itself');
+    }
+    locations.push(item);
   }
-  const options: EwmsWmsOptions = { url, locations };
-  if (process.env.EWMS_WMS_TOKEN) options.token = process.env.EWMS_WMS_TOKEN;
-  const worker = jsonObject(args['wms-worker-config'] as string | undefined, '--wms-worker-config');
+  const options: EwmsWmsOptions = { url, locations, ...wmsAuthFromEnv() };
+  const worker = jsonRecord(args['wms-worker-config'] as string | undefined, '--wms-worker-config');
   if (worker) options.workerConfig = worker;
+  if (args['wms-image-source'] !== undefined) options.imageSource = args['wms-image-source'] as 'auto' | 'cvmfs';
+  if (args['wms-pilot-tag'] !== undefined) options.pilotTag = args['wms-pilot-tag'] as string;
+  if (args['wms-priority'] !== undefined) options.priority = args['wms-priority'] as number;
+  if (args['wms-poll-seconds'] !== undefined) options.pollSeconds = args['wms-poll-seconds'] as number;
   return options;
+}
+
+/** A JSON object whose values keep their JSON types (worker_config takes integers and booleans). */
+function jsonRecord(text: string | undefined, flag: string): Record<string, JsonValue> | undefined {
+  if (text === undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new CoordinatorConfigError(`${flag} is not valid JSON`, `${flag} takes a JSON object, e.g. '{"n_cores": 2, "worker_memory": "4GB"}'`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new CoordinatorConfigError(`${flag} must be a JSON object`, `e.g. '{"n_cores": 2}'`);
+  return parsed as Record<string, JsonValue>;
 }
 
 function localCommand(text: string | undefined): string[] | undefined {
@@ -182,7 +220,7 @@ export function pilotRequestFromArgs(args: Args): PilotRequest {
   if (args['pilot-broker']) {
     const address = args['pilot-broker'] as string;
     if (passwordOf(address)) throw new CoordinatorConfigError('--pilot-broker must not contain a password', 'the pilots get the token from EWMS_BROKER_TOKEN');
-    request.pilotBroker = process.env.EWMS_BROKER_TOKEN ? { address, authToken: process.env.EWMS_BROKER_TOKEN } : { address };
+    request.pilotBroker = { address, ...(process.env.EWMS_BROKER_TOKEN ? { authToken: process.env.EWMS_BROKER_TOKEN } : {}), ...managementUrlFromArgs(args, process.env) };
   }
   if (backend === 'local') request.local = defined({ workDir: args['local-work-dir'] as string | undefined, pilotCommand: localCommand(args['local-command'] as string | undefined) });
   if (backend === 'condor') request.condor = condorFromArgs(args);
@@ -205,6 +243,7 @@ function brokerOptions<T>(y: Argv<T>, workflowRequired: boolean) {
   return y
     .epilog(EPILOG)
     .option('broker', { type: 'string', describe: 'Broker URL (amqp://user@host:5672, nats://host:4222; a cluster\'s nodes comma-separated: amqp://user@r1:5672,r2:5672); no password here. Default: EWMS_BROKER_URL', group: 'Broker:' })
+    .option('broker-management-url', { type: 'string', describe: "The broker's HTTP API for the coordinator and its pilots: RabbitMQ management (dead-letter policy), Pulsar admin (queue depth); 'none': never contact it. Default: EWMS_BROKER_MANAGEMENT_URL, else the broker host on the API's port", group: 'Broker:' })
     .option('workflow', { type: 'string', demandOption: workflowRequired, describe: workflowRequired ? 'Workflow id (names the queues ewms-<id>-in / -out)' : 'Workflow id (names the queues); default: a new random id', group: 'Broker:' })
     .option('max-deliveries', { type: 'number', default: 3, describe: 'Attempts per event before it is dead-lettered', group: 'Broker:' })
     .option('wire-format', { choices: ['mqclient', 'raw'] as const, default: 'mqclient' as const, describe: 'Event body format on the wire', group: 'Broker:' })
@@ -237,19 +276,24 @@ const PILOT_OPTIONS: ReadonlyArray<readonly [string, Options]> = [
   ['condor-universe', { choices: ['vanilla', 'container'] as const, describe: 'Job universe (default vanilla)', group: CONDOR }],
   ['condor-template', { type: 'string', describe: 'Submit template of your own', group: CONDOR }],
   ['condor-pilot-image', { type: 'string', describe: 'Pilot image (container_image / +SingularityImage)', group: CONDOR }],
-  ['condor-pilot-command', { type: 'string', describe: 'Pilot command on the execute node (default ewms-pilot)', group: CONDOR }],
+  ['condor-pilot-command', { type: 'string', describe: 'Pilot command on the execute node, vanilla universe (default ewms-pilot; the container universe runs the image entrypoint)', group: CONDOR }],
   ['condor-cpus', { type: 'number', describe: 'request_cpus', group: CONDOR }],
   ['condor-memory', { type: 'string', describe: 'request_memory, e.g. "2 GB"', group: CONDOR }],
   ['condor-disk', { type: 'string', describe: 'request_disk, e.g. "4 GB"', group: CONDOR }],
-  ['condor-requirements', { type: 'string', describe: 'requirements (ClassAd expression)', group: CONDOR }],
-  ['condor-max-runtime', { type: 'number', describe: 'Remove pilots running longer than this many seconds', group: CONDOR }],
+  ['condor-requirements', { type: 'string', describe: 'requirements (ClassAd expression), ANDed with the defaults', group: CONDOR }],
+  ['condor-default-requirements', { type: 'boolean', describe: 'Add what pilots need (Apptainer, user namespaces, CVMFS repositories); --no-condor-default-requirements: only --condor-requirements', group: CONDOR }],
+  ['condor-max-runtime', { type: 'number', describe: 'Wall-time limit in seconds: +OriginalTime, and EWMS_PILOT_MAX_WORKER_RUNTIME for the pilots', group: CONDOR }],
   ['condor-max-retries', { type: 'number', describe: 'max_retries (default 3)', group: CONDOR }],
   ['condor-work-dir', { type: 'string', describe: 'Where submit file, env file and logs go', group: CONDOR }],
   ['condor-schedd', { type: 'string', describe: 'Schedd name (-name)', group: CONDOR }],
   ['condor-pool', { type: 'string', describe: 'Collector (-pool)', group: CONDOR }],
-  ['wms-url', { type: 'string', describe: 'WMS base URL (token: EWMS_WMS_TOKEN)', group: WMS }],
-  ['wms-location', { type: 'string', array: true, describe: 'Condor location NAME=COLLECTOR,SCHEDD; repeatable', group: WMS }],
-  ['wms-worker-config', { type: 'string', describe: 'worker_config overrides, JSON object', group: WMS }],
+  ['wms-url', { type: 'string', describe: 'WMS base URL (credentials: EWMS_WMS_TOKEN_URL/_CLIENT_ID/_CLIENT_SECRET or EWMS_WMS_TOKEN)', group: WMS }],
+  ['wms-location', { type: 'string', array: true, describe: 'Cluster location by the name the WMS knows (e.g. sub-2); repeatable', group: WMS }],
+  ['wms-image-source', { choices: ['auto', 'cvmfs'] as const, describe: 'Where the TMS takes the pilot image from (pilot_config.image_source; default auto)', group: WMS }],
+  ['wms-pilot-tag', { type: 'string', describe: 'Pilot image tag (pilot_config.tag): latest (default) or X.Y.Z', group: WMS }],
+  ['wms-priority', { type: 'number', describe: "The workflow's priority (default: the WMS's)", group: WMS }],
+  ['wms-worker-config', { type: 'string', describe: 'worker_config overrides, JSON object (e.g. {"n_cores": 2, "worker_memory": "4GB"})', group: WMS }],
+  ['wms-poll-seconds', { type: 'number', describe: 'How often to ask the WMS whether the queues are activated (default 15)', group: WMS }],
 ];
 
 function pilotOptions<T>(y: Argv<T>): Argv<T> {
@@ -271,10 +315,18 @@ function collectOptions<T>(y: Argv<T>) {
 // Commands
 // ---------------------------------------------------------------------------------------------------------
 
-async function openWorkflow(args: Args, logger: Logger): Promise<Workflow> {
+/** The coordinator's broker: none with --backend ewms, whose WMS provisions one (a --broker then is unused). */
+function coordinatorBroker(args: Args, pilots: PilotRequest | undefined, logger: Logger): ConnectOptions | undefined {
+  if (pilots?.backend !== 'ewms') return brokerFromArgs(args);
+  if (args.broker) logger.warn({}, '--broker is not used with --backend ewms: the WMS provisions the queues on its own broker');
+  return undefined;
+}
+
+async function openWorkflow(args: Args, logger: Logger, pilots?: PilotRequest): Promise<Workflow> {
   return Workflow.create(
     defined({
-      broker: brokerFromArgs(args),
+      broker: coordinatorBroker(args, pilots, logger),
+      pilots,
       id: args.workflow as string | undefined,
       maxDeliveries: args['max-deliveries'] as number,
       wireFormat: args['wire-format'] as WireFormat,
@@ -307,7 +359,7 @@ async function cmdRun(args: Args, logger: Logger): Promise<number> {
   try {
     const report = await runWorkflow(
       defined({
-        broker: brokerFromArgs(args),
+        broker: coordinatorBroker(args, pilots, logger),
         id: args.workflow as string | undefined,
         maxDeliveries: args['max-deliveries'] as number,
         wireFormat: args['wire-format'] as WireFormat,
@@ -333,7 +385,13 @@ async function cmdRun(args: Args, logger: Logger): Promise<number> {
       `workflow ${report.workflowId}: ${report.results} results, ${report.deadLetters} dead letters, ${report.duplicates} duplicates dropped, ` +
         `${report.published} published, ${report.seconds.toFixed(1)} s (${report.ratePerSecond.toFixed(1)}/s); queues ${report.queuesDeleted ? 'deleted' : 'kept'}\n`,
     );
-    if (report.deadLetters > 0) process.stderr.write(`inspect: ewms dlq list --workflow ${report.workflowId}; retry: ewms dlq requeue --workflow ${report.workflowId}\n`);
+    if (report.deadLetters > 0) {
+      process.stderr.write(
+        report.deadLetterRoute === 'queue'
+          ? `inspect: ewms dlq list --workflow ${report.workflowId}; retry: ewms dlq requeue --workflow ${report.workflowId}\n`
+          : `dead letters came with the results${args['dead-letters'] ? ` and are in ${String(args['dead-letters'])}` : ' (give --dead-letters FILE to keep them)'}\n`,
+      );
+    }
     return report.deadLetters > 0 ? EXIT.deadLetters : EXIT.ok;
   } finally {
     process.off('SIGINT', onSignal);
@@ -402,15 +460,8 @@ async function cmdSubmit(args: Args, logger: Logger): Promise<number> {
   if (request.backend === 'local') {
     throw new CoordinatorConfigError('submit starts pilots that outlive this command: use --backend condor or ewms', 'for local pilots use ewms run, or the library (Workflow.startPilots)');
   }
-  if (request.backend === 'ewms') {
-    // The WMS makes the queues and starts the pilots: nothing to declare on a broker of ours.
-    const { requestEwmsWorkflow } = await import('./backends/ewms.js');
-    const cluster = await requestEwmsWorkflow(request, logger);
-    const queues = { incoming: cluster.queues.incoming?.mqid, outgoing: cluster.queues.outgoing?.mqid, broker: cluster.queues.incoming?.broker_address };
-    process.stdout.write(`${JSON.stringify({ backend: 'ewms', cluster: cluster.id, queues })}\n`);
-    return EXIT.ok;
-  }
-  const wf = await openWorkflow(args, logger);
+  // ewms: the WMS makes the queues and starts the pilots; local/condor: declared on our broker, pilots started here.
+  const wf = await openWorkflow(args, logger, request);
   try {
     const cluster = await wf.startPilots(request);
     process.stdout.write(`${JSON.stringify({ workflow: wf.id, backend: cluster.backend, cluster: cluster.id, queues: wf.queues })}\n`);
@@ -441,7 +492,8 @@ async function cmdStatus(args: Args): Promise<number> {
 }
 
 async function cmdRm(args: Args): Promise<number> {
-  await (await attachCluster(args)).remove();
+  // Stopping a workflow by hand is an abort (the WMS records it as ABORTED, not FINISHED).
+  await (await attachCluster(args)).remove({ reason: 'aborted' });
   process.stderr.write(`removed ${args.backend} ${args.cluster}\n`);
   return EXIT.ok;
 }

@@ -11,12 +11,14 @@
  * - Done when results + dead letters = expected.
  * - With `keepDeadLetters`, dead letters are yielded but left in their queue (released when collection
  *   ends) for `DeadLetters.list` / `requeue`.
+ * - Where there is no dead-letter queue (EWMS: one token per queue), dead letters arrive on the results queue,
+ *   marked by their reason header; they are yielded as dead letters and acked once taken.
  */
 import { describeError } from '../common/redact.js';
 import type { WireFormat } from '../common/wire.js';
 import { AsyncQueue } from '../mq-adapters/shared/async-queue.js';
 import { HEADERS, type AdapterLogger, type Broker, type Delivery, type Subscription } from '../mq-adapters/types.js';
-import { decodeEvent } from './codec.js';
+import { decodeEvent, eventBytes } from './codec.js';
 import { CollectStoppedError, CollectTimeoutError, CoordinatorConfigError } from './errors.js';
 import type { CollectOptions, CollectStats, WorkflowOutcome, WorkflowQueues } from './types.js';
 
@@ -47,7 +49,18 @@ export function deadLetterOutcome(delivery: Delivery, wireFormat: WireFormat): W
     reason: delivery.headers[HEADERS.deadLetterReason] ?? 'delivery limit reached (dead-lettered by the broker)',
     details,
     data: decodeOrDescribe(delivery.body, wireFormat),
+    ...rawBytes(delivery, wireFormat),
   };
+}
+
+/** The body's bytes (a copy the caller may keep), for the raw wire format. */
+function rawBytes(delivery: Delivery, wireFormat: WireFormat): { bytes?: Buffer } {
+  return wireFormat === 'raw' ? { bytes: Buffer.from(eventBytes(delivery.body)) } : {};
+}
+
+/** A dead letter that came on the results queue (no dead-letter queue of its own): it carries the reason header. */
+function isDeadLetter(delivery: Delivery): boolean {
+  return delivery.headers[HEADERS.deadLetterReason] !== undefined;
 }
 
 function decodeOrDescribe(body: Uint8Array, wireFormat: WireFormat) {
@@ -60,10 +73,11 @@ function decodeOrDescribe(body: Uint8Array, wireFormat: WireFormat) {
 }
 
 function resultOutcome(delivery: Delivery, wireFormat: WireFormat): WorkflowOutcome {
+  if (isDeadLetter(delivery)) return deadLetterOutcome(delivery, wireFormat);
   const inputEventId = delivery.headers[HEADERS.inputEventId] ?? '';
   const headers = { ...delivery.headers };
   try {
-    return { kind: 'result', inputEventId, data: decodeEvent(delivery.body, wireFormat), headers };
+    return { kind: 'result', inputEventId, data: decodeEvent(delivery.body, wireFormat), ...rawBytes(delivery, wireFormat), headers };
   } catch (err) {
     return {
       kind: 'dead-letter',
@@ -80,7 +94,7 @@ function resultOutcome(delivery: Delivery, wireFormat: WireFormat): WorkflowOutc
  * Throws `CollectTimeoutError` after `idleTimeoutMs` of silence, and the signal's reason on abort.
  */
 export async function* collectOutcomes(
-  broker: Broker,
+  brokers: { results: Broker; deadLetters: Broker | undefined },
   queues: WorkflowQueues,
   wireFormat: WireFormat,
   options: CollectOptions,
@@ -133,16 +147,20 @@ export async function* collectOutcomes(
   try {
     // Every collection that ends with results unread returns them, and brokers count that as a delivery:
     // a delivery limit here would dead-letter a result after a few rounds, to a queue nobody reads.
-    const results = await broker.consume(queues.outgoing, { prefetch, deadLetter: false });
+    const results = await brokers.results.consume(queues.outgoing, { prefetch, deadLetter: false });
     subscriptions.push(results);
-    const deadLetters = await broker.consume(queues.deadLetter, {
-      // Kept dead letters stay unacked until the end, so they need room of their own.
-      prefetch: window['dead-letter'],
-      // Reading a dead-letter queue must never dead-letter its messages again, however often they are given back.
-      deadLetter: false,
-    });
-    subscriptions.push(deadLetters);
-    for (const [sub, source] of [[results, 'result'], [deadLetters, 'dead-letter']] as const) {
+    const pumped: Array<readonly [Subscription, Source]> = [[results, 'result']];
+    if (brokers.deadLetters) {
+      const deadLetters = await brokers.deadLetters.consume(queues.deadLetter, {
+        // Kept dead letters stay unacked until the end, so they need room of their own.
+        prefetch: window['dead-letter'],
+        // Reading a dead-letter queue must never dead-letter its messages again, however often they are given back.
+        deadLetter: false,
+      });
+      subscriptions.push(deadLetters);
+      pumped.push([deadLetters, 'dead-letter']);
+    }
+    for (const [sub, source] of pumped) {
       pump(sub, source).catch((err: unknown) => {
         for (const item of merged.fail(err)) settle(item.delivery, 'release');
       });

@@ -10,6 +10,7 @@ import { describeError } from '../common/redact.js';
 import type { WireFormat } from '../common/wire.js';
 import { HEADERS, type AdapterLogger, type Broker, type Delivery } from '../mq-adapters/types.js';
 import { deadLetterOutcome } from './collect.js';
+import { CoordinatorConfigError } from './errors.js';
 import type { WorkflowOutcome, WorkflowQueues } from './types.js';
 
 /** One dead letter as listed or exported. */
@@ -35,15 +36,28 @@ const DEFAULT_IDLE_MS = 1_000;
 /** The dead letters of one workflow. */
 export class DeadLetters {
   constructor(
-    private readonly broker: Broker,
+    /** Where the dead-letter queue lives; undefined when dead letters travel on the outgoing queue (EWMS). */
+    private readonly deadLetterBroker: Broker | undefined,
+    /** Where the incoming queue lives (requeue publishes there). */
+    private readonly incomingBroker: Broker,
     private readonly queues: WorkflowQueues,
     private readonly wireFormat: WireFormat,
     private readonly logger?: AdapterLogger,
   ) {}
 
-  /** Messages waiting in the dead-letter queue (as the broker counts them). */
+  /** Messages waiting in the dead-letter queue (as the broker counts them); 0 where there is none. */
   depth(): Promise<number> {
-    return this.broker.depth(this.queues.deadLetter);
+    return this.deadLetterBroker ? this.deadLetterBroker.depth(this.queues.deadLetter) : Promise.resolve(0);
+  }
+
+  private get broker(): Broker {
+    if (!this.deadLetterBroker) {
+      throw new CoordinatorConfigError(
+        'this workflow has no dead-letter queue: its dead letters arrive with the results, marked by their reason',
+        'collect takes them (ewms run/collect --dead-letters FILE writes them); to retry, publish their data again',
+      );
+    }
+    return this.deadLetterBroker;
   }
 
   /** Read the dead letters without removing them. */
@@ -74,7 +88,7 @@ export class DeadLetters {
     const requeued: string[] = [];
     await this.read(options, async (delivery) => {
       if (only && !only.has(delivery.eventId)) return 'keep';
-      await this.broker.publish(this.queues.incoming, {
+      await this.incomingBroker.publish(this.queues.incoming, {
         body: delivery.body,
         eventId: delivery.eventId,
         headers: withoutDeadLetterHeaders(delivery.headers),

@@ -69,5 +69,24 @@ export class WmsError extends EwmsError {
   }
 }
 
+/** No bearer token could be had for the WMS (OAuth2 discovery or the token endpoint failed). */
+export class WmsAuthError extends EwmsError {}
+
+/**
+ * `POST /v1/workflows` got no answer we can trust (a timeout, a 5xx such as a gateway's 504) and no workflow
+ * made by it could be found afterwards. Nothing was sent twice: the WMS may still create it.
+ */
+export class WmsWorkflowUnconfirmedError extends EwmsError {
+  constructor(
+    message: string,
+    hint: string,
+    /** The request id the workflow carries (`pilot_config.environment.EWMS_COORDINATOR_REQUEST_ID`), to look it up later. */
+    readonly requestId: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, hint, options);
+  }
+}
+
 /** A pilot backend could not start, inspect or stop pilots. */
 export class PilotBackendError extends EwmsError {}

@@ -26,4 +26,7 @@ export { ProgressDisplay, progressLine, type ProgressOptions, type ProgressSnaps
 export { readEvents, outcomeLine } from './event-files.js';
 export { CondorPilotCluster, attachCondorCluster, prepareSubmission, type CondorSubmission } from './backends/condor.js';
 export { shellQuote } from './condor/submit-description.js';
-export { EwmsPilotCluster, WmsClient, attachEwmsWorkflow, ewmsWorkflowOptions, requestEwmsWorkflow, type MqProfile } from './backends/ewms.js';
+export { EwmsPilotCluster, WmsClient, attachEwmsWorkflow, provisionEwmsWorkflow, workflowRequestBody, type MqProfile, type WorkflowRequestBody } from './backends/ewms.js';
+export { pilotBackend, type PilotBackend, type Provisioned, type ProvisionRequest } from './backends/index.js';
+export { singleTaskPlan, QUEUE_ALIASES, type PlannedTask, type PlannedWorkflow } from './backends/plan.js';
+export { wmsAuthFromEnv, wmsTokenSource, type WmsTokenSource, type WmsAuthOptions, type ClientCredentials } from './wms-auth.js';

@@ -4,6 +4,7 @@
  * switches, which need a condor starter to talk to).
  */
 import { formatBrokerAddress, resolveAddress, type BrokerAddress } from '../mq-adapters/address.js';
+import { formatManagementUrl } from '../mq-adapters/management-url.js';
 import type { ConnectOptions } from '../mq-adapters/types.js';
 import type { WireFormat } from '../common/wire.js';
 import { CoordinatorConfigError } from './errors.js';
@@ -57,6 +58,8 @@ export function buildPilotEnv(target: WorkflowTarget, request: PilotRequest): Pi
     env[`${PILOT_PREFIX}QUEUE_${side}`] = side === 'INCOMING' ? target.queues.incoming : target.queues.outgoing;
     env[`${PILOT_PREFIX}QUEUE_${side}_BROKER_TYPE`] = address.type;
     env[`${PILOT_PREFIX}QUEUE_${side}_BROKER_ADDRESS`] = pilotBrokerAddress(address);
+    // The pilots' broker API is the one the user gave for the broker they reach (RabbitMQ: the policy).
+    if (broker.managementUrl !== undefined) env[`${PILOT_PREFIX}QUEUE_${side}_BROKER_MANAGEMENT_URL`] = formatManagementUrl(broker.managementUrl);
     if (address.password) {
       env[`${PILOT_PREFIX}QUEUE_${side}_AUTH_TOKEN`] = address.password;
       secretKeys.push(`${PILOT_PREFIX}QUEUE_${side}_AUTH_TOKEN`);

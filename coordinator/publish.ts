@@ -3,18 +3,19 @@
  * sits in memory), ids returned in input order.
  */
 import { randomUUID } from 'node:crypto';
-import type { JsonValue, WireFormat } from '../common/wire.js';
+import type { WireFormat } from '../common/wire.js';
 import { describeError } from '../common/redact.js';
 import type { Broker } from '../mq-adapters/types.js';
 import { encodeEvent } from './codec.js';
 import { PublishError } from './errors.js';
+import type { EventData } from './types.js';
 
 /** Options for `publishEvents`. */
 export interface PublishOptions {
   wireFormat: WireFormat;
   /** Most publishes awaiting their confirm at once (default 1,000). */
   window?: number;
-  /** Told after each confirm, with the running count. */
+  /** Told after each confirm, with the running count of this call. */
   onConfirmed?: (count: number) => void;
   /** Stop taking events from the iterable (what is in flight is still confirmed). */
   signal?: AbortSignal;
@@ -27,7 +28,7 @@ export interface PublishOptions {
 export async function publishEvents(
   broker: Broker,
   queue: string,
-  events: Iterable<JsonValue> | AsyncIterable<JsonValue>,
+  events: Iterable<EventData> | AsyncIterable<EventData>,
   options: PublishOptions,
 ): Promise<string[]> {
   const window = Math.max(1, options.window ?? 1_000);
@@ -37,7 +38,7 @@ export async function publishEvents(
   let failure: unknown;
   let confirmedCount = 0;
 
-  const send = (index: number, data: JsonValue) => {
+  const send = (index: number, data: EventData) => {
     const eventId = randomUUID();
     ids[index] = eventId;
     const done: Promise<void> = broker
@@ -58,7 +59,7 @@ export async function publishEvents(
 
   let index = 0;
   try {
-    for await (const data of events as AsyncIterable<JsonValue>) {
+    for await (const data of events as AsyncIterable<EventData>) {
       if (failure !== undefined) break;
       options.signal?.throwIfAborted();
       send(index++, data);

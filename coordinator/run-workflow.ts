@@ -1,21 +1,20 @@
 /**
- * `runWorkflow`: a whole workflow in one call — publish the events, start pilots, collect every outcome
- * with a live progress display, stop the pilots, and report. With `pilots.backend: 'ewms'` the WMS is asked
- * for the workflow first and its queues (and broker) are used instead of `broker`/`id`/`queues`.
+ * `runWorkflow`: a whole workflow in one call — provision the queues through the pilots' backend, publish the
+ * events, start the pilots, collect every outcome with a live progress display, stop the pilots (`finished`
+ * on success, `aborted` on failure, as the ewms backend reports it to the WMS), and report.
  */
-import type { JsonValue } from '../common/wire.js';
+import type { EventData } from './types.js';
 import { describeError } from '../common/redact.js';
 import { failedPilots } from './autoscale.js';
-import { EwmsPilotCluster, ewmsWorkflowOptions, requestEwmsWorkflow } from './backends/ewms.js';
 import { PilotBackendError } from './errors.js';
 import { ProgressDisplay, type ProgressOptions } from './progress.js';
-import type { ClusterStatus, PilotCluster, PilotRequest, WorkflowOptions, WorkflowOutcome, WorkflowQueues } from './types.js';
+import type { ClusterStatus, CollectStats, DeadLetterRoute, PilotCluster, PilotRequest, WorkflowOptions, WorkflowOutcome, WorkflowQueues } from './types.js';
 import { Workflow } from './workflow.js';
 
 /** Options for `runWorkflow`. */
 export interface RunWorkflowOptions extends WorkflowOptions {
   /** Events to publish (may be empty when only `alsoExpect` outcomes are awaited). */
-  events?: Iterable<JsonValue> | AsyncIterable<JsonValue>;
+  events?: Iterable<EventData> | AsyncIterable<EventData>;
   /**
    * Outcomes to await besides those of `events`: their ids (e.g. the dead letters `requeue` returned), or
    * just a count — a count also takes dead letters still waiting in the dead-letter queue for outcomes.
@@ -52,21 +51,21 @@ export interface WorkflowReport {
   /** The pilots' last status before they were removed. */
   pilots: ClusterStatus | undefined;
   queuesDeleted: boolean;
+  /** Where the dead letters were: their own queue (left there), or with the results (ewms). */
+  deadLetterRoute: DeadLetterRoute;
 }
 
-/** Run a workflow from first event to last outcome. Dead letters are reported and left in their queue. */
+/**
+ * Run a workflow from first event to last outcome. Dead letters are reported, and left in their queue where
+ * they have one (with the ewms backend they arrive with the results and are handed to `onOutcome` only).
+ */
 export async function runWorkflow(options: RunWorkflowOptions): Promise<WorkflowReport> {
   const started = Date.now();
   const log = options.logger;
-  // With the ewms backend the WMS makes the queues (and starts the pilots): ask first, then use its queues.
-  let cluster: PilotCluster | undefined = options.pilots?.backend === 'ewms' ? await requestEwmsWorkflow(options.pilots, log) : undefined;
-  let workflow: Workflow;
-  try {
-    workflow = await Workflow.create(cluster instanceof EwmsPilotCluster ? { ...options, ...ewmsWorkflowOptions(cluster) } : options);
-  } catch (err) {
-    await cluster?.remove().catch(() => undefined);
-    throw err;
-  }
+  // The pilots' backend provisions the queues (the WMS makes them for ewms); pilots start below.
+  const workflow = await Workflow.create(options);
+  let cluster: PilotCluster | undefined;
+  let collected: Readonly<CollectStats> = { results: 0, deadLetters: 0, duplicates: 0, unexpected: 0 };
   let expected: number | undefined;
   let display: ProgressDisplay | undefined;
   let pilotStatus: ClusterStatus | undefined;
@@ -74,7 +73,7 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
   try {
     if (options.progress !== false) {
       display = new ProgressDisplay(
-        () => ({ published: workflow.publishedCount, expected, results: workflow.collectStats.results, deadLetters: workflow.collectStats.deadLetters }),
+        () => ({ published: workflow.publishedCount, expected, results: collected.results, deadLetters: collected.deadLetters }),
         options.progress ?? {},
       );
     }
@@ -85,7 +84,7 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
     const publishSignal = options.signal ? AbortSignal.any([options.signal, stopPublishing.signal]) : stopPublishing.signal;
     const [published, startedPilots] = await Promise.allSettled([
       options.events ? workflow.publish(options.events, { signal: publishSignal }) : Promise.resolve([] as string[]),
-      (options.pilots && !cluster ? workflow.startPilots(options.pilots) : Promise.resolve(cluster)).catch((err: unknown) => {
+      (options.pilots ? workflow.startPilots(options.pilots) : Promise.resolve(undefined)).catch((err: unknown) => {
         stopPublishing.abort(err);
         throw err;
       }),
@@ -103,25 +102,27 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
     const watchdog = cluster ? watchPilots(cluster, log) : undefined;
     const signals = [watchdog?.signal, options.signal].filter((s): s is AbortSignal => s !== undefined);
     try {
-      const outcomes = workflow.collect({
+      const collection = workflow.collect({
         expected: extraIds ? [...ids, ...extraIds] : extra > 0 ? expected : ids,
         idleTimeoutMs: options.idleTimeoutMs ?? 600_000,
         keepDeadLetters: true,
         ...(signals.length > 0 ? { signal: AbortSignal.any(signals) } : {}),
       });
-      for await (const outcome of outcomes) await options.onOutcome(outcome);
+      collected = collection.stats;
+      for await (const outcome of collection) await options.onOutcome(outcome);
     } finally {
       watchdog?.stop();
     }
 
     if (cluster) {
       pilotStatus = await cluster.status().catch(() => undefined);
-      await cluster.remove();
+      await cluster.remove({ reason: 'finished' });
       cluster = undefined;
     }
-    const stats = { ...workflow.collectStats };
+    const stats = { ...collected };
     const deleteQueues = options.deleteQueues ?? 'if-clean';
-    const queuesDeleted = deleteQueues === true || (deleteQueues === 'if-clean' && (await workflow.deadLetters().depth()) === 0 && stats.deadLetters === 0);
+    const queuesDeleted =
+      !workflow.queuesOwnedByBackend && (deleteQueues === true || (deleteQueues === 'if-clean' && (await workflow.deadLetters().depth()) === 0 && stats.deadLetters === 0));
     display?.stop();
     display = undefined;
     closed = true;
@@ -136,6 +137,7 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
       ratePerSecond: seconds > 0 ? (stats.results + stats.deadLetters) / seconds : 0,
       pilots: pilotStatus,
       queuesDeleted,
+      deadLetterRoute: workflow.deadLetterRoute,
     };
   } catch (err) {
     // Say where the events and outcomes are: with a random workflow id nothing else names the queues.
@@ -143,7 +145,7 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
     throw err;
   } finally {
     display?.stop();
-    if (cluster) await cluster.remove().catch((err: unknown) => log?.error({ err: describeError(err) }, 'stopping the pilots failed'));
+    if (cluster) await cluster.remove({ reason: 'aborted' }).catch((err: unknown) => log?.error({ err: describeError(err) }, 'stopping the pilots failed'));
     if (!closed) await workflow.close().catch(() => undefined);
   }
 }

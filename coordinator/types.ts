@@ -14,18 +14,52 @@ export interface WorkflowQueues {
   incoming: string;
   /** Results; pilots publish to it, `collect` drains it. */
   outgoing: string;
-  /** Events that failed `maxDeliveries` times, with the reason (the incoming queue's dead-letter queue). */
+  /**
+   * Events that failed `maxDeliveries` times, with the reason (the incoming queue's dead-letter queue). Where
+   * the backend provisions no such queue (`ewms`), the outgoing queue's name: dead letters travel there,
+   * marked by their reason header (see `deadLetterRoute`).
+   */
   deadLetter: string;
+}
+
+/** One queue and the broker connection (with its own credentials) that reaches it. */
+export interface QueueEndpoint {
+  name: string;
+  broker: ConnectOptions;
+}
+
+/**
+ * Where dead letters go: `queue` — a dead-letter queue of their own (`<incoming>.dlq`), declared by the
+ * coordinator and the pilots; `outgoing` — the outgoing queue, each marked with its reason headers, for
+ * brokers where a client may touch only the queues it was given (EWMS: one token per queue).
+ */
+export type DeadLetterRoute = 'queue' | 'outgoing';
+
+/** A workflow's queues with their endpoints, as its backend provisioned them. */
+export interface WorkflowEndpoints {
+  incoming: QueueEndpoint;
+  outgoing: QueueEndpoint;
+  /** The dead-letter queue; absent when dead letters travel on the outgoing queue. */
+  deadLetter?: QueueEndpoint;
 }
 
 /** Options for `Workflow.create`. */
 export interface WorkflowOptions {
-  /** The broker the coordinator talks to (and, unless `PilotRequest.pilotBroker` says otherwise, the pilots). */
-  broker: ConnectOptions;
+  /**
+   * The broker the coordinator talks to (and, unless `PilotRequest.pilotBroker` says otherwise, the pilots).
+   * Not needed (and not used) when `pilots.backend` is `ewms`: the WMS provisions the queues on its broker.
+   */
+  broker?: ConnectOptions;
   /** Names the queues (`ewms-<id>-in`, `ewms-<id>-out`); a random id when absent. Reuse it to resume. */
   id?: string;
   /** Queue names, overriding the ones derived from the id. */
   queues?: Partial<WorkflowQueues>;
+  /**
+   * The pilots this workflow will run, when their backend makes the queues: with `ewms` the WMS creates the
+   * workflow and its queues (one token per queue) and starts the pilots itself; `startPilots(pilots)` then
+   * returns the handle watching them. `local` and `condor` use `broker` and the queues declared here.
+   */
+  pilots?: PilotRequest;
   /** Attempts per event before it is dead-lettered (default 3). Passed to the pilots too. */
   maxDeliveries?: number;
   /** Body format on the wire (default `mqclient`, interoperable with the Python MQClient). */
@@ -34,13 +68,22 @@ export interface WorkflowOptions {
   logger?: AdapterLogger;
 }
 
+/**
+ * An event to publish: a JSON value, or bytes. Bytes need the `raw` wire format (the `mqclient` envelope
+ * carries JSON only); with `raw` a string is sent as its UTF-8 bytes and any other JSON value as its JSON text.
+ */
+export type EventData = JsonValue | Uint8Array;
+
 /** One event's outcome: its result, or its dead letter. Each published event settles exactly once. */
 export type WorkflowOutcome =
   | {
       kind: 'result';
       /** The id `publish` returned for the input this answers. */
       inputEventId: string;
+      /** The result: its JSON value (`mqclient`), or its text decoded as UTF-8 (`raw`; see `bytes`). */
       data: JsonValue;
+      /** `raw` wire format only: the result's bytes exactly as the task wrote its outfile. */
+      bytes?: Buffer;
       headers: Record<string, string>;
     }
   | {
@@ -52,6 +95,8 @@ export type WorkflowOutcome =
       details: Record<string, string>;
       /** The original event. */
       data: JsonValue;
+      /** `raw` wire format only: the original event's bytes. */
+      bytes?: Buffer;
     };
 
 /** Options for `Workflow.collect`. */
@@ -69,6 +114,11 @@ export interface CollectOptions {
    * instead of acking them. At most 10,000 are kept per collection; later ones are acked once taken (with a warning).
    */
   keepDeadLetters?: boolean;
+}
+
+/** The outcomes of one `collect` call, with its own counters (live while it runs). */
+export interface Collection extends AsyncIterable<WorkflowOutcome> {
+  readonly stats: Readonly<CollectStats>;
 }
 
 /** Counters of one `collect` run, readable while it runs. */
@@ -106,9 +156,17 @@ export interface CondorOptions {
   memory?: string;
   /** `request_disk`, e.g. `4 GB` or `4194304` (KB). Default `1 GB`. */
   disk?: string;
-  /** A ClassAd expression for `requirements`. */
+  /** A ClassAd expression for `requirements`, ANDed with the defaults (see `defaultRequirements`). */
   requirements?: string;
-  /** Remove a pilot that has run longer than this (`periodic_remove`). */
+  /**
+   * Add the requirements the pilot needs (Apptainer present, user namespaces for Apptainer tasks, the CVMFS
+   * repositories of its images). Default true; false leaves `requirements` as you give it.
+   */
+  defaultRequirements?: boolean;
+  /**
+   * The job's wall-time limit in seconds, as the EWMS TMS sets it: `+OriginalTime` in the job ad, and the
+   * pilots' `EWMS_PILOT_MAX_WORKER_RUNTIME` (they stop taking events in time to finish within it).
+   */
   maxRuntimeSeconds?: number;
   /** `max_retries` (default 3). */
   maxRetries?: number;
@@ -127,18 +185,39 @@ export interface CondorOptions {
 export interface EwmsWmsOptions {
   /** The WMS's base URL, e.g. `https://ewms.icecube.aq`. */
   url: string;
-  /** Bearer token. Secret: never logged. Default: `EWMS_WMS_TOKEN` from the environment. */
+  /**
+   * A static bearer token. Secret: never logged. Default: `EWMS_WMS_TOKEN`. OAuth2 client credentials
+   * (`clientCredentials`, or `EWMS_WMS_TOKEN_URL` + `EWMS_WMS_CLIENT_ID` + `EWMS_WMS_CLIENT_SECRET`) win over it.
+   */
   token?: string;
-  /** Condor locations (`{collector, schedd}`) keyed by name, e.g. `{"sub-2": {...}}`. */
-  locations: Record<string, { collector: string; schedd: string }>;
+  /** OAuth2 client credentials; the issuer's token endpoint is found by OpenID discovery. */
+  clientCredentials?: { issuerUrl: string; clientId: string; clientSecret: string };
+  /**
+   * Cluster locations by the names the WMS knows (e.g. `sub-2`); the WMS looks up their collector and schedd
+   * itself. One taskforce of `count` workers per location.
+   */
+  locations: string[];
+  /** `pilot_config.image_source`: where the TMS takes the pilot image from (default `auto`, as SkyDriver sends). */
+  imageSource?: 'auto' | 'cvmfs';
+  /** `pilot_config.tag`: the pilot image tag, `latest` (default) or an exact `X.Y.Z` release. */
+  pilotTag?: string;
+  /** `pilot_config.input_files`: files on the access point to hand to every worker. */
+  inputFiles?: string[];
+  /** The workflow's `priority` (the WMS's default when absent). */
+  priority?: number;
   /** `worker_config` fields (`max_worker_runtime`, `n_cores`, `priority`, `worker_disk`, `worker_memory`, …). */
   workerConfig?: Record<string, JsonValue>;
-  /** `pilot_config` fields (`tag`, `image_source`, `environment`, `input_files`). */
-  pilotConfig?: Record<string, JsonValue>;
-  /** Poll period for taskforce status (default 15 s). */
+  /** Poll period for queue activation and taskforce status (default 15 s). */
   pollSeconds?: number;
-  /** Attempts for a request that fails with 5xx or a network error (default 5). */
+  /** Attempts for an idempotent request that fails with 5xx or a network error (default 5). */
   maxAttempts?: number;
+  /**
+   * After `POST /v1/workflows` went unanswered (timeout, 5xx), look for the workflow it may have made for this
+   * long before giving up (default 60 s). The request is never sent twice.
+   */
+  lookupSeconds?: number;
+  /** Give up waiting for the WMS to activate the workflow's queues after this long (default 30 min). */
+  activationTimeoutSeconds?: number;
 }
 
 /** What pilots to start, and with which task. */
@@ -199,6 +278,15 @@ export interface PilotCluster {
   status(): Promise<ClusterStatus>;
   /** Start or stop pilots until `count` are wanted. */
   scale(count: number): Promise<void>;
-  /** Stop every pilot (unfinished events return to the queue). */
-  remove(): Promise<void>;
+  /**
+   * Stop every pilot (unfinished events return to the queue). `reason` tells backends that report it
+   * (ewms: `actions/finished` vs `actions/abort`, as SkyDriver does); default `finished`.
+   */
+  remove(options?: RemoveOptions): Promise<void>;
+}
+
+/** Options for `PilotCluster.remove`. */
+export interface RemoveOptions {
+  /** `finished`: the work is done; `aborted`: the run failed or was stopped. */
+  reason?: 'finished' | 'aborted';
 }

@@ -66,6 +66,30 @@ export class MessageTooLargeError extends EwmsError {
   }
 }
 
+/**
+ * The broker refused an operation on a queue for lack of permission (AMQP 403 ACCESS_REFUSED). The message
+ * names the permission and the queue, and carries the broker's own reply (which names the user).
+ */
+export class BrokerPermissionError extends EwmsError {
+  constructor(
+    readonly broker: BrokerType,
+    readonly displayAddress: string,
+    /** The permission the operation needs: `configure` (declare, delete), `read` (consume), `write` (publish). */
+    readonly permission: 'configure' | 'read' | 'write',
+    readonly queue: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `${broker} broker at ${displayAddress} refused ${permission} permission on queue '${queue}': ${detail}`,
+      `these credentials do not cover '${queue}'. Where each queue has a token of its own (EWMS), a client may ` +
+        'touch only the queues it was given: check that the queue and its token belong together, and declare no ' +
+        'queue beside them (pilots: EWMS_PILOT_DEAD_LETTER=outgoing instead of a dead-letter queue)',
+      options,
+    );
+  }
+}
+
 /** The queue does not exist on the broker. */
 export class QueueNotFoundError extends EwmsError {
   constructor(

@@ -44,11 +44,16 @@ export interface ConnectOptions {
   /** Most unconfirmed publishes in flight per connection; further `publish` calls wait (default 1,000). */
   maxInFlightPublishes?: number;
   /**
-   * RabbitMQ only: the management HTTP API (default `http://<host>:15672`), used to install the
-   * dead-letter/delivery-limit policy without touching the queue's declare arguments. When it is not
-   * reachable or we lack the rights, the client-side delivery limit still holds; a warning says so.
+   * The broker's HTTP API. RabbitMQ: the management API, used to install the dead-letter/delivery-limit
+   * policy without touching the queue's declare arguments (when it is not reachable or we lack the rights,
+   * the client-side delivery limit still holds; a warning says so). Pulsar: the admin REST API (the
+   * broker's web service), for `depth()` and `deleteQueue()`. Unset: the broker's own host on the API's
+   * default port, over TLS when the broker connection is (RabbitMQ `http://<host>:15672` /
+   * `https://<host>:15671`, Pulsar `http://<host>:8080` / `https://<host>:8443`), so the credentials go
+   * to no other host and over no weaker transport than the broker connection; redirects are not followed
+   * (Pulsar: a 307 to the broker that serves the topic is). `false`: never contact it.
    */
-  managementUrl?: string;
+  managementUrl?: string | false;
   /**
    * NATS: replicas of each stream this connection creates (`num_replicas`, 1–5). Default: 3 when the
    * address lists three or more servers (a cluster), else 1. A stream that exists already keeps its own,

@@ -85,13 +85,20 @@ const queueVars = (direction: 'INCOMING' | 'OUTGOING'): VariableDefinition[] => 
       `Broker of the ${which} queue: \`[user@]host[:port][/vhost]\` (with the broker type) or a URL such as \`amqp://host:5672\`; the nodes of a cluster comma-separated (\`user@rabbit1:5672/vhost,rabbit2:5672,rabbit3:5672\`), tried in turn on connect and after a loss${direction === 'INCOMING' ? ' (required)' : ''}.`,
       fallback,
     ),
+    v(
+      `EWMS_PILOT_QUEUE_${direction}_BROKER_MANAGEMENT_URL`,
+      'string',
+      undefined,
+      `RabbitMQ: the management API of the ${which} broker, where the pilot installs the broker-side dead-letter policy with the broker's own user and token. Unset: the broker host on port 15672 (\`https://\` and 15671 when the broker connection is TLS), so the credentials go to no other host over no weaker transport. \`none\`: never contact it (the client-side delivery limit still applies).`,
+      { origin: 'ours', ...(direction === 'OUTGOING' ? { defaultText: "the incoming queue's, when the broker is the same" } : { defaultText: 'the broker host, port 15672 (15671 over TLS)' }) },
+    ),
   ];
 };
 
 /** Every variable the pilot reads, in the order `--help` and the README list them. */
 export const VARIABLES: readonly VariableDefinition[] = [
   // the task
-  v('EWMS_PILOT_TASK_ARGS', 'command', undefined, 'The task command line, run once per event (required). Split into words as Python\'s `shlex.split` splits them (quotes, backslashes) but never run by a shell: use `sh -c \'…\'` for pipes or variables. Placeholders `{{INFILE}}`, `{{OUTFILE}}`, `{{DATA_HUB}}` (also `{{IN_FILE}}`, `{{OUT_FILE}}`, `{{DATAHUB}}`) become the task\'s paths.'),
+  v('EWMS_PILOT_TASK_ARGS', 'command', undefined, 'The task command line, run once per event (required unless a task image is set: unset or empty, the image\'s own default command runs, as with the Python pilot). Split into words as Python\'s `shlex.split` splits them (quotes, backslashes) but never run by a shell: use `sh -c \'…\'` for pipes or variables. Placeholders `{{INFILE}}`, `{{OUTFILE}}`, `{{DATA_HUB}}` (also `{{IN_FILE}}`, `{{OUT_FILE}}`, `{{DATAHUB}}`) become the task\'s paths.'),
   v('EWMS_PILOT_TASK_IMAGE', 'string', undefined, 'Container image the task runs in (docker/podman reference, or an apptainer image or sandbox directory). Unset: the task runs on the host.'),
   v('EWMS_PILOT_TASK_ENV_JSON', 'env-json', '{}', 'Extra environment for the task, as a JSON object of strings or numbers.'),
   v('EWMS_PILOT_TASK_TIMEOUT', 'seconds', undefined, 'Longest a task may run, in seconds; past it the task\'s whole process tree is stopped and the attempt counts as a failure. Unset: no limit. (`EWMS_PILOT_SUBPROC_TIMEOUT` is read as an old name.)'),
@@ -105,10 +112,11 @@ export const VARIABLES: readonly VariableDefinition[] = [
   ...queueVars('INCOMING'),
   ...queueVars('OUTGOING'),
   v('EWMS_PILOT_QUEUE_DEAD_LETTER', 'string', undefined, 'Where events go after their last failed attempt, with the reason in headers.', { origin: 'ours', defaultText: '`<incoming>.dlq`' }),
+  v('EWMS_PILOT_DEAD_LETTER', 'choice', 'queue', '`queue`: dead letters go to EWMS_PILOT_QUEUE_DEAD_LETTER, which the pilot declares; `outgoing`: they go to the outgoing queue, marked by their reason headers, and no dead-letter queue is declared (nor a broker policy installed) — for brokers where each token covers only its own queue, as under EWMS (the coordinator sets it there).', { origin: 'ours', choices: ['queue', 'outgoing'] }),
   v('EWMS_PILOT_MAX_DELIVERIES', 'integer', '3', 'Attempts an event gets before it is dead-lettered (>= 1).', { origin: 'ours' }),
   v('EWMS_PILOT_WIRE_FORMAT', 'choice', 'mqclient', '`mqclient`: zstd-compressed JSON envelope, interoperable with the Python MQClient; `raw`: bodies are the files\' bytes as they are.', { origin: 'ours', choices: ['mqclient', 'raw'] }),
   v('EWMS_PILOT_PREFETCH', 'integer', '1', 'Events the broker may push ahead of need; the pilot holds at most max(prefetch, concurrent tasks) unacked.'),
-  v('EWMS_PILOT_LEASE_TIMEOUT', 'seconds', '60', 'How long the broker waits for an ack before it gives an event to another pilot (NATS AckWait, Pulsar ack timeout); renewed every third of it while a task runs, so long tasks keep their events.', { origin: 'ours' }),
+  v('EWMS_PILOT_LEASE_TIMEOUT', 'seconds', '60', 'How long the broker waits for an ack before it gives an event to another pilot: NATS AckWait, renewed every third of it while a task runs, so long tasks keep their events. Not applied on RabbitMQ (no per-message lease: `consumer_timeout` on the server) nor on Pulsar (its ack timeout cannot be renewed, so it stays off and an event returns when its pilot disconnects).', { origin: 'ours' }),
   v('EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE', 'seconds', undefined, 'Seconds to wait for the first event before ending with exit 0.', { defaultText: 'EWMS_PILOT_TIMEOUT_QUEUE_INCOMING' }),
   v('EWMS_PILOT_TIMEOUT_QUEUE_INCOMING', 'seconds', '1', 'Seconds with nothing to do, once events have flowed, before the pilot ends with exit 0 (the queue has drained).'),
   // files
@@ -128,6 +136,11 @@ export const VARIABLES: readonly VariableDefinition[] = [
   v('EWMS_PILOT_CONTAINER_RUNTIME', 'choice', undefined, 'How tasks run: `none` (host processes), `apptainer`, `docker` or `podman`.', { origin: 'ours', choices: ['none', 'apptainer', 'docker', 'podman'], defaultText: '`apptainer` when EWMS_PILOT_TASK_IMAGE is set (as the Python pilot on HTCondor), else `none`' }),
   v('EWMS_PILOT_CONTAINER_GPUS', 'boolean', 'false', 'Pass the node\'s GPUs into task containers (`--nv` / `--gpus all`).', { origin: 'ours' }),
   v('EWMS_PILOT_CONTAINER_DEBUG', 'boolean', 'false', 'Run the container runtime verbosely (`apptainer --debug`).'),
+  // the Python pilot's "non-user" settings, which its images and the TMS set
+  v('_EWMS_PILOT_CONTAINER_PLATFORM', 'choice', undefined, 'The Python pilot image\'s container platform (its Dockerfile sets it): the runtime of task images when EWMS_PILOT_CONTAINER_RUNTIME is unset. Contradicting EWMS_PILOT_CONTAINER_RUNTIME is a configuration error.', { choices: ['docker', 'apptainer'] }),
+  v('_EWMS_PILOT_APPTAINER_BUILD_WORKDIR', 'string', undefined, 'Directory under which task images that are not sandbox directories are converted (`apptainer-images/`, with Apptainer\'s temporary and cache directories); the TMS may point it at the job\'s scratch space.', { defaultText: '`<data dir>/ewms-pilot-data/images` (the Python pilot: `/var/tmp`)' }),
+  v('_EWMS_PILOT_APPTAINER_IMAGE_DIRECTORY_MUST_BE_PRESENT', 'boolean', undefined, 'True: an Apptainer task image must already be a sandbox directory (published unpacked, e.g. on CVMFS); anything else stops the pilot at start instead of being converted.', { defaultText: '`false` (the Python pilot: `true`)' }),
+  v('_EWMS_PILOT_DOCKER_SHM_SIZE', 'string', undefined, 'Size of `/dev/shm` in docker/podman task containers (`--shm-size`, e.g. `6gb`); has no effect with apptainer (which shares the host\'s), and says so.'),
   // reporting
   v('EWMS_PILOT_HTCHIRP', 'boolean', 'false', 'Report status to HTCondor through `condor_chirp` (attributes `HTChirpEWMSPilot*`).'),
   v('EWMS_PILOT_HTCHIRP_DEST', 'choice', 'JOB_ATTR', 'Where chirps go: job ad attributes or the job event log.', { choices: ['JOB_ATTR', 'JOB_EVENT_LOG'] }),
@@ -142,9 +155,9 @@ export const DEPRECATED_ALIASES: Readonly<Record<string, string>> = {
   EWMS_PILOT_SUBPROC_TIMEOUT: 'EWMS_PILOT_TASK_TIMEOUT',
 };
 
-/** The command-line flag of a variable: `EWMS_PILOT_TASK_ARGS` → `task-args`. */
+/** The command-line flag of a variable: `EWMS_PILOT_TASK_ARGS` → `task-args`, `_EWMS_PILOT_DOCKER_SHM_SIZE` → `docker-shm-size`. */
 export function flagOf(name: string): string {
-  return name.replace(/^EWMS_PILOT_/, '').toLowerCase().replace(/_/g, '-');
+  return name.replace(/^_?EWMS_PILOT_/, '').toLowerCase().replace(/_/g, '-');
 }
 
 /** The default as `--help` and the README show it. */

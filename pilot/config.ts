@@ -9,6 +9,7 @@ import { EwmsError } from '../common/errors.js';
 import { redact } from '../common/redact.js';
 import type { WireFormat } from '../common/wire.js';
 import { isBrokerType, parseBrokerAddress, type BrokerAddress } from '../mq-adapters/address.js';
+import { parseManagementUrl } from '../mq-adapters/management-url.js';
 import type { BrokerType, ConnectOptions } from '../mq-adapters/types.js';
 import { defaultDeadLetterQueue } from '../mq-adapters/types.js';
 import { DEPRECATED_ALIASES, VARIABLES, flagOf, type VariableDefinition } from './config-table.js';
@@ -40,6 +41,12 @@ export interface PilotConfig {
   externalDirectories: string[];
   containerDebug: boolean;
   containerGpus: boolean;
+  /** Where task images are converted to sandboxes (`_EWMS_PILOT_APPTAINER_BUILD_WORKDIR`), absolute. */
+  imageWorkDir: string;
+  /** False: an Apptainer task image must already be a sandbox (`_EWMS_PILOT_APPTAINER_IMAGE_DIRECTORY_MUST_BE_PRESENT`). */
+  convertImages: boolean;
+  /** `--shm-size` of docker/podman task containers (`_EWMS_PILOT_DOCKER_SHM_SIZE`). */
+  shmSize: string | undefined;
   /** `<DATA_DIR_PARENT_PATH_ON_HOST>/ewms-pilot-data`, absolute. */
   dataDir: string;
   infileExt: string;
@@ -114,8 +121,12 @@ class Reader {
       if (value !== undefined && value !== '') this.raw.set(variable.name, String(value));
     }
     for (const name of Object.keys(env)) {
-      if (name.startsWith('EWMS_PILOT_') && !BY_NAME.has(name) && !(name in DEPRECATED_ALIASES) && !name.startsWith('_EWMS_PILOT_')) {
+      if (BY_NAME.has(name) || name in DEPRECATED_ALIASES) continue;
+      if (name.startsWith('EWMS_PILOT_')) {
         this.warnings.push(`${name} is not a variable this pilot knows; check its spelling (ewms-pilot --help)`);
+      } else if (name.startsWith('_EWMS_PILOT_') && env[name] !== undefined && env[name] !== '') {
+        // Set by an image or the TMS for the Python pilot: say plainly that it has no effect here.
+        this.warnings.push(`${name} is a Python pilot setting this pilot does not have; it is not applied (ewms-pilot --help lists the _EWMS_PILOT_* settings it honours)`);
       }
     }
   }
@@ -252,12 +263,15 @@ function def(name: string): VariableDefinition {
 
 function build(r: Reader, cwd: string): PilotConfig | undefined {
   const taskArgs = r.command('EWMS_PILOT_TASK_ARGS');
-  if (!r.isSet('EWMS_PILOT_TASK_ARGS')) r.problem('EWMS_PILOT_TASK_ARGS', 'is required but not set', "set it to the task's command line, e.g. 'python3 /opt/task.py {{INFILE}} {{OUTFILE}}'");
   const taskImage = r.string('EWMS_PILOT_TASK_IMAGE');
   const initArgs = r.command('EWMS_PILOT_INIT_ARGS');
   const initImage = r.string('EWMS_PILOT_INIT_IMAGE') ?? taskImage;
 
-  const runtime = r.choice<RuntimeName>('EWMS_PILOT_CONTAINER_RUNTIME') ?? (taskImage ? 'apptainer' : 'none');
+  const runtime = containerRuntime(r, taskImage);
+  if (!r.isSet('EWMS_PILOT_TASK_ARGS') && runtime === 'none') {
+    // In a container an empty command runs the image's own (runscript / CMD), as the Python pilot does.
+    r.problem('EWMS_PILOT_TASK_ARGS', 'is required but not set', "set it to the task's command line, e.g. 'python3 /opt/task.py {{INFILE}} {{OUTFILE}}', or set EWMS_PILOT_TASK_IMAGE to run that image's default command");
+  }
   if (runtime === 'none' && taskImage) {
     r.problem('EWMS_PILOT_CONTAINER_RUNTIME', "is 'none' (run on the host) but EWMS_PILOT_TASK_IMAGE names an image", 'unset the image to run on the host, or choose apptainer, docker or podman');
   }
@@ -292,7 +306,12 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
 
   const infileExt = extension(r, 'EWMS_PILOT_INFILE_EXT');
   const outfileExt = extension(r, 'EWMS_PILOT_OUTFILE_EXT');
-  const deadLetterQueue = r.string('EWMS_PILOT_QUEUE_DEAD_LETTER') ?? (incoming ? defaultDeadLetterQueue(incoming.queue) : '');
+  const deadLetterRoute = r.choice<'queue' | 'outgoing'>('EWMS_PILOT_DEAD_LETTER') ?? 'queue';
+  if (deadLetterRoute === 'outgoing' && r.isSet('EWMS_PILOT_QUEUE_DEAD_LETTER')) {
+    r.problem('EWMS_PILOT_QUEUE_DEAD_LETTER', 'names a dead-letter queue, but EWMS_PILOT_DEAD_LETTER=outgoing sends dead letters to the outgoing queue', 'unset one of the two');
+  }
+  const deadLetterQueue =
+    deadLetterRoute === 'outgoing' ? (outgoing?.queue ?? '') : (r.string('EWMS_PILOT_QUEUE_DEAD_LETTER') ?? (incoming ? defaultDeadLetterQueue(incoming.queue) : ''));
   const externalDirectories = r.list('EWMS_PILOT_EXTERNAL_DIRECTORIES', /,/);
   for (const dir of externalDirectories) {
     if (!dir.startsWith('/')) r.problem('EWMS_PILOT_EXTERNAL_DIRECTORIES', `'${dir}' is not an absolute path`, 'list absolute host directories, separated by commas');
@@ -335,6 +354,10 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
   const chirpEnabled = r.boolean('EWMS_PILOT_HTCHIRP');
   const chirpRate = r.seconds('EWMS_PILOT_HTCHIRP_RATELIMIT_INTERVAL') ?? 60;
   const dataParent = resolve(cwd, r.string('EWMS_PILOT_DATA_DIR_PARENT_PATH_ON_HOST') ?? '.');
+  const dataDir = resolve(dataParent, 'ewms-pilot-data');
+  const buildWorkDir = r.string('_EWMS_PILOT_APPTAINER_BUILD_WORKDIR');
+  const convertImages = !r.boolean('_EWMS_PILOT_APPTAINER_IMAGE_DIRECTORY_MUST_BE_PRESENT');
+  const shmSize = dockerShmSize(r, runtime);
 
   if (!incoming || !outgoing) return undefined;
   return {
@@ -342,6 +365,7 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
       incoming,
       outgoing,
       deadLetterQueue,
+      deadLetterRoute,
       maxDeliveries,
       prefetch,
       maxConcurrentTasks,
@@ -361,7 +385,10 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
     externalDirectories,
     containerDebug,
     containerGpus,
-    dataDir: resolve(dataParent, 'ewms-pilot-data'),
+    imageWorkDir: buildWorkDir !== undefined ? resolve(cwd, buildWorkDir) : resolve(dataDir, 'images'),
+    convertImages,
+    shmSize,
+    dataDir,
     infileExt,
     outfileExt,
     keepAllTaskFiles,
@@ -372,6 +399,39 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
     secrets: r.secretValues(),
     warnings: r.warnings,
   };
+}
+
+/**
+ * How tasks run: `EWMS_PILOT_CONTAINER_RUNTIME`, else the platform a Python pilot image declares
+ * (`_EWMS_PILOT_CONTAINER_PLATFORM`) when there is an image, else apptainer with an image and the host
+ * without one.
+ */
+function containerRuntime(r: Reader, taskImage: string | undefined): RuntimeName {
+  const explicit = r.choice<RuntimeName>('EWMS_PILOT_CONTAINER_RUNTIME');
+  const platform = r.choice<'docker' | 'apptainer'>('_EWMS_PILOT_CONTAINER_PLATFORM');
+  if (explicit !== undefined && platform !== undefined && taskImage && explicit !== platform) {
+    r.problem(
+      'EWMS_PILOT_CONTAINER_RUNTIME',
+      `is '${explicit}' but _EWMS_PILOT_CONTAINER_PLATFORM (set by the pilot image) says '${platform}'`,
+      'unset one of them (an empty _EWMS_PILOT_CONTAINER_PLATFORM counts as unset), or make them agree',
+    );
+  }
+  return explicit ?? (taskImage ? (platform ?? 'apptainer') : 'none');
+}
+
+/** `_EWMS_PILOT_DOCKER_SHM_SIZE` as docker's `--shm-size` takes it (`<number>[b|k|m|g][b]`). */
+function dockerShmSize(r: Reader, runtime: RuntimeName): string | undefined {
+  const name = '_EWMS_PILOT_DOCKER_SHM_SIZE';
+  const value = r.string(name)?.trim();
+  if (value === undefined) return undefined;
+  if (!/^\d+(\.\d+)?[bkmg]?b?$/i.test(value) || Number.parseFloat(value) <= 0) {
+    return r.problem(name, `'${value}' is not a size`, 'set it to a size such as 6gb, 512m or 1073741824 (bytes)');
+  }
+  if (runtime !== 'docker' && runtime !== 'podman') {
+    r.warnings.push(`${name}=${value} has no effect: tasks run with ${runtime === 'none' ? 'no container' : runtime}, not docker or podman`);
+    return undefined;
+  }
+  return value;
 }
 
 /** One queue's endpoint; the outgoing one falls back to the incoming broker for what it leaves unset. */
@@ -394,6 +454,7 @@ function endpoint(r: Reader, direction: 'INCOMING' | 'OUTGOING', fallback: Queue
     return undefined;
   }
   const authToken = r.string(`${prefix}_AUTH_TOKEN`) ?? fallback?.broker.authToken;
+  const managementUrl = managementUrlOf(r, `${prefix}_BROKER_MANAGEMENT_URL`) ?? (r.isSet(addressName) ? undefined : fallback?.broker.managementUrl);
   // Parsed here, at the edge; everything after this passes the typed address on.
   let address: BrokerAddress;
   try {
@@ -405,9 +466,26 @@ function endpoint(r: Reader, direction: 'INCOMING' | 'OUTGOING', fallback: Queue
     r.problem(addressName, message, hint);
     return undefined;
   }
-  const broker: ConnectOptions = { address, type: address.type, ...(authToken ? { authToken } : {}) };
+  const broker: ConnectOptions = {
+    address,
+    type: address.type,
+    ...(authToken ? { authToken } : {}),
+    ...(managementUrl !== undefined ? { managementUrl } : {}),
+  };
   if (queue === undefined) return undefined;
   return { queue, broker };
+}
+
+/** A broker's HTTP API URL (or `none`), checked. */
+function managementUrlOf(r: Reader, name: string): string | false | undefined {
+  const value = r.string(name);
+  if (value === undefined) return undefined;
+  try {
+    return parseManagementUrl(value, name);
+  } catch (err) {
+    if (err instanceof EwmsError) return r.problem(name, err.message.replace(`${name} `, ''), err.hint);
+    throw err;
+  }
 }
 
 /** A file extension as the Python pilot takes it: with or without the leading dot. */

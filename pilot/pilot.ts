@@ -11,7 +11,7 @@ import { connect, sameBroker as isSameBroker } from '../mq-adapters/index.js';
 import type { Broker, ConnectOptions } from '../mq-adapters/types.js';
 import { describeError } from '../common/redact.js';
 import { EventLoop, type EventProcessor, type StopReason } from './event-loop.js';
-import { CHIRP_ATTRS, HTChirp, type ChirpDestination } from './htchirp.js';
+import { HTChirp, observeIntake, type ChirpDestination } from './htchirp.js';
 import type { Logger } from './logger.js';
 import { PilotStats, type StatsSnapshot } from './stats.js';
 
@@ -25,7 +25,13 @@ export interface QueueEndpoint {
 export interface PilotSettings {
   incoming: QueueEndpoint;
   outgoing: QueueEndpoint;
+  /** Where dead letters go: this queue (`queue` route), or the outgoing queue's name (`outgoing` route). */
   deadLetterQueue: string;
+  /**
+   * `queue`: a dead-letter queue the pilot declares; `outgoing`: none — dead letters go to the outgoing queue,
+   * and the pilot touches no queue but its two (per-queue credentials, as under EWMS).
+   */
+  deadLetterRoute: 'queue' | 'outgoing';
   maxDeliveries: number;
   prefetch: number;
   maxConcurrentTasks: number;
@@ -76,16 +82,18 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
   const stats = new PilotStats();
   const chirp = new HTChirp({ ...settings.chirp, onError: (m) => logger.warn(m) });
   const started = Date.now();
-  chirp.set(CHIRP_ATTRS.started, Math.floor(started / 1000));
-  chirp.status('connecting');
+  chirp.status('Started');
   const connectBroker = parts.connectBroker ?? connect;
 
-  const incoming = await connectBroker({ ...settings.incoming.broker, logger });
+  // Without a dead-letter queue there is no broker policy to install, and per-queue credentials could not.
+  const ownDeadLetterQueue = settings.deadLetterRoute === 'queue';
+  const brokerOptions = (broker: ConnectOptions): ConnectOptions => ({ ...broker, ...(ownDeadLetterQueue ? {} : { managementUrl: false }), logger });
+  const incoming = await connectBroker(brokerOptions(settings.incoming.broker));
   const sameBroker = isSameBroker(settings.incoming.broker, settings.outgoing.broker);
   let outgoing: Broker = incoming;
   if (!sameBroker) {
     try {
-      outgoing = await connectBroker({ ...settings.outgoing.broker, logger });
+      outgoing = await connectBroker(brokerOptions(settings.outgoing.broker));
     } catch (err) {
       // Nothing will use the incoming connection: leaving it open would keep the process (and its consumer) alive.
       await incoming.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the incoming broker'));
@@ -111,7 +119,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     }
     signalled = signal;
     logger.info({ signal, graceSeconds: settings.killGraceSeconds }, 'signal received: stopping intake');
-    chirp.status(`stopping (${signal})`);
+    chirp.status('PendingRemainingTasks');
     initAbort.abort();
     loop?.stop('signal', settings.killGraceSeconds * 1000);
   };
@@ -119,19 +127,25 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
 
   const timers: NodeJS.Timeout[] = [];
   try {
-    await incoming.declareQueue({ name: settings.incoming.queue, deadLetterQueue: settings.deadLetterQueue, maxDeliveries: settings.maxDeliveries });
+    await incoming.declareQueue(
+      ownDeadLetterQueue
+        ? { name: settings.incoming.queue, deadLetterQueue: settings.deadLetterQueue, maxDeliveries: settings.maxDeliveries }
+        : // The consumer below still dead-letters after maxDeliveries, to the outgoing queue.
+          { name: settings.incoming.queue, deadLetter: false },
+    );
     // Results must never be dead-lettered: readers give back what they do not take, and that counts as a delivery.
     await outgoing.declareQueue({ name: settings.outgoing.queue, deadLetter: false });
 
     if (parts.runInit) {
-      chirp.status('running init');
+      chirp.status('RunningInitCommand');
       try {
         await parts.runInit(initAbort.signal);
       } catch (err) {
         if (signalled) return finish(SIGNAL_EXIT[signalled] ?? 1, 'signal', `stopped by ${signalled} during init`);
         const message = describeError(err);
         logger.error({ err: message }, 'init command failed; no event was taken');
-        chirp.set(CHIRP_ATTRS.error, message);
+        chirp.error(err);
+        chirp.status('FatalError');
         // As the Python pilot: a node that cannot even run init is the classic black hole; keep its slot busy.
         await quarantine();
         if (signalled) return finish(SIGNAL_EXIT[signalled] ?? 1, 'signal', `stopped by ${signalled}; init command failed: ${message}`);
@@ -146,8 +160,17 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
       maxDeliveries: settings.maxDeliveries,
       leaseMs: settings.leaseSeconds * 1000,
     });
+    let received = 0;
+    const chirpCounts = () => chirp.taskCounts({ received, ...stats.counts() });
     loop = new EventLoop({
-      subscription,
+      // Counted on receipt, as the Python pilot does: the first event is the start of Tasking.
+      subscription: chirp.active
+        ? observeIntake(subscription, () => {
+            received += 1;
+            if (received === 1) chirp.status('Tasking');
+            chirpCounts();
+          })
+        : subscription,
       publishOutput: async (message) => {
         await outgoing.publish(settings.outgoing.queue, message);
       },
@@ -161,19 +184,11 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
       logger,
       stats,
       // Per event: counters only (a snapshot sorts every duration), and nothing at all without HTChirp.
-      onProgress: settings.chirp.enabled
-        ? () => {
-            const { succeeded, failed } = stats.counts();
-            chirp.set(CHIRP_ATTRS.tasksTotal, succeeded + failed);
-            chirp.set(CHIRP_ATTRS.tasksSuccess, succeeded);
-            chirp.set(CHIRP_ATTRS.tasksFailed, failed);
-            chirp.set(CHIRP_ATTRS.lastUpdated, Math.floor(Date.now() / 1000));
-          }
-        : undefined,
+      onProgress: chirp.active ? chirpCounts : undefined,
     });
     if (signalled) loop.stop('signal', settings.killGraceSeconds * 1000);
-    scheduleWallTime(settings, loop, timers, logger);
-    chirp.status('processing events');
+    scheduleWallTime(settings, loop, timers, logger, () => chirp.status('PendingRemainingTasks'));
+    chirp.status('AwaitingFirstMessage');
     logger.info(
       { incoming: settings.incoming.queue, outgoing: settings.outgoing.queue, broker: incoming.displayAddress, concurrency: settings.maxConcurrentTasks },
       'pilot started',
@@ -183,12 +198,15 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     switch (result.stopReason) {
       case 'task-error': {
         const summary = `stopped after a task failed: ${result.fatalTaskError ?? 'unknown error'}`;
-        chirp.set(CHIRP_ATTRS.error, result.fatalTaskError ?? 'task failed');
+        chirp.error(Object.assign(new Error(result.fatalTaskError ?? 'task failed'), { name: 'TaskError' }));
+        chirp.status('FatalError');
         await quarantine();
         if (signalled) return finish(SIGNAL_EXIT[signalled] ?? 1, 'signal', `stopped by ${signalled}; ${summary}`);
         return finish(1, result.stopReason, summary);
       }
       case 'broker-error':
+        chirp.error(result.brokerError);
+        chirp.status('FatalError');
         return finish(1, result.stopReason, `broker failure: ${describeError(result.brokerError)}`);
       case 'signal':
         return finish(SIGNAL_EXIT[signalled ?? 'SIGTERM'] ?? 1, result.stopReason, `stopped by ${signalled ?? 'signal'}`);
@@ -208,7 +226,6 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
   async function quarantine(): Promise<void> {
     if (settings.quarantineSeconds <= 0 || signalled) return;
     logger.warn({ seconds: settings.quarantineSeconds }, 'quarantine: sleeping before exit so this node does not take more work');
-    chirp.status('quarantined');
     await (parts.sleep ?? sleep)(settings.quarantineSeconds * 1000, initAbort.signal);
   }
 
@@ -220,7 +237,9 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
       `task seconds mean ${t.mean.toFixed(2)} median ${t.median.toFixed(2)} max ${t.max.toFixed(2)}; ` +
       `ran ${((Date.now() - started) / 1000).toFixed(1)} s on ${hostname()}`;
     logger.info({ exitCode, stopReason, stats: snapshot, version: parts.version }, summary);
-    chirp.status(exitCode === 0 ? 'done' : `exited ${exitCode}`);
+    // Python's statuses: Done on success; FatalError was sent where the failure happened; a signal leaves
+    // PendingRemainingTasks, the phase the pilot was in when it stopped.
+    if (exitCode === 0) chirp.status('Done');
     return { exitCode, stopReason, stats: snapshot, summary };
   }
 }
@@ -230,7 +249,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
  * the job's, so it counts from the process start: image preparation, connecting and the init command have
  * already spent part of it.
  */
-function scheduleWallTime(settings: PilotSettings, loop: EventLoop, timers: NodeJS.Timeout[], logger: Logger): void {
+function scheduleWallTime(settings: PilotSettings, loop: EventLoop, timers: NodeJS.Timeout[], logger: Logger, onStop: () => void): void {
   const budget = settings.maxWorkerRuntimeSeconds;
   if (budget === undefined) return;
   const reserve = Math.min(settings.taskTimeoutSeconds ?? 0, budget);
@@ -239,6 +258,7 @@ function scheduleWallTime(settings: PilotSettings, loop: EventLoop, timers: Node
   timers.push(
     setTimeout(() => {
       logger.info({ budgetSeconds: budget }, 'wall-time budget: no new events');
+      onStop();
       loop.stop('max-runtime', Math.max(0, budget * 1000 - process.uptime() * 1000));
     }, stopIntakeAt),
   );

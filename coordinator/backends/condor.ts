@@ -2,8 +2,9 @@
  * The `condor` backend: pilots as one HTCondor job cluster.
  *
  * Submitting writes three files into a work directory — the pilot env file (mode 0600: it holds the broker
- * token), the wrapper that sources it and starts the pilot, and the submit description filled from a
- * template — then runs `condor_submit -terse`. Status comes from `condor_q -json` (jobs per JobStatus and
+ * token), the job wrapper for the vanilla universe (the pilot image's own entrypoint script: it sources the
+ * env file and starts the pilot), and the submit description filled from a template — then runs
+ * `condor_submit -terse`. Status comes from `condor_q -json` (jobs per JobStatus and
  * per chirped `HTChirpEWMSPilotStatus`); `condor_rm` stops the cluster. Scaling up submits another cluster
  * from the same description; scaling down removes idle jobs first, then the most recent running ones.
  */
@@ -13,7 +14,7 @@ import { join, resolve } from 'node:path';
 import type { AdapterLogger } from '../../mq-adapters/types.js';
 import { CondorError, CoordinatorConfigError } from '../errors.js';
 import { pilotSecrets, type PilotEnvironment, type WorkflowTarget } from '../pilot-env.js';
-import { fillTemplate, templateValues, TEMPLATE_DIR, WRAPPER_NAME, writeEnvFile } from '../condor/submit-description.js';
+import { ENTRYPOINT_SCRIPT, fillTemplate, templateValues, TEMPLATE_DIR, WRAPPER_NAME, writeEnvFile } from '../condor/submit-description.js';
 import { JOB_STATUS, parseCondorQ, parseTerseSubmit, runCondorTool, type CondorToolOptions } from '../condor/tools.js';
 import type { ClusterStatus, CondorOptions, PilotCluster, PilotRequest } from '../types.js';
 
@@ -33,13 +34,41 @@ function toolOptions(condor: CondorOptions, secrets: string[] = []): CondorToolO
   return o;
 }
 
+/**
+ * The pilots' environment under a job wall-time limit: `EWMS_PILOT_MAX_WORKER_RUNTIME` is the limit unless
+ * set lower, so a pilot stops taking events in time to finish inside it. Refused here, at submit, what
+ * every pilot would refuse at start.
+ */
+export function withWallTime(pilot: PilotEnvironment, condor: CondorOptions): PilotEnvironment {
+  const limit = condor.maxRuntimeSeconds;
+  if (limit === undefined) return pilot;
+  const env = { ...pilot.env };
+  const own = env.EWMS_PILOT_MAX_WORKER_RUNTIME;
+  if (own !== undefined && Number(own) > limit) {
+    throw new CoordinatorConfigError(
+      `EWMS_PILOT_MAX_WORKER_RUNTIME (${own} s) is longer than the job's wall-time limit (condor.maxRuntimeSeconds, ${limit} s)`,
+      'leave EWMS_PILOT_MAX_WORKER_RUNTIME unset (it follows the limit) or set it lower',
+    );
+  }
+  env.EWMS_PILOT_MAX_WORKER_RUNTIME = own ?? String(limit);
+  const taskTimeout = env.EWMS_PILOT_TASK_TIMEOUT;
+  if (taskTimeout !== undefined && Number(taskTimeout) >= Number(env.EWMS_PILOT_MAX_WORKER_RUNTIME)) {
+    throw new CoordinatorConfigError(
+      `the task timeout (${taskTimeout} s) leaves no room for one task in the pilots' wall time (${env.EWMS_PILOT_MAX_WORKER_RUNTIME} s)`,
+      'raise condor.maxRuntimeSeconds (--condor-max-runtime) or lower the task timeout',
+    );
+  }
+  return { ...pilot, env };
+}
+
 /** Write the env file, wrapper and submit description for `count` pilots; returns their paths. */
 export async function prepareSubmission(pilot: PilotEnvironment, workflowId: string, condor: CondorOptions, count: number): Promise<CondorSubmission> {
+  const timed = withWallTime(pilot, condor);
   const workDir = resolve(condor.workDir ?? (await mkdtemp(join(tmpdir(), 'ewms-condor-'))));
   await mkdir(join(workDir, 'logs'), { recursive: true });
-  const envFile = await writeEnvFile(workDir, pilot);
+  const envFile = await writeEnvFile(workDir, timed);
   const wrapper = join(workDir, WRAPPER_NAME);
-  await copyFile(join(TEMPLATE_DIR, WRAPPER_NAME), wrapper);
+  await copyFile(ENTRYPOINT_SCRIPT, wrapper);
   await chmod(wrapper, 0o755);
   const templatePath = condor.template ?? join(TEMPLATE_DIR, `${condor.universe ?? 'vanilla'}.sub`);
   let template: string;
@@ -48,7 +77,7 @@ export async function prepareSubmission(pilot: PilotEnvironment, workflowId: str
   } catch (err) {
     throw new CoordinatorConfigError(`cannot read the submit template '${templatePath}'`, 'give condor.template as a readable .sub file, or leave it unset for the built-in ones', { cause: err });
   }
-  const text = fillTemplate(template, templateValues({ condor, workflowId, count, envFile, wrapper, logDir: join(workDir, 'logs') }));
+  const text = fillTemplate(template, templateValues({ condor, workflowId, count, envFile, wrapper, logDir: join(workDir, 'logs'), pilotEnv: timed.env }));
   const submitFile = join(workDir, `pilots-${count}.sub`);
   await writeFile(submitFile, text);
   return { submitFile, envFile, workDir };

@@ -11,7 +11,8 @@
 import { randomUUID } from 'node:crypto';
 import { describeError } from '../../common/redact.js';
 import type { BrokerAddress } from '../address.js';
-import { AdapterUnavailableError, BrokerUnreachableError, PulsarUnsupportedError } from './errors.js';
+import { AdapterUnavailableError, BrokerUnreachableError, QueueNotFoundError } from './errors.js';
+import { PulsarAdmin, PulsarAdminError, adminBaseUrl } from './admin.js';
 import { contentEventId, deliveryLimit, type DeliveryContext } from '../shared/delivery.js';
 import { Intake } from '../shared/intake.js';
 import { Semaphore } from '../shared/semaphore.js';
@@ -97,7 +98,8 @@ export async function connectPulsarWith(
   } catch (err) {
     throw new BrokerUnreachableError('pulsar', address.display, describeError(err, [token]));
   }
-  return new PulsarBroker(client, address, options);
+  const admin = new PulsarAdmin(adminBaseUrl(address, options.managementUrl), token);
+  return new PulsarBroker(client, address, options, admin);
 }
 
 class PulsarBroker implements Broker {
@@ -112,6 +114,8 @@ class PulsarBroker implements Broker {
     private readonly client: PulsarClient,
     address: BrokerAddress,
     private readonly options: ConnectOptions,
+    /** Depth and deletion, which the binary protocol cannot do. */
+    private readonly admin: PulsarAdmin,
   ) {
     this.displayAddress = address.display;
     this.slots = new Semaphore(options.maxInFlightPublishes ?? DEFAULTS.maxInFlightPublishes);
@@ -182,15 +186,20 @@ class PulsarBroker implements Broker {
     return sub;
   }
 
-  async depth(_queue: string): Promise<number> {
-    throw new PulsarUnsupportedError(
-      'queue depth is not available on Pulsar through the binary protocol',
-      'read the backlog from the Pulsar admin REST API (/admin/v2/persistent/<tenant>/<ns>/<topic>/stats)',
-    );
+  /** The shared subscription's backlog, from the admin API: what the subscription has not acknowledged. */
+  async depth(queue: string): Promise<number> {
+    try {
+      return await this.admin.backlog(queue, SUBSCRIPTION_NAME);
+    } catch (err) {
+      if (err instanceof PulsarAdminError && err.status === 404) throw new QueueNotFoundError('pulsar', queue);
+      throw err;
+    }
   }
 
-  async deleteQueue(_queue: string): Promise<void> {
-    throw new PulsarUnsupportedError('deleting topics needs the Pulsar admin API', 'use pulsar-admin topics delete');
+  async deleteQueue(queue: string, options: { deadLetterQueue?: string | false } = {}): Promise<void> {
+    const dlq = options.deadLetterQueue === undefined ? defaultDeadLetterQueue(queue) : options.deadLetterQueue;
+    for (const topic of dlq === false ? [queue] : [queue, dlq]) await this.admin.deleteTopic(topic);
+    this.limits.delete(queue);
   }
 
   async close(): Promise<void> {

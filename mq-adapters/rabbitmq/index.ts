@@ -16,7 +16,7 @@ import { randomUUID } from 'node:crypto';
 import type { Channel } from 'amqplib';
 import { describeError } from '../../common/redact.js';
 import type { BrokerAddress } from '../address.js';
-import { BrokerConnectionLostError, QueueNotFoundError } from '../errors.js';
+import { BrokerConnectionLostError, BrokerPermissionError, QueueNotFoundError } from '../errors.js';
 import {
   DEFAULTS,
   defaultDeadLetterQueue,
@@ -190,6 +190,7 @@ class RabbitBroker implements Broker {
         const code = (err as { code?: unknown }).code;
         if (code === 404) throw new QueueNotFoundError('rabbitmq', queue);
         const detail = describeError(err, this.conn.secrets);
+        if (code === 403) throw new BrokerPermissionError('rabbitmq', this.displayAddress, 'configure', queue, detail, { cause: err });
         // No reply code: the connection broke, not the broker saying no. Try again once it is back.
         if (typeof code !== 'number' && attempt < QUEUE_OP_ATTEMPTS && !this.conn.isFinished) {
           this.options.logger?.warn({ queue, err: detail }, 'rabbitmq queue operation interrupted; retrying');

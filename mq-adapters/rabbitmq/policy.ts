@@ -77,19 +77,24 @@ export function policyBody(target: PolicyTarget): PolicyBody {
 }
 
 /**
- * The management API's base URL: the option, else the management plugin's port on `host` (the node the
- * AMQP connection is on: policies are cluster-wide, and that node is known to be up).
+ * The management API's base URL: the option, else the management plugin's port on `host` — the node the
+ * AMQP connection is on (policies are cluster-wide, and that node is known to be up) — over TLS when the
+ * AMQP connection is (the credentials go to no other host, over no weaker transport); undefined when the
+ * option is `false` (never contact it).
  */
-export function managementBaseUrl(address: BrokerAddress, managementUrl: string | undefined, host = address.endpoints[0]!.host): string {
-  // Over TLS the default is the plugin's TLS listener: a token must not cross the network in clear text
-  // when the AMQP connection was encrypted.
+export function managementBaseUrl(
+  address: BrokerAddress,
+  managementUrl: string | false | undefined,
+  host = address.endpoints[0]!.host,
+): string | undefined {
+  if (managementUrl === false) return undefined;
   const fallback = address.tls ? `https://${host}:15671` : `http://${host}:15672`;
   return (managementUrl ?? fallback).replace(/\/+$/, '');
 }
 
 /** Installs and removes backstop policies with the connection's own credentials. */
 export class PolicyClient {
-  /** Set after the first failure: we warn once, and do not make every declareQueue wait on a dead API. */
+  /** Set after the first failure (or when the API is turned off): we warn once, and do not make every declareQueue wait on a dead API. */
   private unavailable = false;
   /** Try `Bearer <token>` when Basic is refused: an OAuth2 token may only be accepted that way. */
   private useBearer = false;
@@ -98,14 +103,17 @@ export class PolicyClient {
     private readonly address: BrokerAddress,
     private readonly credentials: RabbitCredentials,
     private readonly authToken: string | undefined,
-    private readonly managementUrl: string | undefined,
+    private readonly managementUrl: string | false | undefined,
     private readonly logger: AdapterLogger | undefined,
     /** The node the AMQP connection is on now. */
     private readonly currentHost: () => string = () => address.endpoints[0]!.host,
-  ) {}
+  ) {
+    // Turned off on purpose: the client-side limit applies, and saying so on every start would be noise.
+    if (managementUrl === false) this.unavailable = true;
+  }
 
   private get baseUrl(): string {
-    return managementBaseUrl(this.address, this.managementUrl, this.currentHost());
+    return managementBaseUrl(this.address, this.managementUrl, this.currentHost()) ?? '';
   }
 
   /**
@@ -204,7 +212,9 @@ export class PolicyClient {
         { managementApi: this.baseUrl, detail },
         'could not install the dead-letter policy through the RabbitMQ management API; the client-side ' +
           'delivery limit still applies, but events that crash every consumer are not dead-lettered by the ' +
-          'broker (enable rabbitmq_management, give the user the policymaker tag, or set managementUrl)',
+          'broker (enable rabbitmq_management and give the user the policymaker tag; or give the API\'s URL: ' +
+          'pilots EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL, the ewms CLI --broker-management-url, the ' +
+          "library ConnectOptions.managementUrl; or 'none' there to not use it)",
       );
     }
     return false;

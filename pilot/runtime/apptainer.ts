@@ -143,12 +143,18 @@ export function createApptainerRuntime(options: RuntimeOptions): ContainerRuntim
     externalDirectories ??= checkHostDirectories(options.externalDirectories);
     resolvedExternal = await externalDirectories;
 
-    if (URI.test(reference)) return { reference, runnable: await buildSandbox(reference, reference) };
     const path = resolve(reference);
-    if (await isSandbox(path)) {
+    if (!URI.test(reference) && (await isSandbox(path))) {
       options.logger.info({ image: reference }, 'the image is already a sandbox directory');
       return { reference, runnable: path };
     }
+    if (options.convertImages === false) {
+      throw new RuntimeSetupError(
+        `apptainer image ${reference} is not a sandbox directory, and _EWMS_PILOT_APPTAINER_IMAGE_DIRECTORY_MUST_BE_PRESENT forbids converting it here`,
+        'Publish the image unpacked (a sandbox directory, e.g. on CVMFS), or unset _EWMS_PILOT_APPTAINER_IMAGE_DIRECTORY_MUST_BE_PRESENT to let the pilot convert it once.',
+      );
+    }
+    if (URI.test(reference)) return { reference, runnable: await buildSandbox(reference, reference) };
     if (await isFile(path)) return { reference, runnable: await buildSandbox(path, path) };
     throw new RuntimeSetupError(
       `apptainer image not found: ${reference} is neither a sandbox directory, an image file, nor a docker://, oras:// or library:// reference`,

@@ -127,6 +127,7 @@ export function createOciRuntime(engine: OciEngine, options: RuntimeOptions, hos
       const view = containerView(request, resolvedExternal ?? options.externalDirectories);
       const args = ['run', '--rm', '--name', request.runId, '--init', '--pull=never', ...userFlags(engine, host)];
       if (options.gpus) args.push(...gpuFlags(engine));
+      if (options.shmSize) args.push(`--shm-size=${options.shmSize}`);
       for (const bind of view.binds) {
         args.push('--mount', `type=bind,source=${bind.source},target=${bind.target}${bind.readOnly ? ',readonly' : ''}`);
       }

@@ -104,6 +104,10 @@ export interface RuntimeOptions {
   gpus: boolean;
   /** A directory the runtime may use for prepared images (e.g. apptainer sandboxes); created as needed. */
   workDir: string;
+  /** Apptainer: convert an image that is not a sandbox directory (default true); false refuses it at start. */
+  convertImages?: boolean;
+  /** Docker/Podman: `--shm-size` of task containers. */
+  shmSize?: string;
   /**
    * `EWMS_PILOT_TASK_KILL_GRACE`: seconds between SIGTERM and SIGKILL when a run is stopped. Container
    * runtimes give the container itself the same grace in `stop()` (default 10, Docker's own).

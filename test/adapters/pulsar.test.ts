@@ -18,7 +18,6 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
 import { AdapterUnavailableError, connect, resolveAddress } from '../../mq-adapters/index.js';
 import { SUBSCRIPTION_NAME, connectPulsarWith, loadPulsarClient } from '../../mq-adapters/pulsar/index.js';
-import { PulsarUnsupportedError } from '../../mq-adapters/pulsar/errors.js';
 import { HEADERS, type Broker, type ConnectOptions, type Delivery } from '../../mq-adapters/types.js';
 import { sharedTargets } from '../helpers/brokers.js';
 import { FakePulsar } from './pulsar-fake.js';
@@ -367,11 +366,5 @@ describe('the Pulsar adapter against an in-memory fake of pulsar-client', () => 
     await broker.declareQueue({ name: 'fail' });
     fake.failSends = 'Pulsar error: TimeOut';
     await expect(broker.publish('fail', { body: enc('x') })).rejects.toThrow(/TimeOut/);
-  });
-
-  test('depth and deleteQueue need the admin API: PulsarUnsupportedError with a hint', async () => {
-    const { broker } = await open();
-    await expect(broker.depth('q')).rejects.toBeInstanceOf(PulsarUnsupportedError);
-    await expect(broker.deleteQueue('q')).rejects.toBeInstanceOf(PulsarUnsupportedError);
   });
 });

@@ -1,17 +1,20 @@
 /**
  * The condor backend against stand-in condor_submit / condor_q / condor_rm (test/coordinator/stand-ins/):
- * they validate each submit description as HTCondor reads it (known commands or +Attr / MY.Attr, quoting,
- * `queue` last, the env file private) and record every call. Golden files pin each template's output.
+ * they validate each submit description as HTCondor reads it (the commands of the HTCondor manual or
+ * +Attr / MY.Attr, quoting, an executable outside the container universe, `queue` last, the env file
+ * private) and record every call. Golden files pin each template's output, and are what the EWMS TMS
+ * submits (tms/scalar/starter.py): container universe without an executable, `should_transfer_container
+ * = no` for a path image, the nested-Apptainer requirements, `+OriginalTime`.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeEach, describe, expect, test } from 'vitest';
 import { buildPilotEnv, CondorError, CoordinatorConfigError, type WorkflowTarget } from '../../coordinator/index.js';
-import { CondorPilotCluster, attachCondorCluster, submitCondorCluster } from '../../coordinator/backends/condor.js';
-import { condorArguments, envFileText, fillTemplate, templateValues, TEMPLATE_DIR } from '../../coordinator/condor/submit-description.js';
+import { CondorPilotCluster, attachCondorCluster, prepareSubmission, submitCondorCluster } from '../../coordinator/backends/condor.js';
+import { condorArguments, envFileText, fillTemplate, RETRY_UNTIL_PILOT_EXIT, templateValues, TEMPLATE_DIR } from '../../coordinator/condor/submit-description.js';
 import { parseTerseSubmit } from '../../coordinator/condor/tools.js';
 import type { PilotRequest } from '../../coordinator/types.js';
 
@@ -53,22 +56,80 @@ function setJobs(update: (jobs: Array<Record<string, unknown>>) => void): void {
 }
 
 describe('submit templates (golden files)', () => {
-  const fixed = { workflowId: 'wf42', count: 10, envFile: '/ap/ewms/wf42/ewms_htcondor_envfile.sh', wrapper: '/ap/ewms/wf42/ewms-pilot-wrapper.sh', logDir: '/ap/ewms/wf42/logs' };
+  const fixed = { workflowId: 'wf42', count: 10, envFile: '/ap/ewms/wf42/ewms_htcondor_envfile.sh', wrapper: '/ap/ewms/wf42/ewms-pilot-entrypoint.sh', logDir: '/ap/ewms/wf42/logs' };
+  const CVMFS_PILOT = '/cvmfs/icecube.opensciencegrid.org/containers/ewms/observation-management-service/ewms-pilot:1.0';
   const cases = {
-    'vanilla.sub': { template: 'vanilla.sub', condor: { pilotImage: '/cvmfs/images/ewms-pilot.sif', cpus: 2, memory: '4 GB', disk: '10GB', requirements: 'HAS_CVMFS_icecube_opensciencegrid_org && has_avx2', maxRuntimeSeconds: 7200, extra: { accounting_group: 'icecube.sim', '+ProjectName': '"skyscan"' } } },
-    'vanilla-minimal.sub': { template: 'vanilla.sub', condor: {} },
-    'container.sub': { template: 'container.sub', condor: { universe: 'container' as const, pilotImage: 'docker://ghcr.io/org/ewms-pilot:1.0', pilotCommand: 'node /opt/ewms/dist/pilot/cli.js', memory: '2048', maxRetries: 5 } },
+    'vanilla.sub': { template: 'vanilla.sub', condor: { pilotImage: '/cvmfs/images/ewms-pilot.sif', cpus: 2, memory: '4 GB', disk: '10GB', requirements: 'HAS_CVMFS_icecube_opensciencegrid_org && has_avx2', maxRuntimeSeconds: 7200, extra: { accounting_group: 'icecube.sim', '+ProjectName': '"skyscan"' } }, pilotEnv: {} },
+    'vanilla-minimal.sub': { template: 'vanilla.sub', condor: {}, pilotEnv: {} },
+    // As the TMS submits a SkyDriver scan: the CVMFS pilot image, tasks in a CVMFS image under Apptainer.
+    'container.sub': {
+      template: 'container.sub',
+      condor: { universe: 'container' as const, pilotImage: CVMFS_PILOT, memory: '2048', maxRetries: 5, maxRuntimeSeconds: 95487, requirements: 'has_avx && has_avx2' },
+      pilotEnv: { EWMS_PILOT_TASK_IMAGE: '/cvmfs/icecube.opensciencegrid.org/containers/realtime/skymap_scanner:4' },
+    },
+    'container-docker.sub': {
+      template: 'container.sub',
+      condor: { universe: 'container' as const, pilotImage: 'docker://ghcr.io/org/ewms-pilot:1.0', defaultRequirements: false, requirements: 'OpSysMajorVer >= 9' },
+      pilotEnv: { EWMS_PILOT_TASK_IMAGE: 'docker.io/org/task:1', EWMS_PILOT_CONTAINER_RUNTIME: 'podman' },
+    },
   };
   for (const [golden, c] of Object.entries(cases)) {
-    test(golden, () => {
-      const text = fillTemplate(readFileSync(join(TEMPLATE_DIR, c.template), 'utf8'), templateValues({ ...fixed, condor: c.condor }));
+    test(`${golden}, which condor_submit (stand-in) accepts`, () => {
+      const text = fillTemplate(readFileSync(join(TEMPLATE_DIR, c.template), 'utf8'), templateValues({ ...fixed, condor: c.condor, pilotEnv: c.pilotEnv }));
       const path = join(GOLDEN, golden);
       if (process.env.EWMS_UPDATE_GOLDEN === '1' || !existsSync(path)) writeFileSync(path, text);
       expect(text).toBe(readFileSync(path, 'utf8'));
       expect(text.trim().split('\n').at(-1)).toBe('queue 10');
       expect(text).not.toContain('{{');
+      execFileSync(join(STAND_INS, 'condor_submit'), ['-terse', path], { env: { ...process.env, EWMS_CONDOR_STANDIN_SKIP_FILES: '1' } });
+      expect(calls().at(-1)?.errors).toEqual([]);
     });
   }
+
+  test('the container universe is submitted as the TMS does: no executable, a path image not transferred, nested-Apptainer requirements, +OriginalTime', () => {
+    const text = readFileSync(join(GOLDEN, 'container.sub'), 'utf8');
+    expect(text).not.toMatch(/^(executable|arguments|transfer_executable)\s*=/m);
+    expect(text).toMatch(/^should_transfer_container\s+= no$/m);
+    expect(text).toMatch(
+      /^requirements\s+= ifthenelse\(!isUndefined\(HAS_SINGULARITY\), HAS_SINGULARITY, HasSingularity\) && HasUserNamespaces =\?= true && HAS_CVMFS_icecube_opensciencegrid_org && \(has_avx && has_avx2\)$/m,
+    );
+    expect(text).toMatch(/^\+OriginalTime\s+= 95487$/m);
+    expect(text).toMatch(/^\+WantIOProxy\s+= true$/m);
+    // docker:// images are never transferred by HTCondor: no should_transfer_container line; own requirements only.
+    const docker = readFileSync(join(GOLDEN, 'container-docker.sub'), 'utf8');
+    expect(docker).not.toMatch(/should_transfer_container/);
+    expect(docker).toMatch(/^requirements\s+= OpSysMajorVer >= 9$/m);
+  });
+
+  test('default requirements follow what the pilot needs: none on the host; Apptainer, user namespaces and CVMFS for Apptainer tasks', () => {
+    const req = (condor: Parameters<typeof templateValues>[0]['condor'], pilotEnv: Record<string, string>) => templateValues({ ...fixed, condor, pilotEnv }).REQUIREMENTS;
+    expect(req({}, {})).toBeUndefined();
+    expect(req({}, { EWMS_PILOT_TASK_IMAGE: '/data/img' })).toBe('ifthenelse(!isUndefined(HAS_SINGULARITY), HAS_SINGULARITY, HasSingularity) && HasUserNamespaces =?= true');
+    expect(req({}, { EWMS_PILOT_TASK_IMAGE: 'img:1', EWMS_PILOT_CONTAINER_RUNTIME: 'docker' })).toBeUndefined();
+    expect(req({ pilotImage: '/cvmfs/unpacked.cern.ch/registry.hub.docker.com/org/ewms-pilot:1' }, {})).toBe(
+      'ifthenelse(!isUndefined(HAS_SINGULARITY), HAS_SINGULARITY, HasSingularity) && HAS_CVMFS_unpacked_cern_ch',
+    );
+    expect(req({ requirements: 'Memory > 1000' }, {})).toBe('Memory > 1000');
+    expect(req({ defaultRequirements: false }, { EWMS_PILOT_TASK_IMAGE: '/data/img' })).toBeUndefined();
+  });
+
+  test('retries: a pilot exiting 1 (fail-fast after its quarantine) or 2 (bad configuration) is not run again; a killed one is', () => {
+    for (const golden of ['vanilla.sub', 'container.sub']) {
+      const line = readFileSync(join(GOLDEN, golden), 'utf8').split('\n').find((l) => l.startsWith('retry_until'));
+      expect(line?.split('=').slice(1).join('=').trim()).toBe(RETRY_UNTIL_PILOT_EXIT);
+    }
+    // The expression as the schedd evaluates it on the exited job's ad (=?= is "is identical to", false on UNDEFINED).
+    const stopRetrying = (ad: { ExitCode?: number }) =>
+      new Function('ExitCode', `return ${RETRY_UNTIL_PILOT_EXIT.replace(/=\?=/g, '===')};`)(ad.ExitCode) as boolean;
+    expect(stopRetrying({ ExitCode: 1 })).toBe(true);
+    expect(stopRetrying({ ExitCode: 2 })).toBe(true);
+    expect(stopRetrying({ ExitCode: 137 })).toBe(false);
+    expect(stopRetrying({})).toBe(false); // killed by a signal: no ExitCode
+  });
+
+  test('pilotCommand is refused in the container universe, where the image\'s entrypoint starts the pilot', () => {
+    expect(() => templateValues({ ...fixed, condor: { universe: 'container', pilotImage: CVMFS_PILOT, pilotCommand: 'node cli.js' } })).toThrow(/does not apply to the container universe/);
+  });
 
   test('quoting: arguments in the new syntax, sizes normalised, bad input refused', () => {
     expect(condorArguments(['ewms-pilot'])).toBe('"ewms-pilot"');
@@ -109,12 +170,17 @@ describe('condor backend with stand-in tools', () => {
     expect(statSync(envFile).mode & 0o777).toBe(0o600);
     expect(readFileSync(envFile, 'utf8')).toContain(TOKEN);
     expect(readFileSync(envFile, 'utf8')).toContain("EWMS_PILOT_HTCHIRP='True'");
+    // The wall-time limit reaches both HTCondor and the pilots.
+    expect(readFileSync(envFile, 'utf8')).toContain("EWMS_PILOT_MAX_WORKER_RUNTIME='3600'");
+    expect(submit?.submit).toMatch(/^\+OriginalTime\s+= 3600$/m);
+    // The job's executable is the image entrypoint, copied next to the env file it loads.
+    expect(readFileSync(join(workDir, 'ewms-pilot-entrypoint.sh'), 'utf8')).toBe(readFileSync(fileURLToPath(new URL('../../apptainer/ewms-pilot-entrypoint.sh', import.meta.url)), 'utf8'));
 
     setJobs((jobs) => {
       jobs[0]!.JobStatus = 2;
-      jobs[0]!.HTChirpEWMSPilotStatus = 'processing events';
+      jobs[0]!.HTChirpEWMSPilotStatus = 'Tasking';
     });
-    expect(await cluster.status()).toEqual({ backend: 'condor', id: '100', total: 3, byState: { running: 1, idle: 2 }, byPilotStatus: { 'processing events': 1, unreported: 2 } });
+    expect(await cluster.status()).toEqual({ backend: 'condor', id: '100', total: 3, byState: { running: 1, idle: 2 }, byPilotStatus: { Tasking: 1, unreported: 2 } });
 
     await cluster.scale(5);
     expect(cluster.clusterIds).toEqual(['100', '101']);
@@ -130,6 +196,21 @@ describe('condor backend with stand-in tools', () => {
     expect((await cluster.status()).total).toBe(0);
     // Removing again (jobs already gone) is not an error.
     await cluster.remove();
+  });
+
+  test('the wall-time limit becomes the pilots\' budget unless they have a shorter one; a budget that cannot fit is refused at submit', async () => {
+    const workDir = () => mkdtempSync(join(tmpdir(), 'ewms-condor-work-'));
+    const env = (extra: Record<string, string>) => buildPilotEnv(target, request({ pilotEnv: extra }));
+    const budget = async (pilotEnv: Record<string, string>) => {
+      const dir = workDir();
+      await prepareSubmission(env(pilotEnv), 'wf42', { maxRuntimeSeconds: 3600, workDir: dir }, 1);
+      return /EWMS_PILOT_MAX_WORKER_RUNTIME='(\d+)'/.exec(readFileSync(join(dir, 'ewms_htcondor_envfile.sh'), 'utf8'))?.[1];
+    };
+    expect(await budget({})).toBe('3600');
+    expect(await budget({ EWMS_PILOT_MAX_WORKER_RUNTIME: '3000' })).toBe('3000');
+    await expect(budget({ EWMS_PILOT_MAX_WORKER_RUNTIME: '7200' })).rejects.toThrow(/longer than the job's wall-time limit/);
+    await expect(budget({ EWMS_PILOT_TASK_TIMEOUT: '3600' })).rejects.toThrow(/leaves no room for one task/);
+    await expect(prepareSubmission(env({}), 'wf42', { maxRuntimeSeconds: 0.5, workDir: workDir() }, 1)).rejects.toThrow(CoordinatorConfigError);
   });
 
   test('container universe submits with container_image unquoted', async () => {

@@ -1,213 +1,208 @@
 /**
- * The ewms backend against a local stand-in of the EWMS Workflow Management Service (node:http) that
- * checks the bearer token and validates each request body against the WMS's documented schema
- * (POST /v1/workflows: required and allowed fields of the workflow and its tasks).
+ * The ewms backend against the strict WMS stand-in (`stand-ins/wms.ts`): request bodies validated by ajv
+ * against the WMS's own request schema, OAuth2 client-credential tokens that expire, a `POST /v1/workflows`
+ * whose answer is lost, client errors, and deactivation. No broker here: the queues' endpoints are only
+ * read, not used (the end-to-end runs are in `ewms-e2e.test.ts`).
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { Ajv } from 'ajv';
 import { afterEach, describe, expect, test } from 'vitest';
-import { CoordinatorConfigError, runWorkflow, Workflow, WmsError, type WorkflowOutcome } from '../../coordinator/index.js';
-import { freshId, startEchoPilot } from './helpers.js';
-import { attachEwmsWorkflow, requestEwmsWorkflow, workflowRequestBody, WmsClient } from '../../coordinator/backends/ewms.js';
-import type { PilotRequest } from '../../coordinator/types.js';
+import { attachEwmsWorkflow, provisionEwmsWorkflow, REQUEST_ID_VARIABLE, WmsClient, workflowRequestBody, type WorkflowRequestBody } from '../../coordinator/backends/ewms.js';
+import { singleTaskPlan } from '../../coordinator/backends/plan.js';
+import { CoordinatorConfigError, WmsAuthError, WmsError, WmsWorkflowUnconfirmedError } from '../../coordinator/errors.js';
+import type { EwmsWmsOptions, PilotRequest } from '../../coordinator/types.js';
+import { wmsAuthFromEnv, wmsTokenSource } from '../../coordinator/wms-auth.js';
+import { startWmsStandIn, type WmsStandIn } from './stand-ins/wms.js';
+import { WMS_HANDLER_CHECKS, WORKFLOW_REQUEST_SCHEMA } from './stand-ins/wms-schema.js';
 
-const TOKEN = 'wms-Bearer-Secret-9';
-const TASK_REQUIRED = ['cluster_locations', 'task_image', 'task_args', 'input_queue_aliases', 'output_queue_aliases', 'worker_config'];
-const TASK_ALLOWED = new Set([...TASK_REQUIRED, 'task_env', 'init_image', 'init_args', 'init_env', 'n_workers', 'pilot_config']);
-
-/** Schema errors in a POST /v1/workflows body (empty: valid). */
-function validateWorkflowBody(body: unknown): string[] {
-  const errors: string[] = [];
-  if (typeof body !== 'object' || body === null) return ['body is not an object'];
-  const b = body as Record<string, unknown>;
-  for (const key of Object.keys(b)) if (!['tasks', 'public_queue_aliases'].includes(key)) errors.push(`unexpected field ${key}`);
-  if (!Array.isArray(b.public_queue_aliases) || !b.public_queue_aliases.every((a) => typeof a === 'string')) errors.push('public_queue_aliases must be a list of strings');
-  if (!Array.isArray(b.tasks) || b.tasks.length < 1) return [...errors, 'tasks must be a non-empty list'];
-  for (const [i, t] of (b.tasks as Array<Record<string, unknown>>).entries()) {
-    for (const k of TASK_REQUIRED) if (!(k in t)) errors.push(`tasks[${i}].${k} is required`);
-    for (const k of Object.keys(t)) if (!TASK_ALLOWED.has(k)) errors.push(`tasks[${i}].${k} is not allowed`);
-    for (const k of ['cluster_locations', 'input_queue_aliases', 'output_queue_aliases']) if (!Array.isArray(t[k])) errors.push(`tasks[${i}].${k} must be a list`);
-    for (const k of ['task_image', 'task_args']) if (typeof t[k] !== 'string') errors.push(`tasks[${i}].${k} must be a string`);
-    for (const k of ['task_env', 'init_env', 'worker_config', 'pilot_config']) if (k in t && (typeof t[k] !== 'object' || Array.isArray(t[k]))) errors.push(`tasks[${i}].${k} must be an object`);
-    if ('n_workers' in t && !Number.isInteger(t.n_workers)) errors.push(`tasks[${i}].n_workers must be an integer`);
-  }
-  return errors;
-}
-
-interface Wms {
-  url: string;
-  requests: Array<{ method: string; path: string; body: unknown }>;
-  server: Server;
-  /** Answer the next N requests with 503. */
-  failNext: number;
-}
-
-async function startWms(queues = { in: 'mq-in-1', out: 'mq-out-1', brokerType: 'rabbitmq', address: 'broker.example.org', token: 'queue-token' }): Promise<Wms> {
-  const wms: Wms = { url: '', requests: [], server: undefined as unknown as Server, failNext: 0 };
-  let profilePolls = 0;
-  const read = (req: IncomingMessage) => new Promise<string>((resolve) => {
-    let s = '';
-    req.on('data', (c: Buffer) => (s += c.toString()));
-    req.on('end', () => resolve(s));
-  });
-  wms.server = createServer(async (req, res) => {
-    const text = await read(req);
-    const body = text ? (JSON.parse(text) as unknown) : undefined;
-    const path = req.url ?? '';
-    wms.requests.push({ method: req.method ?? '', path, body });
-    const send = (status: number, payload: unknown) => {
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(payload));
-    };
-    if (req.headers.authorization !== `Bearer ${TOKEN}`) return send(401, { code: 401, error: 'invalid token' });
-    if (wms.failNext > 0) {
-      wms.failNext -= 1;
-      return send(503, { code: 503, error: 'busy' });
-    }
-    if (req.method === 'POST' && path === '/v1/workflows') {
-      const errors = validateWorkflowBody(body);
-      if (errors.length > 0) return send(400, { code: 400, error: errors.join('; ') });
-      return send(200, { workflow: { workflow_id: 'wf-abc' }, task_directives: [{ task_id: 't1', input_queues: [queues.in], output_queues: [queues.out] }], taskforces: [] });
-    }
-    if (req.method === 'GET' && path === '/v1/mqs/workflows/wf-abc/mq-profiles/public') {
-      profilePolls += 1;
-      const activated = profilePolls > 1;
-      const profile = (mqid: string, alias: string) => ({ mqid, alias, is_activated: activated, broker_type: queues.brokerType, broker_address: queues.address, auth_token: queues.token });
-      return send(200, { mqprofiles: [profile(queues.in, 'input-queue'), profile(queues.out, 'output-queue')] });
-    }
-    if (req.method === 'POST' && path === '/v1/query/taskforces') {
-      return send(200, {
-        taskforces: [
-          { taskforce_uuid: 'tf1', phase: 'condor-submit', n_workers: 3, compound_statuses: { RUNNING: { 'processing events': 2 }, IDLE: { null: 1 } } },
-          { taskforce_uuid: 'tf2', phase: 'pending-starter', n_workers: 2, compound_statuses: {} },
-        ],
-      });
-    }
-    if (req.method === 'POST' && path === '/v1/workflows/wf-abc/actions/finished') return send(200, { workflow_id: 'wf-abc' });
-    return send(404, { code: 404, error: `no route ${req.method} ${path}` });
-  });
-  await new Promise<void>((r) => wms.server.listen(0, '127.0.0.1', () => r()));
-  wms.url = `http://127.0.0.1:${(wms.server.address() as AddressInfo).port}`;
-  return wms;
-}
-
-let wms: Wms | undefined;
+let wms: WmsStandIn | undefined;
 afterEach(async () => {
-  const server = wms?.server;
+  await wms?.close();
   wms = undefined;
-  if (!server) return;
-  server.closeAllConnections(); // the client's keep-alive sockets would hold close() open
-  await new Promise((r) => server.close(r));
 });
 
-function request(url: string, extra: Partial<PilotRequest> = {}): PilotRequest {
+const validate = new Ajv({ allErrors: true, strict: false }).compile(WORKFLOW_REQUEST_SCHEMA);
+
+function ewmsOptions(stand: WmsStandIn, extra: Partial<EwmsWmsOptions> = {}): EwmsWmsOptions {
   return {
-    backend: 'ewms',
-    count: 5,
-    task: { args: 'python -m scan {{INFILE}} {{OUTFILE}}', image: '/cvmfs/img/scan:1', env: { NSIDE: '8' }, timeoutSeconds: 600 },
-    init: { args: 'fetch {{DATA_HUB}}/startup.json' },
-    ewms: { url, token: TOKEN, locations: { 'sub-2': { collector: 'cm.example.org', schedd: 'sub-2.example.org' } }, pollSeconds: 0.01, maxAttempts: 4 },
+    url: stand.url,
+    locations: ['sub-2'],
+    clientCredentials: { issuerUrl: stand.issuerUrl, clientId: stand.clientId, clientSecret: stand.clientSecret },
+    pollSeconds: 0.05,
+    lookupSeconds: 1,
     ...extra,
   };
 }
 
-describe('ewms backend against a WMS stand-in', () => {
-  test('requests the workflow (valid per the schema), waits for activated queues, reads status, deactivates', async () => {
-    wms = await startWms();
-    const cluster = await requestEwmsWorkflow(request(wms.url));
-    expect(cluster.id).toBe('wf-abc');
-    expect(cluster.queues.incoming).toMatchObject({ mqid: 'mq-in-1', auth_token: 'queue-token', is_activated: true });
-    expect(cluster.queues.outgoing?.mqid).toBe('mq-out-1');
-    const post = wms.requests[0]!;
-    expect(validateWorkflowBody(post.body)).toEqual([]);
-    expect(post.body).toMatchObject({
-      public_queue_aliases: ['input-queue', 'output-queue'],
-      tasks: [{ cluster_locations: ['sub-2'], task_image: '/cvmfs/img/scan:1', init_image: '/cvmfs/img/scan:1', n_workers: 5, task_env: { NSIDE: '8' }, pilot_config: { environment: { EWMS_PILOT_TASK_TIMEOUT: 600 } } }],
-    });
-    expect(wms.requests.filter((r) => r.path.includes('mq-profiles'))).toHaveLength(2);
+function pilotRequest(ewms: EwmsWmsOptions, extra: Partial<PilotRequest> = {}): PilotRequest {
+  return {
+    backend: 'ewms',
+    count: 3,
+    task: { args: 'python -m scan --in {{INFILE}} --out {{OUTFILE}}', image: '/cvmfs/icecube.opensciencegrid.org/containers/scan:1', env: { NSIDE: '8' }, timeoutSeconds: 600 },
+    init: { args: 'curl -o {{DATA_HUB}}/startup.json https://example.org/s.json', timeoutSeconds: 61 },
+    pilotEnv: { EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE: '300' },
+    condor: { cpus: 2, memory: '4GB' },
+    ewms,
+    ...extra,
+  };
+}
 
-    expect(await cluster.status()).toEqual({
-      backend: 'ewms',
-      id: 'wf-abc',
-      total: 5,
-      byState: { 'condor-submit': 3, 'pending-starter': 2 },
-      byPilotStatus: { 'processing events': 2, null: 1 },
+function body(request: PilotRequest): WorkflowRequestBody {
+  return workflowRequestBody(singleTaskPlan(request, 3, 'mqclient'), request.ewms!, 'req-1');
+}
+
+describe('POST /v1/workflows body', () => {
+  test('validates against the WMS request schema (ajv) and its handler checks; carries image_source, the whole worker_config, typed pilot settings', () => {
+    const b = body(pilotRequest({ url: 'http://x', locations: ['sub-2'], workerConfig: { priority: 7, condor_requirements: 'HAS_CVMFS_icecube_opensciencegrid_org' } }));
+    expect(validate(b), JSON.stringify(validate.errors)).toBe(true);
+    expect(WMS_HANDLER_CHECKS(b as unknown as { tasks: Array<Record<string, unknown>> }, ['sub-2'])).toBeUndefined();
+    expect(b.public_queue_aliases).toEqual(['input-queue', 'output-queue']);
+    const task = b.tasks[0]!;
+    expect(task).toMatchObject({
+      cluster_locations: ['sub-2'],
+      input_queue_aliases: ['input-queue'],
+      output_queue_aliases: ['output-queue'],
+      task_env: { NSIDE: '8' },
+      init_image: task.task_image,
+      n_workers: 3,
+      worker_config: { n_cores: 2, worker_memory: '4GB', worker_disk: '1GB', priority: 7, max_worker_runtime: 14400, do_transfer_worker_stdouterr: true, condor_requirements: 'HAS_CVMFS_icecube_opensciencegrid_org' },
     });
-    await expect(cluster.scale(9)).rejects.toThrow(/cannot rescale/);
-    await cluster.remove();
-    expect(wms.requests.at(-1)).toMatchObject({ method: 'POST', path: '/v1/workflows/wf-abc/actions/finished' });
-    // attach by id works for status and rm from another process
-    await attachEwmsWorkflow('wf-abc', { url: wms.url, token: TOKEN, locations: {} }).remove();
+    expect(task.pilot_config).toEqual({
+      tag: 'latest',
+      image_source: 'auto',
+      input_files: [],
+      environment: {
+        EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE: '300',
+        EWMS_PILOT_TASK_TIMEOUT: 600,
+        EWMS_PILOT_INIT_TIMEOUT: 61,
+        EWMS_PILOT_MAX_DELIVERIES: 3,
+        EWMS_PILOT_WIRE_FORMAT: 'mqclient',
+        EWMS_PILOT_DEAD_LETTER: 'outgoing',
+        [REQUEST_ID_VARIABLE]: 'req-1',
+      },
+    });
   });
 
-  test('5xx is retried with backoff; 4xx fails at once with the WMS message and never the token', async () => {
-    wms = await startWms();
-    wms.failNext = 2;
-    const client = new WmsClient({ url: wms.url, token: TOKEN, locations: {}, maxAttempts: 4 }, undefined, async () => undefined);
-    expect((await client.taskforces('wf-abc')).length).toBe(2);
-    expect(wms.requests).toHaveLength(3);
-
-    wms.failNext = 10;
-    const exhausted = await client.taskforces('wf-abc').catch((e: unknown) => e);
-    expect(exhausted).toBeInstanceOf(WmsError);
-    expect((exhausted as WmsError).status).toBe(503);
-
-    const bad = await new WmsClient({ url: wms.url, token: 'wrong', locations: {} }).taskforces('x').catch((e: unknown) => e);
-    expect(bad).toBeInstanceOf(WmsError);
-    expect(String(bad)).toMatch(/HTTP 401 — invalid token/);
-    expect(String(bad)).toMatch(/EWMS_WMS_TOKEN/);
-
-    wms.failNext = 0;
-    const invalid = await client.call('POST', '/v1/workflows', { tasks: [] }).catch((e: unknown) => e);
-    expect((invalid as WmsError).status).toBe(400);
-    expect(String(invalid)).toMatch(/tasks must be a non-empty list/);
-    expect(String(invalid)).not.toContain(TOKEN);
+  test('the stand-in refuses what the WMS refuses: the old body without image_source and with a partial worker_config', () => {
+    const b = body(pilotRequest({ url: 'http://x', locations: ['sub-2'] })) as unknown as { tasks: Array<Record<string, Record<string, unknown>>> };
+    delete b.tasks[0]!.pilot_config!.image_source;
+    expect(validate(b)).toBe(false);
+    const partial = body(pilotRequest({ url: 'http://x', locations: ['sub-2'] })) as unknown as { tasks: Array<Record<string, Record<string, unknown>>> };
+    delete partial.tasks[0]!.worker_config!.condor_requirements;
+    expect(validate(partial)).toBe(false);
+    const numberEnv = body(pilotRequest({ url: 'http://x', locations: ['sub-2'] })) as unknown as { tasks: Array<Record<string, Record<string, unknown>>> };
+    numberEnv.tasks[0]!.task_env = { THREADS: 4 };
+    expect(validate(numberEnv)).toBe(false);
   });
 
-  test('network errors are retried, then reported clearly', async () => {
-    const client = new WmsClient({ url: 'http://127.0.0.1:1', token: TOKEN, locations: {}, maxAttempts: 2 }, undefined, async () => undefined);
+  test('what the WMS would refuse is refused here first, with the field named', () => {
+    const base = { url: 'http://x', locations: ['sub-2'] };
+    expect(() => body(pilotRequest(base, { pilotEnv: { EWMS_PILOT_TASK_ARGS: 'x' } }))).toThrow(/EWMS_PILOT_TASK_ARGS cannot be passed to the WMS/);
+    expect(() => body(pilotRequest({ ...base, locations: ['sub-2=cm.example.org,schedd.example.org'] }))).toThrow(/not a cluster location name/);
+    expect(() => body(pilotRequest({ ...base, locations: [] }))).toThrow(/at least one cluster location/);
+    expect(() => body(pilotRequest(base, { condor: { cpus: 1.5 } }))).toThrow(CoordinatorConfigError);
+    expect(() => body(pilotRequest({ ...base, workerConfig: { n_gpus: 1 } }))).toThrow(/worker_config has no field 'n_gpus'/);
+    expect(() => body(pilotRequest({ ...base, pilotTag: '1' }))).toThrow(/pilot tag '1'/);
+    expect(() => body(pilotRequest(base, { task: { args: 'x' } }))).toThrow(/needs an image/);
+  });
+});
+
+describe('WMS credentials', () => {
+  test('client credentials: token endpoint by OpenID discovery, renewed before it expires, fetched again once after a 401', async () => {
+    wms = await startWmsStandIn({ tokenLifetimeSeconds: 1 });
+    const client = new WmsClient(ewmsOptions(wms), undefined);
+    await client.taskforces('none');
+    expect(wms.tokensIssued()).toBe(1);
+    await new Promise((r) => setTimeout(r, 1_100)); // the first token has expired by now
+    await client.taskforces('none');
+    expect(wms.tokensIssued()).toBe(2);
+    expect(wms.expiredTokenRefusals()).toBe(0); // renewed ahead, never sent expired
+
+    wms.revokeTokens(); // the WMS no longer takes the current token
+    await client.taskforces('none');
+    expect(wms.tokensIssued()).toBe(3);
+    expect(wms.requests.filter((r) => r.status === 401)).toHaveLength(1);
+  });
+
+  test('a refused client secret is a WmsAuthError that never contains the secret; incomplete settings are refused', async () => {
+    wms = await startWmsStandIn();
+    const client = new WmsClient(ewmsOptions(wms, { clientCredentials: { issuerUrl: wms.issuerUrl, clientId: wms.clientId, clientSecret: 'Wrong-Secret-123' } }));
     const err = await client.taskforces('x').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WmsAuthError);
+    expect(String(err)).toMatch(/refused client 'ewms-test-client': HTTP 401 — unauthorized_client/);
+    expect(String(err)).not.toContain('Wrong-Secret-123');
+
+    const discovery = await new WmsClient(ewmsOptions(wms, { clientCredentials: { issuerUrl: `${wms.url}/nowhere`, clientId: 'a', clientSecret: 'b' } })).taskforces('x').catch((e: unknown) => e);
+    expect(String(discovery)).toMatch(/OpenID discovery .* gave no token endpoint/);
+
+    expect(() => wmsAuthFromEnv({ EWMS_WMS_TOKEN_URL: 'https://kc/realms/x', EWMS_WMS_CLIENT_ID: 'id' })).toThrow(/incomplete/);
+    const both = wmsAuthFromEnv({ EWMS_WMS_TOKEN_URL: 'https://kc/realms/x', EWMS_WMS_CLIENT_ID: 'id', EWMS_WMS_CLIENT_SECRET: 's', EWMS_WMS_TOKEN: 'static' });
+    expect(both.clientCredentials).toBeDefined(); // they win over the static token
+    expect(await wmsTokenSource({ token: 'static-token' }).token()).toBe('static-token');
+  });
+});
+
+describe('workflow requests', () => {
+  test('a POST /v1/workflows answered 504 after the WMS made the workflow is not sent again: the workflow is found by its request id', async () => {
+    wms = await startWmsStandIn();
+    wms.gatewayTimeoutAfterCreate = 1;
+    const ewms = ewmsOptions(wms);
+    const { cluster, endpoints } = await provisionEwmsWorkflow(singleTaskPlan(pilotRequest(ewms), 3, 'mqclient'), ewms);
+    expect(wms.requests.filter((r) => r.method === 'POST' && r.path === '/v1/workflows')).toHaveLength(1);
+    expect(wms.workflows.size).toBe(1);
+    expect(cluster.id).toBe([...wms.workflows.keys()][0]);
+    const [inQ, outQ] = [wms.profiles.find((p) => p.alias === 'input-queue')!, wms.profiles.find((p) => p.alias === 'output-queue')!];
+    // One endpoint per queue, each with that queue's own token, kept off the management API.
+    expect(endpoints.incoming).toEqual({ name: inQ.mqid, broker: { type: 'rabbitmq', address: inQ.broker_address, authToken: inQ.auth_token, managementUrl: false } });
+    expect(endpoints.outgoing.broker.authToken).toBe(outQ.auth_token);
+    expect(endpoints.deadLetter).toBeUndefined();
+  });
+
+  test('a POST refused before the WMS acted (503) is not resent either: after the look-up window, an error that says so', async () => {
+    wms = await startWmsStandIn();
+    wms.failNext = 1;
+    const ewms = ewmsOptions(wms);
+    const err = await provisionEwmsWorkflow(singleTaskPlan(pilotRequest(ewms), 3, 'mqclient'), ewms).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WmsWorkflowUnconfirmedError);
+    expect(String(err)).toMatch(/not sent again/);
+    expect(String(err)).toMatch(/hint: the WMS may still create it/);
+    expect(wms.requests.filter((r) => r.path === '/v1/workflows')).toHaveLength(1);
+    expect(wms.workflows.size).toBe(0);
+  });
+
+  test('a client error gets the WMS reason at once (no retries), and a workflow whose queues fail is aborted', async () => {
+    wms = await startWmsStandIn();
+    const ewms = ewmsOptions(wms, { locations: ['nowhere'] });
+    const started = Date.now();
+    const err = await provisionEwmsWorkflow(singleTaskPlan(pilotRequest(ewms), 3, 'mqclient'), ewms).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WmsError);
-    expect(String(err)).toMatch(/cannot reach the WMS/);
+    expect(String(err)).toMatch(/HTTP 400 — condor location not found: nowhere/);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(wms.requests.filter((r) => r.path === '/v1/workflows')).toHaveLength(1);
+
+    // Queues that never activate: the request times out and the workflow is aborted, not left behind.
+    const slow = ewmsOptions(wms, { activationTimeoutSeconds: 0.2 });
+    await startWmsStandIn({ inactivePolls: 1_000_000 }).then(async (stuck) => {
+      const e = await provisionEwmsWorkflow(singleTaskPlan(pilotRequest(slow), 3, 'mqclient'), { ...slow, url: stuck.url, clientCredentials: { issuerUrl: stuck.issuerUrl, clientId: stuck.clientId, clientSecret: stuck.clientSecret } }).catch((x: unknown) => x);
+      expect(String(e)).toMatch(/did not activate the queues/);
+      expect([...stuck.workflows.values()][0]).toMatchObject({ deactivated: 'ABORTED' });
+      await stuck.close();
+    });
   });
 
-  test('the request body needs a location and a task image', () => {
-    const r = request('http://x');
-    expect(() => workflowRequestBody({ ...r, task: { args: 'x' } }, r.ewms!)).toThrow(/needs an image/);
-    expect(() => workflowRequestBody(r, { ...r.ewms!, locations: {} })).toThrow(/cluster location/);
-  });
+  test('status from the taskforces; remove() finishes once, abort from another process, a repeated deactivation is no error', async () => {
+    wms = await startWmsStandIn();
+    const ewms = ewmsOptions(wms);
+    const { cluster } = await provisionEwmsWorkflow(singleTaskPlan(pilotRequest(ewms), 3, 'mqclient'), ewms);
+    expect(await cluster.status()).toMatchObject({ backend: 'ewms', id: cluster.id, total: 3, byState: { 'pending-starter': 3 } });
+    await Promise.all([cluster.remove(), cluster.remove()]);
+    expect(wms.requests.filter((r) => r.path.endsWith('/actions/finished'))).toHaveLength(1);
+    expect(wms.workflows.get(cluster.id)).toMatchObject({ deactivated: 'FINISHED' });
+    // Deactivated already (e.g. our earlier answer was lost): done, not an error.
+    await attachEwmsWorkflow(cluster.id, ewms).remove({ reason: 'aborted' });
+    await expect(attachEwmsWorkflow('WF-nosuch', ewms).remove({ reason: 'aborted' })).rejects.toThrow(/HTTP 404/);
 
-  test('runWorkflow with backend ewms publishes to and collects from the queues the WMS made, then deactivates it', async () => {
-    const id = freshId('wmsq');
-    const queues = { in: `${id}-in`, out: `${id}-out`, brokerType: 'nats', address: '127.0.0.1:4222', token: '' };
-    wms = await startWms(queues);
-    // Stands in for the pilots the WMS would start: a real consumer on the WMS's queues.
-    const wmsQueues = { incoming: queues.in, outgoing: queues.out, deadLetter: `${queues.in}.dlq` };
-    const setup = await Workflow.create({ broker: { address: 'nats://127.0.0.1:4222' }, queues: wmsQueues });
-    const pilot = await startEchoPilot('nats', wmsQueues);
-    try {
-      const got: WorkflowOutcome[] = [];
-      const report = await runWorkflow({
-        broker: { address: 'unused://ignored' },
-        events: ['x', 'y', 'z'],
-        pilots: request(wms.url),
-        onOutcome: (o) => {
-          got.push(o);
-        },
-        progress: false,
-        idleTimeoutMs: 20_000,
-        deleteQueues: false,
-      });
-      expect(report).toMatchObject({ results: 3, queues: { incoming: queues.in, outgoing: queues.out } });
-      expect(got.map((o) => o.data).sort()).toEqual(['x', 'y', 'z']);
-      expect(wms.requests.at(-1)).toMatchObject({ path: '/v1/workflows/wf-abc/actions/finished' });
-    } finally {
-      await pilot.stop();
-      await setup.close({ deleteQueues: true });
-    }
-    // Workflow.startPilots cannot serve the ewms backend: its queues are not the WMS's.
-    const other = await Workflow.create({ broker: { address: 'nats://127.0.0.1:4222' }, id: freshId('wmsx') });
-    await expect(other.startPilots(request('http://127.0.0.1:1'))).rejects.toThrow(CoordinatorConfigError);
-    await other.close({ deleteQueues: true });
+    const second = await provisionEwmsWorkflow(singleTaskPlan(pilotRequest(ewms), 3, 'mqclient'), ewms);
+    await attachEwmsWorkflow(second.cluster.id, ewms).remove({ reason: 'aborted' });
+    expect(wms.workflows.get(second.cluster.id)).toMatchObject({ deactivated: 'ABORTED' });
   });
 });

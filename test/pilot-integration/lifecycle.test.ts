@@ -1,13 +1,15 @@
 /**
  * The pilot's life around its tasks, on the real command line and real brokers: eviction (SIGTERM) and a
  * crash (SIGKILL) mid-task lose nothing and duplicate nothing a consumer can see; malformed events go to
- * the dead-letter queue at once; long tasks keep their lease; HTChirp reports through `condor_chirp`.
+ * the dead-letter queue at once; long tasks keep their lease; HTChirp reports to the starter's chirp proxy.
  */
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { HEADERS } from '../../mq-adapters/types.js';
+// @ts-expect-error -- a plain .mjs test stand-in without types
+import { startChirpStarter } from '../pilot/stand-ins/chirp-starter.mjs';
 import { alive, drainDeliveries, drainOutputs, pilotEnv, publishEvents, startPilot, TestQueues, waitFor, type BrokerName, type Output } from './run-pilot.js';
 
 const testQueues = new TestQueues();
@@ -119,30 +121,32 @@ describe('long tasks keep their lease (NATS)', () => {
 });
 
 describe('HTChirp', () => {
-  test('status and task counts reach condor_chirp with the Python pilot attribute names', async () => {
+  test('the Python pilot\'s statuses and counts reach the starter\'s chirp proxy as typed ClassAd values', async () => {
     const { broker, queues } = await testQueues.create('rabbitmq');
-    const bin = scratch('ewms-chirp-bin-');
-    const log = join(bin, 'calls');
-    writeFileSync(join(bin, 'condor_chirp'), `#!/bin/sh\nprintf '%s\\t' "$@" >> '${log}'\necho >> '${log}'\n`);
-    chmodSync(join(bin, 'condor_chirp'), 0o755);
-    await publishEvents(broker, queues.incoming, ['a', 'b', 'c']);
-    const pilot = startPilot(
-      pilotEnv('rabbitmq', queues, {
-        EWMS_PILOT_TASK_ARGS: 'cp {{INFILE}} {{OUTFILE}}',
-        EWMS_PILOT_HTCHIRP: 'true',
-        EWMS_PILOT_HTCHIRP_RATELIMIT_INTERVAL: '0',
-        PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
-      }),
-    );
-    expect((await pilot.exited).code, pilot.stderr().slice(-2000)).toBe(0);
-    const calls = lines(log).map((l) => l.split('\t').filter(Boolean));
-    expect(calls.every((c) => c[0] === 'set_job_attr')).toBe(true);
-    const last = (attr: string) => calls.filter((c) => c[1] === attr).at(-1)?.[2];
-    expect(last('HTChirpEWMSPilotTasksSuccess')).toBe('3');
-    expect(last('HTChirpEWMSPilotTasksFailed')).toBe('0');
-    expect(last('HTChirpEWMSPilotStatus')).toBe('"done"');
-    expect(Number(last('HTChirpEWMSPilotStartedTimestamp'))).toBeGreaterThan(1_600_000_000);
-    expect(calls.some((c) => c[1] === 'HTChirpEWMSPilotStatus' && c[2] === '"processing events"')).toBe(true);
+    const jobDir = scratch('ewms-chirp-job-');
+    const starter = await startChirpStarter(jobDir);
+    try {
+      await publishEvents(broker, queues.incoming, ['a', 'b', 'c']);
+      const pilot = startPilot(
+        pilotEnv('rabbitmq', queues, {
+          EWMS_PILOT_TASK_ARGS: 'cp {{INFILE}} {{OUTFILE}}',
+          EWMS_PILOT_HTCHIRP: 'true',
+          EWMS_PILOT_HTCHIRP_RATELIMIT_INTERVAL: '0',
+          _CONDOR_SCRATCH_DIR: jobDir,
+        }),
+      );
+      expect((await pilot.exited).code, pilot.stderr().slice(-2000)).toBe(0);
+      const ad = starter.ad as Map<string, { type: string; value?: unknown }>;
+      expect(ad.get('HTChirpEWMSPilotStatus')).toEqual({ type: 'string', value: 'Done' });
+      expect(ad.get('HTChirpEWMSPilotTasksTotal')).toEqual({ type: 'integer', value: 3 });
+      expect(ad.get('HTChirpEWMSPilotTasksSuccess')).toEqual({ type: 'integer', value: 3 });
+      expect(ad.has('HTChirpEWMSPilotTasksFailed')).toBe(false);
+      expect(Number(ad.get('HTChirpEWMSPilotStartedTimestamp')?.value)).toBeGreaterThan(1_600_000_000);
+      const statuses = (starter.requests as string[]).filter((r) => r.startsWith('set_job_attr HTChirpEWMSPilotStatus ')).map((r) => r.split(' ')[2]);
+      expect(statuses).toEqual(['"Started"', '"AwaitingFirstMessage"', '"Tasking"', '"Done"']);
+    } finally {
+      await starter.close();
+    }
   }, 60_000);
 });
 

@@ -46,7 +46,10 @@ const EVERY_VARIABLE: Record<string, [string, (c: PilotConfig) => unknown, unkno
   EWMS_PILOT_QUEUE_OUTGOING_AUTH_TOKEN: ['other-token', (c) => [c.settings.incoming.broker.authToken, c.settings.outgoing.broker.authToken], [undefined, 'other-token']],
   EWMS_PILOT_QUEUE_OUTGOING_BROKER_TYPE: ['nats', (c) => c.settings.outgoing.broker.type, 'nats'],
   EWMS_PILOT_QUEUE_OUTGOING_BROKER_ADDRESS: ['127.0.0.1:4222', (c) => c.settings.outgoing.broker.address, parseBrokerAddress('127.0.0.1:4222', 'rabbitmq')],
+  EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL: ['https://mq.example.org:15671/', (c) => [c.settings.incoming.broker.managementUrl, c.settings.outgoing.broker.managementUrl], ['https://mq.example.org:15671', 'https://mq.example.org:15671']],
+  EWMS_PILOT_QUEUE_OUTGOING_BROKER_MANAGEMENT_URL: ['none', (c) => [c.settings.incoming.broker.managementUrl, c.settings.outgoing.broker.managementUrl], [undefined, false]],
   EWMS_PILOT_QUEUE_DEAD_LETTER: ['poison', (c) => c.settings.deadLetterQueue, 'poison'],
+  EWMS_PILOT_DEAD_LETTER: ['Outgoing', (c) => [c.settings.deadLetterRoute, c.settings.deadLetterQueue], ['outgoing', 'out-q']],
   EWMS_PILOT_MAX_DELIVERIES: ['5', (c) => c.settings.maxDeliveries, 5],
   EWMS_PILOT_WIRE_FORMAT: ['RAW', (c) => c.wireFormat, 'raw'],
   EWMS_PILOT_PREFETCH: ['8', (c) => c.settings.prefetch, 8],
@@ -73,10 +76,16 @@ const EVERY_VARIABLE: Record<string, [string, (c: PilotConfig) => unknown, unkno
   EWMS_PILOT_LOG_LEVEL: ['debug', (c) => c.logLevel, 'debug'],
   EWMS_PILOT_CL_LOG: ['WARNING', (c) => c.logLevel, 'warn'],
   EWMS_PILOT_CL_LOG_THIRD_PARTY: ['DEBUG', (c) => c.warnings, []],
+  _EWMS_PILOT_CONTAINER_PLATFORM: ['DOCKER', (c) => c.runtime, 'docker'],
+  _EWMS_PILOT_APPTAINER_BUILD_WORKDIR: ['var_tmp', (c) => c.imageWorkDir, '/work/var_tmp'],
+  _EWMS_PILOT_APPTAINER_IMAGE_DIRECTORY_MUST_BE_PRESENT: ['True', (c) => c.convertImages, false],
+  _EWMS_PILOT_DOCKER_SHM_SIZE: ['6gb', (c) => c.shmSize, '6gb'],
 };
 
 /** What a variable needs beside it to matter: the init variables an init command, an init image a task image. */
 function contextFor(name: string): Record<string, string> {
+  if (name === '_EWMS_PILOT_CONTAINER_PLATFORM') return { EWMS_PILOT_TASK_IMAGE: 'img:1' };
+  if (name === '_EWMS_PILOT_DOCKER_SHM_SIZE') return { EWMS_PILOT_TASK_IMAGE: 'img:1', EWMS_PILOT_CONTAINER_RUNTIME: 'docker' };
   if (name === 'EWMS_PILOT_INIT_IMAGE') return { EWMS_PILOT_INIT_ARGS: 'true', EWMS_PILOT_TASK_IMAGE: 'img:1' };
   if (name.startsWith('EWMS_PILOT_INIT_') && name !== 'EWMS_PILOT_INIT_ARGS') return { EWMS_PILOT_INIT_ARGS: 'true' };
   return {};
@@ -234,5 +243,63 @@ describe('the Markdown reference', () => {
     expect(md).toContain('| `EWMS_PILOT_INFILE_EXT` | `--infile-ext` | string | `.in` |');
     expect(md).toContain('| `EWMS_PILOT_WIRE_FORMAT` | `--wire-format` | mqclient \\| raw | `mqclient` |');
     for (const row of rows) expect(row.split(/(?<!\\)\|/)).toHaveLength(7);
+  });
+});
+
+describe('the settings the Python pilot images and the TMS set, and the differences that remain', () => {
+  test('an image that declares its container platform decides the runtime, unless EWMS_PILOT_CONTAINER_RUNTIME is set', () => {
+    expect(load({ EWMS_PILOT_TASK_IMAGE: 'img:1', _EWMS_PILOT_CONTAINER_PLATFORM: 'apptainer' }).runtime).toBe('apptainer');
+    expect(load({ EWMS_PILOT_TASK_IMAGE: 'img:1', _EWMS_PILOT_CONTAINER_PLATFORM: 'docker', EWMS_PILOT_CONTAINER_RUNTIME: 'docker' }).runtime).toBe('docker');
+    // No task image: the platform has nothing to run, tasks run on the host.
+    expect(load({ _EWMS_PILOT_CONTAINER_PLATFORM: 'apptainer' }).runtime).toBe('none');
+    const conflict = configError({ EWMS_PILOT_TASK_IMAGE: 'img:1', _EWMS_PILOT_CONTAINER_PLATFORM: 'apptainer', EWMS_PILOT_CONTAINER_RUNTIME: 'podman' });
+    expect(conflict.message).toMatch(/EWMS_PILOT_CONTAINER_RUNTIME: is 'podman' but _EWMS_PILOT_CONTAINER_PLATFORM .* says 'apptainer'/);
+    expect(configError({ EWMS_PILOT_TASK_IMAGE: 'img:1', _EWMS_PILOT_CONTAINER_PLATFORM: 'singularity' }).message).toMatch(/_EWMS_PILOT_CONTAINER_PLATFORM: 'singularity' is not one of docker, apptainer/);
+  });
+
+  test('a _EWMS_PILOT_* setting this pilot does not have is named in a warning, never silently dropped', () => {
+    const c = load({ _EWMS_PILOT_SOMETHING_NEW: 'x', _EWMS_PILOT_EMPTY: '' });
+    expect(c.warnings).toEqual([expect.stringMatching(/^_EWMS_PILOT_SOMETHING_NEW is a Python pilot setting this pilot does not have; it is not applied/)]);
+  });
+
+  test('the shared-memory size applies to docker and podman; with apptainer a warning says it has no effect', () => {
+    expect(load({ EWMS_PILOT_TASK_IMAGE: 'img:1', EWMS_PILOT_CONTAINER_RUNTIME: 'podman', _EWMS_PILOT_DOCKER_SHM_SIZE: '512m' }).shmSize).toBe('512m');
+    const c = load({ EWMS_PILOT_TASK_IMAGE: 'img:1', _EWMS_PILOT_DOCKER_SHM_SIZE: '6gb' });
+    expect(c.shmSize).toBeUndefined();
+    expect(c.warnings).toEqual([expect.stringMatching(/_EWMS_PILOT_DOCKER_SHM_SIZE=6gb has no effect: tasks run with apptainer/)]);
+    expect(configError({ EWMS_PILOT_TASK_IMAGE: 'img:1', EWMS_PILOT_CONTAINER_RUNTIME: 'docker', _EWMS_PILOT_DOCKER_SHM_SIZE: 'lots' }).message).toMatch(/'lots' is not a size/);
+  });
+
+  test('image conversion: by default allowed and done under the data dir; the build workdir and the must-be-present switch are honoured', () => {
+    const c = load({ EWMS_PILOT_TASK_IMAGE: 'img:1' });
+    expect([c.convertImages, c.imageWorkDir]).toEqual([true, '/work/ewms-pilot-data/images']);
+    const strict = load({ EWMS_PILOT_TASK_IMAGE: 'img:1', _EWMS_PILOT_APPTAINER_IMAGE_DIRECTORY_MUST_BE_PRESENT: 'False', _EWMS_PILOT_APPTAINER_BUILD_WORKDIR: '/srv/var_tmp/' });
+    expect([strict.convertImages, strict.imageWorkDir]).toEqual([true, '/srv/var_tmp']);
+  });
+
+  test('an empty or unset task command runs a task image\'s own default command, as in the Python pilot; on the host it is required', () => {
+    for (const args of [undefined, '']) {
+      const env: Record<string, string> = { EWMS_PILOT_TASK_IMAGE: '/cvmfs/img' };
+      if (args !== undefined) env.EWMS_PILOT_TASK_ARGS = args;
+      const c = loadConfig({ ...BASE, EWMS_PILOT_TASK_ARGS: undefined as unknown as string, ...env }, {}, '/work');
+      expect(c.task.args).toEqual([]);
+      expect(c.task.image).toBe('/cvmfs/img');
+    }
+    expect(() => loadConfig({ ...BASE, EWMS_PILOT_TASK_ARGS: '' }, {}, '/work')).toThrow(/EWMS_PILOT_TASK_ARGS: is required but not set/);
+  });
+});
+
+describe('the broker management API URL', () => {
+  test('checked: http(s) only, no credentials in it, no query; NONE in any case turns it off', () => {
+    expect(load({ EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL: 'NONE' }).settings.incoming.broker.managementUrl).toBe(false);
+    expect(configError({ EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL: 'https://guest:s3cret@mq:15671' }).message).toMatch(/must not contain a user or password/);
+    expect(configError({ EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL: 'https://guest:s3cret@mq:15671' }).message).not.toContain('s3cret');
+    expect(configError({ EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL: 'ftp://mq' }).message).toMatch(/must be http:\/\/ or https:\/\//);
+    expect(configError({ EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL: 'mq:15672?x=1' }).message).toMatch(/EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL/);
+  });
+
+  test('the outgoing queue takes the incoming one\'s only when it is on the same broker', () => {
+    const other = load({ EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL: 'http://a:15672', EWMS_PILOT_QUEUE_OUTGOING_BROKER_ADDRESS: 'guest@b:5672' });
+    expect([other.settings.incoming.broker.managementUrl, other.settings.outgoing.broker.managementUrl]).toEqual(['http://a:15672', undefined]);
   });
 });

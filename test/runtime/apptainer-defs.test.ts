@@ -114,3 +114,59 @@ test.skipIf(!python)('the example task reverses each line of its infile into its
   expect(missing.status).toBe(2);
   expect(missing.stderr).toMatch(/EWMS_TASK_INFILE/);
 });
+
+/** Dockerfile instructions (Dockerfile reference); anything else is refused as Docker/Buildah refuse it. */
+const INSTRUCTIONS = new Set(['FROM', 'ARG', 'ENV', 'RUN', 'COPY', 'ADD', 'LABEL', 'ENTRYPOINT', 'CMD', 'WORKDIR', 'USER', 'EXPOSE', 'VOLUME', 'SHELL', 'STOPSIGNAL', 'HEALTHCHECK', 'ONBUILD']);
+
+/** The Containerfile's instructions, continuation lines joined, comments dropped. */
+function parseContainerfile(text: string): Array<{ keyword: string; args: string }> {
+  const logical = text.replace(/\\\n/g, ' ').split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'));
+  return logical.map((line) => {
+    const m = /^\s*([A-Za-z]+)\s+(.*)$/.exec(line);
+    if (!m || !INSTRUCTIONS.has(m[1]!.toUpperCase())) throw new Error(`not a Dockerfile instruction: ${line}`);
+    return { keyword: m[1]!.toUpperCase(), args: m[2]!.trim() };
+  });
+}
+
+describe('apptainer/Containerfile (the OCI image) and pilot.def build the same image', () => {
+  const containerfile = parseContainerfile(readFileSync(join(REPO, 'apptainer/Containerfile'), 'utf8'));
+  const def = parseDef(readFileSync(join(REPO, 'apptainer/pilot.def'), 'utf8'));
+  const argDefaults = new Map(containerfile.filter((i) => i.keyword === 'ARG').map((i) => i.args.split('=', 2) as [string, string]));
+  const substitute = (s: string) => s.replace(/\$\{(\w+)\}/g, (m, name: string) => argDefaults.get(name) ?? m);
+
+  test('FROM a fully qualified base first; every RUN parses as shell', () => {
+    expect(containerfile[0]!.keyword).toBe('FROM');
+    expect(containerfile[0]!.args).toMatch(/^docker\.io\/library\/node:20-bookworm-slim$/);
+    for (const run of containerfile.filter((i) => i.keyword === 'RUN')) {
+      const check = spawnSync('sh', ['-n'], { input: substitute(run.args), encoding: 'utf8' });
+      expect(check.status, `${run.args}: ${check.stderr}`).toBe(0);
+    }
+  });
+
+  test('COPY sources exist in the build context (apptainer/), except the package npm pack writes there', () => {
+    for (const copy of containerfile.filter((i) => i.keyword === 'COPY')) {
+      const [source] = copy.args.split(/\s+/);
+      if (source!.includes('PILOT_TGZ')) continue;
+      expect(existsSync(join(REPO, 'apptainer', source!)), source).toBe(true);
+    }
+  });
+
+  test('ENTRYPOINT is the TMS-job entrypoint (exec form), CMD the pilot; pilot.def runs the same script', () => {
+    const entrypoint = JSON.parse(containerfile.find((i) => i.keyword === 'ENTRYPOINT')!.args) as string[];
+    expect(entrypoint).toEqual(['/usr/local/bin/ewms-pilot-entrypoint']);
+    expect(JSON.parse(containerfile.find((i) => i.keyword === 'CMD')!.args)).toEqual(['ewms-pilot']);
+    expect(containerfile.some((i) => i.keyword === 'COPY' && i.args === 'ewms-pilot-entrypoint.sh /usr/local/bin/ewms-pilot-entrypoint')).toBe(true);
+    expect(def.sections.get('files')!.map((l) => l.trim())).toContain('apptainer/ewms-pilot-entrypoint.sh /usr/local/bin/ewms-pilot-entrypoint');
+    expect(def.sections.get('runscript')!.join('\n').trim()).toBe('exec /usr/local/bin/ewms-pilot-entrypoint "$@"');
+    const check = spawnSync('sh', ['-n', join(REPO, 'apptainer/ewms-pilot-entrypoint.sh')], { encoding: 'utf8' });
+    expect(check.status, check.stderr).toBe(0);
+  });
+
+  test('the same base, Apptainer version and container platform in both', () => {
+    expect(def.header.get('From')).toBe('node:20-bookworm-slim');
+    const defArgs = new Map((def.sections.get('arguments') ?? []).filter((l) => l.trim()).map((l) => l.trim().split('=', 2) as [string, string]));
+    expect(argDefaults.get('APPTAINER_VERSION')).toBe(defArgs.get('APPTAINER_VERSION'));
+    expect(containerfile.some((i) => i.keyword === 'ENV' && i.args === '_EWMS_PILOT_CONTAINER_PLATFORM=apptainer')).toBe(true);
+    expect(def.sections.get('environment')!.map((l) => l.trim())).toContain('export _EWMS_PILOT_CONTAINER_PLATFORM=apptainer');
+  });
+});
