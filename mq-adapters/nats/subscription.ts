@@ -31,7 +31,7 @@ import { readNatsHeaders } from './headers.js';
 
 /** How long one pull request waits server-side for messages before it is renewed. */
 const PULL_EXPIRES_MS = 10_000;
-/** How long a nak waits for the server to confirm it has queued the message for redelivery. */
+/** How long a nak (or the ack of an original given back as a copy) waits for the server to confirm it. */
 const NAK_CONFIRM_TIMEOUT_MS = 5_000;
 const NAK = new TextEncoder().encode('-NAK');
 
@@ -210,6 +210,11 @@ export class NatsSubscription implements Subscription {
         // A plain ack, not ackAck: by the time an input is acked its output is already confirmed, so a
         // lost ack costs only a deduplicated redelivery, while a round trip per ack cost 4x the rate.
         ack: async () => msg.ack(),
+        ackConfirmed: () =>
+          msg.ackAck({ timeout: NAK_CONFIRM_TIMEOUT_MS }).then(
+            (taken) => taken,
+            () => false,
+          ),
         requeue: () => this.nakConfirmed(msg),
         extendLease: async () => msg.working(),
         isLive: () => !this.nc.isClosed(),

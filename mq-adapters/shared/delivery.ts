@@ -18,6 +18,13 @@ import { DEFAULTS, HEADERS, type AdapterLogger, type DeadLetterReason, type Deli
 /** What an adapter provides for one received message. */
 export interface RawSettle {
   ack(): Promise<void>;
+  /**
+   * Ack and wait until the broker has taken the ack, where the broker can say so (NATS `ackAck`); a plain
+   * ack elsewhere. Used after a copy or a dead letter was published, so the original is gone before the
+   * settle resolves. Resolves false when the broker did not confirm (the original may come back: its copy
+   * carries the same event id).
+   */
+  ackConfirmed?(): Promise<boolean>;
   /** Return it to the broker as it is (every broker here counts that as a delivery). */
   requeue(): Promise<void>;
   extendLease(): Promise<void>;
@@ -192,7 +199,7 @@ export class SharedDelivery implements Delivery {
         eventId: this.eventId,
         headers: deadLetterHeaders(this.headers, reason, this.ctx.queue, this.deliveryCount),
       });
-      await this.raw.ack();
+      await this.ackOriginal('dead-letter');
     });
   }
 
@@ -264,7 +271,18 @@ export class SharedDelivery implements Delivery {
       if (this.raw.isLive()) await this.raw.requeue();
       return;
     }
-    await this.raw.ack();
+    await this.ackOriginal('give back');
+  }
+
+  /** Remove the original once its copy or dead letter is stored; confirmed where the broker can. */
+  private async ackOriginal(how: string): Promise<void> {
+    if (!this.raw.ackConfirmed) return this.raw.ack();
+    if (!(await this.raw.ackConfirmed())) {
+      this.ctx.logger?.warn(
+        { eventId: this.eventId, queue: this.ctx.queue, how },
+        'the broker did not confirm the ack of the original; it may be delivered again (same event id)',
+      );
+    }
   }
 
   private async settle(how: string, action: () => Promise<void>): Promise<void> {
