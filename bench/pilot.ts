@@ -20,7 +20,7 @@ import { runConfiguredPilot } from '../pilot/assemble.js';
 import { loadConfig } from '../pilot/config.js';
 import { type BenchRow, alternate, rate } from './report.js';
 
-const BROKERS = {
+export const BROKERS = {
   rabbitmq: process.env.EWMS_TEST_RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
   nats: process.env.EWMS_TEST_NATS_URL ?? 'nats://127.0.0.1:4222',
 } as const;
@@ -45,8 +45,8 @@ async function rawSpawn(n: number, concurrency: number): Promise<number> {
   return rate(n, started);
 }
 
-/** N events through a pilot running `true`; returns events per second. */
-async function throughPilot(broker: Broker, url: string, n: number, concurrency: number): Promise<number> {
+/** N events through a pilot running `true` (with `extraEnv` added to its configuration); returns events per second. */
+export async function throughPilot(broker: Broker, url: string, n: number, concurrency: number, extraEnv: Record<string, string> = {}, idleSeconds = IDLE_SECONDS): Promise<number> {
   const incoming = `bench-pilot-in-${randomUUID().slice(0, 8)}`;
   const outgoing = `bench-pilot-out-${randomUUID().slice(0, 8)}`;
   const dataParent = mkdtempSync(join(tmpdir(), 'ewms-bench-pilot-'));
@@ -64,9 +64,10 @@ async function throughPilot(broker: Broker, url: string, n: number, concurrency:
       EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS: url,
       EWMS_PILOT_MAX_CONCURRENT_TASKS: String(concurrency),
       EWMS_PILOT_PREFETCH: String(concurrency),
-      EWMS_PILOT_TIMEOUT_QUEUE_INCOMING: String(IDLE_SECONDS),
+      EWMS_PILOT_TIMEOUT_QUEUE_INCOMING: String(idleSeconds),
       EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE: '10',
       EWMS_PILOT_DATA_DIR_PARENT_PATH_ON_HOST: dataParent,
+      ...extraEnv,
     });
     const started = performance.now();
     const outcome = await runConfiguredPilot(config, {
@@ -74,7 +75,7 @@ async function throughPilot(broker: Broker, url: string, n: number, concurrency:
       version: 'bench',
       baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
     });
-    const elapsedMs = performance.now() - started - IDLE_SECONDS * 1000;
+    const elapsedMs = performance.now() - started - idleSeconds * 1000;
     if (outcome.stats.succeeded !== n) throw new Error(`pilot bench: ${outcome.stats.succeeded} of ${n} events succeeded (${outcome.summary})`);
     return n / (elapsedMs / 1000);
   } finally {

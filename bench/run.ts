@@ -4,12 +4,14 @@
  * `EWMS_BENCH_TRIALS` (alternating trials per side, median reported, default 3) size it.
  */
 import { benchAdapters } from './adapters.js';
+import { benchHeartbeats } from './heartbeats.js';
 import { benchPilot } from './pilot.js';
 import { type BenchRow, printRows } from './report.js';
 
 const groups: Record<string, () => Promise<BenchRow[]>> = {
   adapters: () => benchAdapters(Number(process.env.EWMS_BENCH_N ?? 20_000), Number(process.env.EWMS_BENCH_TRIALS ?? 3)),
   pilot: () => benchPilot(Number(process.env.EWMS_BENCH_PILOT_N ?? 2_000), Number(process.env.EWMS_BENCH_TRIALS ?? 3)),
+  heartbeats: () => benchHeartbeats(Number(process.env.EWMS_BENCH_PILOT_N ?? 2_000), Number(process.env.EWMS_BENCH_TRIALS ?? 3)),
 };
 
 const wanted = process.argv.slice(2);

@@ -19,6 +19,7 @@ import type { ConnectOptions } from '../mq-adapters/types.js';
 import { parseManagementUrl } from '../mq-adapters/management-url.js';
 import { CoordinatorConfigError } from './errors.js';
 import { LineWriter, outcomeLine, readEvents } from './event-files.js';
+import type { ProgressSnapshot } from './progress.js';
 import { runWorkflow } from './run-workflow.js';
 import type { CondorOptions, EwmsWmsOptions, JsonValue, PilotCluster, PilotRequest, WireFormat } from './types.js';
 import { wmsAuthFromEnv } from './wms-auth.js';
@@ -38,6 +39,7 @@ Environment:
   EWMS_BROKER_URL    broker URL when --broker is not given (may include the password)
   EWMS_BROKER_TOKEN  broker password or token (RabbitMQ password/JWT, NATS token)
   EWMS_BROKER_MANAGEMENT_URL  the broker's HTTP API when --broker-management-url is not given
+  EWMS_MONITOR_TOKEN bearer token ewms monitor / run --monitor require (needed for any --host but loopback)
   --backend ewms (the WMS provisions the broker: no --broker needed):
   EWMS_WMS_TOKEN_URL, EWMS_WMS_CLIENT_ID, EWMS_WMS_CLIENT_SECRET
                      OAuth2 client credentials: the issuer (e.g. a Keycloak realm URL), client id and
@@ -335,6 +337,11 @@ async function openWorkflow(args: Args, logger: Logger, pilots?: PilotRequest): 
   );
 }
 
+async function cmdMonitor(args: Args, logger: Logger): Promise<number> {
+  const { runMonitorCommand } = await import('./monitor/cli.js');
+  return runMonitorCommand({ workflowId: args.workflow as string, broker: brokerFromArgs(args), host: args.host as string, port: args.port as number, secrets: secrets(), logger });
+}
+
 async function cmdRun(args: Args, logger: Logger): Promise<number> {
   const eventsPath = args.events as string | undefined;
   const alsoExpectIdsFile = args['also-expect-ids'] as string | undefined;
@@ -356,6 +363,9 @@ async function cmdRun(args: Args, logger: Logger): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  const monitorCli = args.monitor !== undefined ? await import('./monitor/cli.js') : undefined;
+  const monitorPort = monitorCli?.parseMonitorPort(args.monitor);
+  let monitor: Awaited<ReturnType<NonNullable<typeof monitorCli>['serveMonitor']>> | undefined;
   try {
     const report = await runWorkflow(
       defined({
@@ -375,6 +385,11 @@ async function cmdRun(args: Args, logger: Logger): Promise<number> {
           else await dead?.write(outcomeLine(o));
         },
         signal: stop.signal,
+        onWorkflow: monitorCli
+          ? async (wf: Workflow, progress: () => ProgressSnapshot) => {
+              monitor = await monitorCli.serveMonitor({ workflowId: wf.id, queues: wf.queues, broker: brokerFromArgs(args), host: args['monitor-host'] as string, port: monitorPort!, run: progress, secrets: secrets(), logger });
+            }
+          : undefined,
       }),
     ).catch((err: unknown) => {
       if (stoppedBy) return undefined;
@@ -392,8 +407,10 @@ async function cmdRun(args: Args, logger: Logger): Promise<number> {
           : `dead letters came with the results${args['dead-letters'] ? ` and are in ${String(args['dead-letters'])}` : ' (give --dead-letters FILE to keep them)'}\n`,
       );
     }
+    if (monitor) await monitorCli!.lingerThenClose(monitor, args['monitor-linger'] as number, stop.signal);
     return report.deadLetters > 0 ? EXIT.deadLetters : EXIT.ok;
   } finally {
+    await (monitor as { close(): Promise<void> } | undefined)?.close();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await results.close();
@@ -547,8 +564,16 @@ export async function main(argv: string[]): Promise<number> {
         .option('events', { type: 'string', describe: 'Events: a .jsonl file (one JSON value per line) or a directory (one event per file)' })
         .option('also-expect', { type: 'number', describe: 'How many outcomes to await besides --events (dead letters still queued count too: prefer --also-expect-ids)' })
         .option('also-expect-ids', { type: 'string', conflicts: 'also-expect', describe: 'File of event ids to await besides --events (e.g. from ewms dlq requeue --write-ids)' })
-        .option('keep-queues', { type: 'boolean', default: false, describe: 'Keep the queues at the end (they are kept anyway while dead letters remain)' }),
+        .option('keep-queues', { type: 'boolean', default: false, describe: 'Keep the queues at the end (they are kept anyway while dead letters remain)' })
+        .option('monitor', { type: 'string', describe: 'Serve the live page and /metrics during the run on this port (default 9464; 0: a free one)', group: 'Monitor:' })
+        .option('monitor-host', { type: 'string', default: '127.0.0.1', describe: 'Address the monitor binds (anything but loopback needs EWMS_MONITOR_TOKEN)', group: 'Monitor:' })
+        .option('monitor-linger', { type: 'number', default: 0, describe: 'Keep serving the final state this many seconds after the run (Ctrl-C ends it sooner)', group: 'Monitor:' }),
       handle(cmdRun))
+    .command('monitor', 'Serve a live page, /metrics (Prometheus) and /api/status for a running workflow', (y) =>
+      brokerOptions(y, true)
+        .option('port', { type: 'number', default: 9464, describe: 'Port to serve on (0: a free one)', group: 'Monitor:' })
+        .option('host', { type: 'string', default: '127.0.0.1', describe: 'Address to bind; anything but loopback needs EWMS_MONITOR_TOKEN', group: 'Monitor:' }),
+      handle(cmdMonitor))
     .command('publish', 'Publish events to a workflow\'s incoming queue', (y) =>
       brokerOptions(y, false)
         .option('events', { type: 'string', demandOption: true, describe: 'A .jsonl file or a directory of event files' })

@@ -10,6 +10,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
+import { TRACEPARENT_HEADER } from '../common/trace-context.js';
 import type { JsonValue } from '../common/wire.js';
 import { CoordinatorConfigError } from './errors.js';
 import type { WorkflowOutcome } from './types.js';
@@ -51,7 +52,7 @@ function parseJson(text: string, where: string): JsonValue {
 export function outcomeLine(outcome: WorkflowOutcome): string {
   const record =
     outcome.kind === 'result'
-      ? { eventId: outcome.inputEventId, kind: outcome.kind, data: outcome.data }
+      ? { eventId: outcome.inputEventId, kind: outcome.kind, data: outcome.data, ...(outcome.headers[TRACEPARENT_HEADER] ? { traceparent: outcome.headers[TRACEPARENT_HEADER] } : {}) }
       : { eventId: outcome.inputEventId, kind: outcome.kind, reason: outcome.reason, details: outcome.details, data: outcome.data };
   return `${JSON.stringify(record)}\n`;
 }

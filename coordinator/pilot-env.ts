@@ -8,6 +8,7 @@ import { formatManagementUrl } from '../mq-adapters/management-url.js';
 import type { ConnectOptions } from '../mq-adapters/types.js';
 import type { WireFormat } from '../common/wire.js';
 import { CoordinatorConfigError } from './errors.js';
+import { monitorQueueName } from './monitor/feed.js';
 import type { PilotRequest, TaskSpec, WorkflowQueues } from './types.js';
 
 /** What a backend needs to know about the workflow it starts pilots for. */
@@ -68,6 +69,8 @@ export function buildPilotEnv(target: WorkflowTarget, request: PilotRequest): Pi
   env[`${PILOT_PREFIX}QUEUE_DEAD_LETTER`] = target.queues.deadLetter;
   env[`${PILOT_PREFIX}MAX_DELIVERIES`] = String(target.maxDeliveries);
   env[`${PILOT_PREFIX}WIRE_FORMAT`] = target.wireFormat;
+  // Heartbeats for `ewms monitor`; the WMS sets its pilots' environment itself.
+  if (request.backend !== 'ewms') env[`${PILOT_PREFIX}QUEUE_MONITOR`] = monitorQueueName(target.id);
   Object.assign(env, taskEnv('TASK', request.task), taskEnv('INIT', request.init));
   if (!request.task.image) env[`${PILOT_PREFIX}CONTAINER_RUNTIME`] = 'none';
   if (request.backend === 'condor') {

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { WireFormat } from '../common/wire.js';
 import { describeError } from '../common/redact.js';
 import type { Broker } from '../mq-adapters/types.js';
+import { newTraceParent, requireTraceParent, TRACEPARENT_HEADER } from '../common/trace-context.js';
 import { encodeEvent } from './codec.js';
 import { PublishError } from './errors.js';
 import type { EventData } from './types.js';
@@ -19,6 +20,11 @@ export interface PublishOptions {
   onConfirmed?: (count: number) => void;
   /** Stop taking events from the iterable (what is in flight is still confirmed). */
   signal?: AbortSignal;
+  /**
+   * W3C `traceparent` every event carries (your span, as the events' parent). Default: a new trace per event.
+   * Pilots pass it on to each result (as the parent of their task-run span when they export spans).
+   */
+  traceparent?: string;
 }
 
 /**
@@ -37,12 +43,13 @@ export async function publishEvents(
   const pending = new Set<Promise<void>>();
   let failure: unknown;
   let confirmedCount = 0;
+  const given = options.traceparent === undefined ? undefined : requireTraceParent(options.traceparent, 'the publish traceparent');
 
   const send = (index: number, data: EventData) => {
     const eventId = randomUUID();
     ids[index] = eventId;
     const done: Promise<void> = broker
-      .publish(queue, { body: encodeEvent(data, options.wireFormat), eventId })
+      .publish(queue, { body: encodeEvent(data, options.wireFormat), eventId, headers: { [TRACEPARENT_HEADER]: given ?? newTraceParent() } })
       .then(
         () => {
           confirmed[index] = true;

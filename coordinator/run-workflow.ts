@@ -7,7 +7,7 @@ import type { EventData } from './types.js';
 import { describeError } from '../common/redact.js';
 import { failedPilots } from './autoscale.js';
 import { PilotBackendError } from './errors.js';
-import { ProgressDisplay, type ProgressOptions } from './progress.js';
+import { ProgressDisplay, type ProgressOptions, type ProgressSnapshot } from './progress.js';
 import type { ClusterStatus, CollectStats, DeadLetterRoute, PilotCluster, PilotRequest, WorkflowOptions, WorkflowOutcome, WorkflowQueues } from './types.js';
 import { Workflow } from './workflow.js';
 
@@ -34,6 +34,8 @@ export interface RunWorkflowOptions extends WorkflowOptions {
    */
   deleteQueues?: boolean | 'if-clean';
   signal?: AbortSignal;
+  /** Told once the queues exist, before anything is published (e.g. to start `ewms monitor` on the run). */
+  onWorkflow?: (workflow: Workflow, progress: () => ProgressSnapshot) => void | Promise<void>;
 }
 
 /** What happened. */
@@ -70,13 +72,10 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
   let display: ProgressDisplay | undefined;
   let pilotStatus: ClusterStatus | undefined;
   let closed = false;
+  const readProgress = (): ProgressSnapshot => ({ published: workflow.publishedCount, expected, results: collected.results, deadLetters: collected.deadLetters });
   try {
-    if (options.progress !== false) {
-      display = new ProgressDisplay(
-        () => ({ published: workflow.publishedCount, expected, results: collected.results, deadLetters: collected.deadLetters }),
-        options.progress ?? {},
-      );
-    }
+    await options.onWorkflow?.(workflow, readProgress);
+    if (options.progress !== false) display = new ProgressDisplay(readProgress, options.progress ?? {});
     // Pilots start while events are published: their start-up overlaps the publishing. Both are waited
     // for whatever happens, so pilots that did start are removed below when publishing fails, and a
     // failed start stops the publishing.

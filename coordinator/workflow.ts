@@ -24,6 +24,8 @@ import { singleTaskPlan } from './backends/plan.js';
 import { collectOutcomes } from './collect.js';
 import { DeadLetters } from './dead-letters.js';
 import { CoordinatorConfigError } from './errors.js';
+import { monitorQueueName, monitorQueueSpec } from './monitor/feed.js';
+import { describeError } from '../common/redact.js';
 import { publishEvents } from './publish.js';
 import type {
   Collection,
@@ -139,6 +141,13 @@ export class Workflow {
       }
       // Results are given back each time a collection ends with some unread: they must never be dead-lettered.
       await connections.outgoing.declareQueue({ name: queues.outgoing, deadLetter: false });
+      // Pilots' heartbeats (bounded, disposable), beside the results on the broker pilots publish to. Not where
+      // the backend owns the queues (the WMS: its pilots get no monitoring queue, its tokens cover only its own).
+      if (!provisioned.queuesOwnedByBackend) {
+        await connections.outgoing
+          .declareQueue(monitorQueueSpec(monitorQueueName(provisioned.id ?? requestedId)))
+          .catch((err: unknown) => options.logger?.warn({ err: describeError(err) }, 'the monitoring queue could not be declared; ewms monitor will show no pilots'));
+      }
     } catch (err) {
       for (const broker of connections?.all ?? []) await broker.close().catch(() => undefined);
       await provisioned.startedPilots?.remove({ reason: 'aborted' }).catch((e: unknown) => options.logger?.error({ err: String(e) }, 'could not stop the pilots of the failed workflow'));
@@ -156,13 +165,14 @@ export class Workflow {
    */
   async publish(
     events: Iterable<EventData> | AsyncIterable<EventData>,
-    options: { onConfirmed?: (count: number) => void; signal?: AbortSignal } = {},
+    options: { onConfirmed?: (count: number) => void; signal?: AbortSignal; traceparent?: string } = {},
   ): Promise<string[]> {
     // Each call adds its own confirms: concurrent calls never overwrite each other's count.
     let counted = 0;
     return publishEvents(this.connections.incoming, this.queues.incoming, events, {
       wireFormat: this.wireFormat,
       ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.traceparent ? { traceparent: options.traceparent } : {}),
       onConfirmed: (count) => {
         this.publishedCount += count - counted;
         counted = count;
@@ -250,6 +260,7 @@ export class Workflow {
         await this.connections.incoming.deleteQueue(this.queues.incoming, { deadLetterQueue: false });
         if (this.connections.deadLetter) await this.connections.deadLetter.deleteQueue(this.queues.deadLetter, { deadLetterQueue: false });
         await this.connections.outgoing.deleteQueue(this.queues.outgoing, { deadLetterQueue: false });
+        await this.connections.outgoing.deleteQueue(monitorQueueName(this.id), { deadLetterQueue: false }).catch(() => undefined);
       }
     } finally {
       for (const broker of this.connections.all) await broker.close();

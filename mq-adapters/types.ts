@@ -87,6 +87,21 @@ export interface QueueSpec {
    * ignored. Consumers of the queue must pass the same to `consume`. Default `true`.
    */
   deadLetter?: boolean;
+  /**
+   * Keep at most `maxMessages` (and, with `maxAgeSeconds`, none older): the oldest are dropped to make room,
+   * publishing never blocks. For disposable messages whose reader may be absent, such as pilots' heartbeats;
+   * such a queue should also have `deadLetter: false`. Applied when the queue is created (RabbitMQ: a classic
+   * queue, its messages being disposable, with `x-max-length`, `x-overflow: drop-head` and `x-message-ttl`;
+   * NATS `max_msgs`/`max_age` with `discard: old`); an existing queue is used as it is. Not applied on Pulsar (a backlog quota is an admin
+   * setting there). Default: unbounded.
+   */
+  bound?: QueueBound;
+}
+
+/** Limits of a bounded queue (see `QueueSpec.bound`). */
+export interface QueueBound {
+  maxMessages: number;
+  maxAgeSeconds?: number;
 }
 
 /** A message to publish. */

@@ -102,6 +102,7 @@ export const VARIABLES: readonly VariableDefinition[] = [
   v('EWMS_PILOT_TASK_IMAGE', 'string', undefined, 'Container image the task runs in (docker/podman reference, or an apptainer image or sandbox directory). Unset: the task runs on the host.'),
   v('EWMS_PILOT_TASK_ENV_JSON', 'env-json', '{}', 'Extra environment for the task, as a JSON object of strings or numbers.'),
   v('EWMS_PILOT_TASK_TIMEOUT', 'seconds', undefined, 'Longest a task may run, in seconds; past it the task\'s whole process tree is stopped and the attempt counts as a failure. Unset: no limit. (`EWMS_PILOT_SUBPROC_TIMEOUT` is read as an old name.)'),
+  v('EWMS_PILOT_TASK_NAME', 'string', 'task-0', 'The task\'s name in heartbeats, metrics and traces (a workflow graph names each of its tasks).', { origin: 'ours' }),
   v('EWMS_PILOT_TASK_KILL_GRACE', 'seconds', '10', 'Seconds between SIGTERM and SIGKILL when a task is stopped (timeout, shutdown); also the grace in-flight tasks get on SIGTERM/SIGINT before their events are released.', { origin: 'ours' }),
   // init
   v('EWMS_PILOT_INIT_ARGS', 'command', undefined, 'A command run once before any event (same splitting and placeholders as the task; only `{{DATA_HUB}}` applies). Its failure stops the pilot before it takes work.'),
@@ -113,6 +114,7 @@ export const VARIABLES: readonly VariableDefinition[] = [
   ...queueVars('OUTGOING'),
   v('EWMS_PILOT_QUEUE_DEAD_LETTER', 'string', undefined, 'Where events go after their last failed attempt, with the reason in headers.', { origin: 'ours', defaultText: '`<incoming>.dlq`' }),
   v('EWMS_PILOT_DEAD_LETTER', 'choice', 'queue', '`queue`: dead letters go to EWMS_PILOT_QUEUE_DEAD_LETTER, which the pilot declares; `outgoing`: they go to the outgoing queue, marked by their reason headers, and no dead-letter queue is declared (nor a broker policy installed) — for brokers where each token covers only its own queue, as under EWMS (the coordinator sets it there).', { origin: 'ours', choices: ['queue', 'outgoing'] }),
+  v('EWMS_PILOT_QUEUE_MONITOR', 'string', undefined, 'The workflow\'s monitoring queue, on the outgoing broker: heartbeats go there (declared bounded: the newest 20,000, none older than an hour; never dead-lettered). Set by the coordinator; unset: no heartbeats.', { origin: 'ours' }),
   v('EWMS_PILOT_MAX_DELIVERIES', 'integer', '3', 'Attempts an event gets before it is dead-lettered (>= 1).', { origin: 'ours' }),
   v('EWMS_PILOT_WIRE_FORMAT', 'choice', 'mqclient', '`mqclient`: zstd-compressed JSON envelope, interoperable with the Python MQClient; `raw`: bodies are the files\' bytes as they are.', { origin: 'ours', choices: ['mqclient', 'raw'] }),
   v('EWMS_PILOT_PREFETCH', 'integer', '1', 'Events the broker may push ahead of need; the pilot holds at most max(prefetch, concurrent tasks) unacked.'),
@@ -145,6 +147,7 @@ export const VARIABLES: readonly VariableDefinition[] = [
   v('EWMS_PILOT_HTCHIRP', 'boolean', 'false', 'Report status to HTCondor through `condor_chirp` (attributes `HTChirpEWMSPilot*`).'),
   v('EWMS_PILOT_HTCHIRP_DEST', 'choice', 'JOB_ATTR', 'Where chirps go: job ad attributes or the job event log.', { choices: ['JOB_ATTR', 'JOB_EVENT_LOG'] }),
   v('EWMS_PILOT_HTCHIRP_RATELIMIT_INTERVAL', 'seconds', '60', 'Least seconds between two updates of one attribute.'),
+  v('EWMS_PILOT_HEARTBEAT_INTERVAL', 'seconds', undefined, 'Seconds between two heartbeats (besides one at start and one at every state change); a monitor calls a pilot stale after three missed ones.', { origin: 'ours', defaultText: '`30` in an HTCondor job, else `2`' }),
   v('EWMS_PILOT_LOG_LEVEL', 'choice', undefined, 'Log level of the pilot\'s JSON log on stderr.', { origin: 'ours', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], defaultText: 'from EWMS_PILOT_CL_LOG, else `info`' }),
   v('EWMS_PILOT_CL_LOG', 'choice', 'INFO', 'The Python pilot\'s log level name, mapped onto EWMS_PILOT_LOG_LEVEL when that is unset.', { choices: ['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL'] }),
   v('EWMS_PILOT_CL_LOG_THIRD_PARTY', 'string', 'WARNING', 'Accepted for compatibility; the pilot has no third-party loggers to tune.'),

@@ -354,6 +354,10 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
   const chirpEnabled = r.boolean('EWMS_PILOT_HTCHIRP');
   const chirpRate = r.seconds('EWMS_PILOT_HTCHIRP_RATELIMIT_INTERVAL') ?? 60;
   const dataParent = resolve(cwd, r.string('EWMS_PILOT_DATA_DIR_PARENT_PATH_ON_HOST') ?? '.');
+  const taskName = r.string('EWMS_PILOT_TASK_NAME') ?? 'task-0';
+  const monitorQueue = r.string('EWMS_PILOT_QUEUE_MONITOR');
+  const heartbeatSeconds = r.seconds('EWMS_PILOT_HEARTBEAT_INTERVAL');
+  if (heartbeatSeconds !== undefined && heartbeatSeconds < 0.1) r.problem('EWMS_PILOT_HEARTBEAT_INTERVAL', `${heartbeatSeconds} s is too short`, 'set it to at least 0.1 s (30 is right for thousands of pilots)');
   const dataDir = resolve(dataParent, 'ewms-pilot-data');
   const buildWorkDir = r.string('_EWMS_PILOT_APPTAINER_BUILD_WORKDIR');
   const convertImages = !r.boolean('_EWMS_PILOT_APPTAINER_IMAGE_DIRECTORY_MUST_BE_PRESENT');
@@ -378,6 +382,8 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
       killGraceSeconds,
       leaseSeconds,
       chirp: { enabled: chirpEnabled, destination: chirpDestination, rateLimitSeconds: chirpRate },
+      taskName,
+      monitor: monitorQueue ? { queue: monitorQueue, intervalSeconds: heartbeatSeconds, taskName, secrets: r.secretValues() } : undefined,
     },
     task,
     init,

@@ -11,6 +11,8 @@ import { connect, sameBroker as isSameBroker } from '../mq-adapters/index.js';
 import type { Broker, ConnectOptions } from '../mq-adapters/types.js';
 import { describeError } from '../common/redact.js';
 import { EventLoop, type EventProcessor, type StopReason } from './event-loop.js';
+import { DEFAULT_TASK_NAME } from '../common/heartbeat.js';
+import { PilotReporter, type MonitorSettings } from './heartbeat-reporter.js';
 import { HTChirp, observeIntake, type ChirpDestination } from './htchirp.js';
 import type { Logger } from './logger.js';
 import { PilotStats, type StatsSnapshot } from './stats.js';
@@ -47,6 +49,10 @@ export interface PilotSettings {
   killGraceSeconds: number;
   leaseSeconds: number;
   chirp: { enabled: boolean; destination: ChirpDestination; rateLimitSeconds: number };
+  /** The task's name in heartbeats and spans (default `task-0`). */
+  taskName?: string;
+  /** Heartbeats to the workflow's monitoring queue; absent: none. */
+  monitor?: MonitorSettings;
 }
 
 /** What the runtime is given besides settings: the parts that do I/O. */
@@ -91,16 +97,18 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
   const incoming = await connectBroker(brokerOptions(settings.incoming.broker));
   const sameBroker = isSameBroker(settings.incoming.broker, settings.outgoing.broker);
   let outgoing: Broker = incoming;
-  if (!sameBroker) {
-    try {
-      outgoing = await connectBroker(brokerOptions(settings.outgoing.broker));
-    } catch (err) {
-      // Nothing will use the incoming connection: leaving it open would keep the process (and its consumer) alive.
-      await incoming.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the incoming broker'));
-      throw err;
-    }
+  let reporter: PilotReporter;
+  try {
+    if (!sameBroker) outgoing = await connectBroker(brokerOptions(settings.outgoing.broker));
+    reporter = await PilotReporter.start({ monitor: settings.monitor, taskName: settings.taskName ?? DEFAULT_TASK_NAME, broker: outgoing, incomingQueue: settings.incoming.queue, version: parts.version, logger, counts: () => stats.counts() });
+  } catch (err) {
+    // Nothing will use the connections made so far: left open they would keep the process (and its consumer) alive.
+    await incoming.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the incoming broker'));
+    if (outgoing !== incoming) await outgoing.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the outgoing broker'));
+    throw err;
   }
   const closeBrokers = async () => {
+    await reporter.close();
     await incoming.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the incoming broker'));
     if (!sameBroker) await outgoing.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the outgoing broker'));
   };
@@ -138,11 +146,13 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
 
     if (parts.runInit) {
       chirp.status('RunningInitCommand');
+      reporter.state('init');
       try {
         await parts.runInit(initAbort.signal);
       } catch (err) {
         if (signalled) return finish(SIGNAL_EXIT[signalled] ?? 1, 'signal', `stopped by ${signalled} during init`);
         const message = describeError(err);
+        reporter.noteError(`init command failed: ${message}`);
         logger.error({ err: message }, 'init command failed; no event was taken');
         chirp.error(err);
         chirp.status('FatalError');
@@ -164,17 +174,19 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     const chirpCounts = () => chirp.taskCounts({ received, ...stats.counts() });
     loop = new EventLoop({
       // Counted on receipt, as the Python pilot does: the first event is the start of Tasking.
-      subscription: chirp.active
-        ? observeIntake(subscription, () => {
-            received += 1;
-            if (received === 1) chirp.status('Tasking');
-            chirpCounts();
-          })
-        : subscription,
+      subscription: reporter.wrapSubscription(
+        chirp.active
+          ? observeIntake(subscription, () => {
+              received += 1;
+              if (received === 1) chirp.status('Tasking');
+              chirpCounts();
+            })
+          : subscription,
+      ),
       publishOutput: async (message) => {
         await outgoing.publish(settings.outgoing.queue, message);
       },
-      processor: parts.makeProcessor(),
+      processor: reporter.wrapProcessor(parts.makeProcessor()),
       maxConcurrentTasks: settings.maxConcurrentTasks,
       maxDeliveries: settings.maxDeliveries,
       stopOnTaskError: settings.stopOnTaskError,
@@ -189,6 +201,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     if (signalled) loop.stop('signal', settings.killGraceSeconds * 1000);
     scheduleWallTime(settings, loop, timers, logger, () => chirp.status('PendingRemainingTasks'));
     chirp.status('AwaitingFirstMessage');
+    reporter.state('tasking');
     logger.info(
       { incoming: settings.incoming.queue, outgoing: settings.outgoing.queue, broker: incoming.displayAddress, concurrency: settings.maxConcurrentTasks },
       'pilot started',
@@ -205,6 +218,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
         return finish(1, result.stopReason, summary);
       }
       case 'broker-error':
+        reporter.noteError(`broker failure: ${describeError(result.brokerError)}`);
         chirp.error(result.brokerError);
         chirp.status('FatalError');
         return finish(1, result.stopReason, `broker failure: ${describeError(result.brokerError)}`);
@@ -226,6 +240,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
   async function quarantine(): Promise<void> {
     if (settings.quarantineSeconds <= 0 || signalled) return;
     logger.warn({ seconds: settings.quarantineSeconds }, 'quarantine: sleeping before exit so this node does not take more work');
+    reporter.state('quarantine');
     await (parts.sleep ?? sleep)(settings.quarantineSeconds * 1000, initAbort.signal);
   }
 
@@ -240,6 +255,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     // Python's statuses: Done on success; FatalError was sent where the failure happened; a signal leaves
     // PendingRemainingTasks, the phase the pilot was in when it stopped.
     if (exitCode === 0) chirp.status('Done');
+    reporter.finish(exitCode, stopReason);
     return { exitCode, stopReason, stats: snapshot, summary };
   }
 }

@@ -4,14 +4,14 @@
  * extended with `working()`, `max_deliver` plus a dead-letter mover as the broker-side backstop.
  */
 import { randomUUID } from 'node:crypto';
-import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { AckPolicy, DiscardPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { connect as natsConnect, headers as natsHeaders, type MsgHdrs, type NatsConnection, type Subscription as NatsSub } from '@nats-io/transport-node';
 import { describeError } from '../../common/redact.js';
 import type { BrokerAddress } from '../address.js';
 import { BrokerAuthError, BrokerConfigError, BrokerConnectionLostError, BrokerUnreachableError, MessageTooLargeError, QueueNotFoundError } from '../errors.js';
 import { deliveryLimit } from '../shared/delivery.js';
 import { Semaphore } from '../shared/semaphore.js';
-import { DEFAULTS, HEADERS, defaultDeadLetterQueue, type Broker, type ConnectOptions, type ConsumeOptions, type OutgoingMessage, type QueueSpec, type Subscription } from '../types.js';
+import { DEFAULTS, HEADERS, defaultDeadLetterQueue, type Broker, type ConnectOptions, type ConsumeOptions, type OutgoingMessage, type QueueBound, type QueueSpec, type Subscription } from '../types.js';
 import { startDeadLetterMover } from './dlq-mover.js';
 import { NatsLink } from './link.js';
 import { CONSUMER_NAME, streamName, subjectName } from './names.js';
@@ -109,7 +109,7 @@ class NatsBroker implements Broker {
 
   async declareQueue(spec: QueueSpec): Promise<void> {
     await this.api(`declare '${spec.name}'`, async () => {
-      await this.ensureStream(spec.name);
+      await this.ensureStream(spec.name, spec.bound);
       if (spec.deadLetter !== false) await this.ensureStream(spec.deadLetterQueue ?? defaultDeadLetterQueue(spec.name));
     });
   }
@@ -286,11 +286,15 @@ class NatsBroker implements Broker {
    * for the rest; replicas as configured, see `ConnectOptions.replicas`), so either side may create it
    * first; bind to it as it is when it exists.
    */
-  private async ensureStream(queue: string): Promise<void> {
+  private async ensureStream(queue: string, bound?: QueueBound): Promise<void> {
     const name = streamName(queue);
     if (await this.streamExists(name)) return;
+    // A bounded stream drops its oldest messages (discard old) rather than refuse a publish.
+    const limits = bound
+      ? { max_msgs: bound.maxMessages, discard: DiscardPolicy.Old, ...(bound.maxAgeSeconds !== undefined ? { max_age: Math.round(bound.maxAgeSeconds * 1e9) } : {}) }
+      : {};
     try {
-      await this.jsm.streams.add({ name, subjects: [subjectName(queue)], ...(this.replicas > 1 ? { num_replicas: this.replicas } : {}) });
+      await this.jsm.streams.add({ name, subjects: [subjectName(queue)], ...(this.replicas > 1 ? { num_replicas: this.replicas } : {}), ...limits });
     } catch (err) {
       // Lost a creation race, or created meanwhile by another tool with other settings: use it.
       if (await this.streamExists(name)) return;

@@ -24,6 +24,7 @@ import {
   type ConnectOptions,
   type ConsumeOptions,
   type OutgoingMessage,
+  type QueueBound,
   type QueueSpec,
   type Subscription,
 } from '../types.js';
@@ -40,6 +41,20 @@ import { RabbitSubscription } from './subscription.js';
  * (dead-lettering, delivery limit) comes from the policy.
  */
 export const QUEUE_ARGUMENTS: Readonly<Record<string, string>> = { 'x-queue-type': 'quorum' };
+
+/**
+ * A bounded queue's declare arguments. Its messages are disposable, so it is a classic queue: no Raft log and
+ * no replication to write for each message, which a quorum queue would (both drop-head and TTL work on either
+ * type on 3.10, measured).
+ */
+export function boundArguments(bound: QueueBound): Record<string, string | number> {
+  return {
+    'x-queue-type': 'classic',
+    'x-max-length': bound.maxMessages,
+    'x-overflow': 'drop-head',
+    ...(bound.maxAgeSeconds !== undefined ? { 'x-message-ttl': Math.round(bound.maxAgeSeconds * 1000) } : {}),
+  };
+}
 
 /** How often a queue operation is tried when the connection breaks under it. */
 const QUEUE_OP_ATTEMPTS = 3;
@@ -81,12 +96,12 @@ class RabbitBroker implements Broker {
     if (spec.deadLetter === false) {
       // Quorum queues (3.x) have no delivery limit of their own: without our policy nothing is dead-lettered.
       // One left from an earlier declaration with the default would still dead-letter after 4 returns.
-      await this.declareOne(spec.name);
+      await this.declareOne(spec.name, spec.bound ? boundArguments(spec.bound) : undefined);
       await this.policies.ensureAbsent(spec.name);
       return;
     }
     const deadLetterQueue = spec.deadLetterQueue ?? defaultDeadLetterQueue(spec.name);
-    await this.declareOne(spec.name);
+    await this.declareOne(spec.name, spec.bound ? boundArguments(spec.bound) : undefined);
     await this.declareOne(deadLetterQueue);
     await this.policies.install({
       queue: spec.name,
@@ -158,10 +173,10 @@ class RabbitBroker implements Broker {
    * Declare like the Python MQClient. Should the queue exist with other arguments (declared by a tool we do
    * not know), use it as it is rather than fail: the 406 closed that channel, so check on a fresh one.
    */
-  private async declareOne(name: string): Promise<void> {
+  private async declareOne(name: string, extraArguments?: Record<string, string | number>): Promise<void> {
     this.assertOpen();
     try {
-      await this.queueOp(name, (ch) => ch.assertQueue(name, { durable: true, arguments: { ...QUEUE_ARGUMENTS } }));
+      await this.queueOp(name, (ch) => ch.assertQueue(name, { durable: true, arguments: { ...QUEUE_ARGUMENTS, ...extraArguments } }));
     } catch (err) {
       if ((err as { code?: unknown }).code !== 406) throw err;
       this.options.logger?.warn(

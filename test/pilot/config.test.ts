@@ -80,12 +80,16 @@ const EVERY_VARIABLE: Record<string, [string, (c: PilotConfig) => unknown, unkno
   _EWMS_PILOT_APPTAINER_BUILD_WORKDIR: ['var_tmp', (c) => c.imageWorkDir, '/work/var_tmp'],
   _EWMS_PILOT_APPTAINER_IMAGE_DIRECTORY_MUST_BE_PRESENT: ['True', (c) => c.convertImages, false],
   _EWMS_PILOT_DOCKER_SHM_SIZE: ['6gb', (c) => c.shmSize, '6gb'],
+  EWMS_PILOT_QUEUE_MONITOR: ['wf-monitor', (c) => c.settings.monitor?.queue, 'wf-monitor'],
+  EWMS_PILOT_HEARTBEAT_INTERVAL: ['5', (c) => c.settings.monitor?.intervalSeconds, 5],
+  EWMS_PILOT_TASK_NAME: ['reco', (c) => c.settings.taskName, 'reco'],
 };
 
 /** What a variable needs beside it to matter: the init variables an init command, an init image a task image. */
 function contextFor(name: string): Record<string, string> {
   if (name === '_EWMS_PILOT_CONTAINER_PLATFORM') return { EWMS_PILOT_TASK_IMAGE: 'img:1' };
   if (name === '_EWMS_PILOT_DOCKER_SHM_SIZE') return { EWMS_PILOT_TASK_IMAGE: 'img:1', EWMS_PILOT_CONTAINER_RUNTIME: 'docker' };
+  if (name === 'EWMS_PILOT_HEARTBEAT_INTERVAL') return { EWMS_PILOT_QUEUE_MONITOR: 'wf-monitor' };
   if (name === 'EWMS_PILOT_INIT_IMAGE') return { EWMS_PILOT_INIT_ARGS: 'true', EWMS_PILOT_TASK_IMAGE: 'img:1' };
   if (name.startsWith('EWMS_PILOT_INIT_') && name !== 'EWMS_PILOT_INIT_ARGS') return { EWMS_PILOT_INIT_ARGS: 'true' };
   return {};
