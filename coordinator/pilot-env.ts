@@ -3,7 +3,7 @@
  * it, so a local pilot runs with exactly the settings a condor job gets (condor adds only the HTChirp
  * switches, which need a condor starter to talk to; local pilots do not fail fast unless asked to).
  */
-import { resolveAddress, type ResolvedAddress } from '../mq-adapters/address.js';
+import { formatBrokerAddress, resolveAddress, type BrokerAddress } from '../mq-adapters/address.js';
 import { formatManagementUrl } from '../mq-adapters/management-url.js';
 import type { ConnectOptions } from '../mq-adapters/types.js';
 import type { WireFormat } from '../common/wire.js';
@@ -31,14 +31,11 @@ export interface PilotEnvironment {
 
 const PILOT_PREFIX = 'EWMS_PILOT_';
 
-/** The pilot's broker address without its password, in the form `EWMS_PILOT_QUEUE_*_BROKER_ADDRESS` takes. */
-export function pilotBrokerAddress(address: ResolvedAddress): string {
-  const user = address.username ? `${encodeURIComponent(address.username)}@` : '';
-  const vhost = address.type === 'rabbitmq' && address.vhost !== '/' ? `/${encodeURIComponent(address.vhost)}` : '';
-  const bare = `${user}${address.host}:${address.port}${vhost}`;
-  // The bare form implies the plain scheme; TLS needs the scheme spelled out.
-  return address.tls ? `${address.scheme}://${bare}` : bare;
-}
+/**
+ * The pilot's broker address without its password, in the form `EWMS_PILOT_QUEUE_*_BROKER_ADDRESS` takes
+ * (every node of a cluster, comma-separated). The one formatter: `formatBrokerAddress`.
+ */
+export const pilotBrokerAddress: (address: BrokerAddress) => string = formatBrokerAddress;
 
 function taskEnv(prefix: 'TASK' | 'INIT', spec: TaskSpec | undefined): Record<string, string> {
   if (!spec) return {};

@@ -19,7 +19,17 @@ import type { Broker, ConnectOptions } from './types.js';
 
 export * from './types.js';
 export * from './errors.js';
-export { resolveAddress, isBrokerType, BROKER_TYPES, type ResolvedAddress } from './address.js';
+export {
+  parseBrokerAddress,
+  formatBrokerAddress,
+  resolveAddress,
+  sameBroker,
+  endpointUrl,
+  isBrokerType,
+  BROKER_TYPES,
+  type BrokerAddress,
+  type BrokerEndpoint,
+} from './address.js';
 export { EwmsError } from '../common/errors.js';
 
 /** Connect to the broker named by `options.address` (and `options.type`). */

@@ -7,6 +7,8 @@
  * bodies are bytes; encoding lives in `common/wire.ts`.
  */
 
+import type { BrokerAddress } from './address.js';
+
 /** Which broker an adapter talks to. */
 export type BrokerType = 'rabbitmq' | 'nats' | 'pulsar';
 
@@ -23,8 +25,11 @@ export interface ConnectOptions {
   /**
    * `amqp://` / `amqps://` (RabbitMQ), `nats://` / `tls://` (NATS), `pulsar://` / `pulsar+ssl://` (Pulsar),
    * or a bare `[user@]host[:port][/vhost]` when `type` is given (the `EWMS_PILOT_QUEUE_*_BROKER_ADDRESS` form).
+   * Several nodes of one broker (a cluster) as a comma-separated list — `amqp://user@rabbit1,rabbit2,rabbit3`
+   * or `nats://n1:4222,nats://n2:4222` — are tried in order on connect and on every reconnect (see
+   * `address.ts`). Or an address already parsed with `parseBrokerAddress`, passed on as it is.
    */
-  address: string;
+  address: string | BrokerAddress;
   /** Required when `address` has no scheme; must agree with the scheme when it has one. */
   type?: BrokerType;
   /**
@@ -49,6 +54,16 @@ export interface ConnectOptions {
    * (Pulsar: a 307 to the broker that serves the topic is). `false`: never contact it.
    */
   managementUrl?: string | false;
+  /**
+   * NATS: replicas of each stream this connection creates (`num_replicas`, 1–5). Default: 3 when the
+   * address lists three or more servers (a cluster), else 1. A stream that exists already keeps its own,
+   * and one with more replicas than the cluster has JetStream servers cannot be created.
+   * RabbitMQ: not used — a quorum queue gets a member on every node of the cluster by itself (3 of 3
+   * measured on 3.10), and setting `x-quorum-initial-group-size` would make the Python MQClient's later
+   * declare of the same queue fail (406 inequivalent arg, measured on 3.10.8). Pulsar: the namespace's
+   * replication settings apply.
+   */
+  replicas?: number;
   /** Structured logger; silent when absent. */
   logger?: AdapterLogger;
 }
@@ -107,30 +122,46 @@ export interface DeadLetterReason {
   details?: Record<string, string>;
 }
 
-/** One delivery of one message to one consumer. Settle it exactly once: ack, nack or deadLetter. */
+/**
+ * One delivery of one message to one consumer. Settle it exactly once: ack, nack, release or deadLetter.
+ *
+ * Attempts: `nack` uses one up (a real failure), `release` does not (the consumer is stopping, or never
+ * worked on it), and a consumer that dies holding the message uses one up too. Brokers count every return
+ * as a delivery, so on a queue that dead-letters, `nack` and `release` give the message back as a copy that
+ * carries the attempt count and the last failure in headers (`x-ewms-attempts`, `x-ewms-last-failure*`),
+ * published with the broker's confirm before the original is acked. Should the consumer die between the two,
+ * the event is in the queue twice with one event id; consumers downstream deduplicate by that id. A queue
+ * that never dead-letters (`deadLetter: false`) gets plain broker returns instead.
+ */
 export interface Delivery {
   /** The body as published. */
   readonly body: Uint8Array;
-  /** Application headers as published (broker-internal headers removed). */
+  /** Application headers as published (broker-internal and attempt bookkeeping headers removed). */
   readonly headers: Readonly<Record<string, string>>;
   /**
    * The publisher's event id, stable across redeliveries. For messages published without one (e.g. by the
    * Python MQClient) a content hash of the body, which is stable too.
    */
   readonly eventId: string;
-  /** 1 on the first delivery, 2 on the first redelivery, … */
+  /**
+   * The attempt this delivery is: 1 on the first, 2 after one failure (a `nack`, or a consumer that died
+   * holding it), … — whatever the broker's own delivery counter says. Releases do not count.
+   */
   readonly deliveryCount: number;
+  /** The failure the previous attempt was nacked with, when there was one. */
+  readonly lastFailure?: DeadLetterReason;
   /** Remove the message from the queue. Resolves when the broker has been told. */
   ack(): Promise<void>;
   /**
-   * Return the message for redelivery (to any consumer). On its final allowed delivery the adapter moves it
-   * to the dead-letter queue instead, so a nack never loses a message and never loops forever.
+   * This attempt failed: return the message for another attempt (by any consumer), carrying `failure` with
+   * it so a later dead letter names it. On its final allowed attempt the adapter moves it to the dead-letter
+   * queue instead, with `failure` (or the last failure carried) as the reason, so a nack never loses a
+   * message and never loops forever.
    */
-  nack(): Promise<void>;
+  nack(failure?: DeadLetterReason): Promise<void>;
   /**
-   * Give the message back without blaming it (shutdown, or it was never worked on). Unlike `nack` it is
-   * never turned into a dead letter here; brokers that count returns as attempts still do, and the
-   * delivery limit catches it on a later delivery.
+   * Give the message back without using up an attempt (shutdown, eviction, or it was never worked on). It
+   * is never turned into a dead letter here.
    */
   release(): Promise<void>;
   /** Publish the message to the dead-letter queue with the reason (broker-confirmed), then ack it. */
@@ -164,8 +195,9 @@ export interface ConsumeOptions {
  */
 export interface Subscription extends AsyncIterable<Delivery> {
   /**
-   * Stop intake. Messages received but not yet yielded are returned to the queue; deliveries already
-   * yielded stay settle-able until the broker connection closes. Ends the iteration.
+   * Stop intake. Messages received but not yet yielded are returned to the queue (released: no attempt
+   * used); deliveries already yielded stay settle-able until the broker connection closes. Ends the
+   * iteration. Leaving a `for await` loop early (break, return, throw) does the same.
    */
   close(): Promise<void>;
 }
@@ -220,6 +252,12 @@ export const HEADERS = {
   deadLetterDeliveries: 'x-ewms-dlq-deliveries',
   /** Prefix of the free-form dead-letter details. */
   deadLetterDetailPrefix: 'x-ewms-dlq-',
+  /** On an event given back for another attempt: how many attempts it has used up (absent: none). */
+  attempts: 'x-ewms-attempts',
+  /** On an event given back for another attempt: the last failure's one-line reason. */
+  lastFailure: 'x-ewms-last-failure',
+  /** Prefix of the last failure's details (`x-ewms-last-failure-<key>`). */
+  lastFailureDetailPrefix: 'x-ewms-last-failure-',
 } as const;
 
 /** Defaults shared by every adapter. */

@@ -82,7 +82,7 @@ const queueVars = (direction: 'INCOMING' | 'OUTGOING'): VariableDefinition[] => 
       `EWMS_PILOT_QUEUE_${direction}_BROKER_ADDRESS`,
       'string',
       undefined,
-      `Broker of the ${which} queue: \`[user@]host[:port][/vhost]\` (with the broker type) or a URL such as \`amqp://host:5672\`${direction === 'INCOMING' ? ' (required)' : ''}.`,
+      `Broker of the ${which} queue: \`[user@]host[:port][/vhost]\` (with the broker type) or a URL such as \`amqp://host:5672\`; the nodes of a cluster comma-separated (\`user@rabbit1:5672/vhost,rabbit2:5672,rabbit3:5672\`), tried in turn on connect and after a loss${direction === 'INCOMING' ? ' (required)' : ''}.`,
       fallback,
     ),
     v(

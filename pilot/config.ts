@@ -9,7 +9,7 @@ import { delimiter, resolve } from 'node:path';
 import { EwmsError } from '../common/errors.js';
 import { redact } from '../common/redact.js';
 import type { WireFormat } from '../common/wire.js';
-import { isBrokerType, resolveAddress } from '../mq-adapters/address.js';
+import { isBrokerType, parseBrokerAddress, type BrokerAddress } from '../mq-adapters/address.js';
 import { parseManagementUrl } from '../mq-adapters/management-url.js';
 import type { BrokerType, ConnectOptions } from '../mq-adapters/types.js';
 import { defaultDeadLetterQueue } from '../mq-adapters/types.js';
@@ -511,16 +511,18 @@ function endpoint(r: Reader, direction: 'INCOMING' | 'OUTGOING', fallback: Conne
     else r.problem(typeName, `'${typeText}' is not a broker type this pilot supports`, 'set it to rabbitmq, nats or pulsar');
   }
   const addressName = `${prefix}_BROKER_ADDRESS`;
-  const address = r.string(addressName) ?? base?.address;
-  if (address === undefined) {
-    if (direction === 'INCOMING') r.problem(addressName, 'is required but not set', 'set it to host:port (with the broker type) or a URL such as amqp://host:5672');
+  // The outgoing queue takes the incoming broker's address when it names none (read with its own type).
+  const text = r.string(addressName) ?? (base ? r.string('EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS') : undefined);
+  if (text === undefined) {
+    if (direction === 'INCOMING') r.problem(addressName, 'is required but not set', 'set it to host:port (with the broker type) or a URL such as amqp://host:5672; several nodes of a cluster comma-separated');
     return { queue, broker: undefined };
   }
   const authToken = r.string(`${prefix}_AUTH_TOKEN`) ?? base?.authToken;
   const managementUrl = managementUrlOf(r, `${prefix}_BROKER_MANAGEMENT_URL`) ?? (r.isSet(addressName) ? undefined : base?.managementUrl);
-  const broker: ConnectOptions = { address, ...(type ? { type } : {}), ...(authToken ? { authToken } : {}), ...(managementUrl !== undefined ? { managementUrl } : {}) };
+  // Parsed here, at the edge; everything after this passes the typed address on.
+  let address: BrokerAddress;
   try {
-    resolveAddress(broker);
+    address = parseBrokerAddress(text, type);
   } catch (err) {
     if (typeText !== undefined && type === undefined) return { queue, broker: undefined }; // already reported above
     const message = err instanceof EwmsError ? err.message : String(err);
@@ -528,6 +530,12 @@ function endpoint(r: Reader, direction: 'INCOMING' | 'OUTGOING', fallback: Conne
     r.problem(addressName, message, hint);
     return { queue, broker: undefined };
   }
+  const broker: ConnectOptions = {
+    address,
+    type: address.type,
+    ...(authToken ? { authToken } : {}),
+    ...(managementUrl !== undefined ? { managementUrl } : {}),
+  };
   return { queue, broker };
 }
 

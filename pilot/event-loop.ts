@@ -230,7 +230,7 @@ export class EventLoop {
           await this.settle(delivery, 'dead-letter', outcome.reason.reason, log, outcome.reason);
           stats.recordDeadLetter();
         } else {
-          await this.settle(delivery, 'nack', 'task failed', log);
+          await this.settle(delivery, 'nack', 'task failed', log, outcome.reason);
         }
         if (this.opts.stopOnTaskError && !outcome.okay) {
           this.fatalTaskError ??= outcome.reason.reason;
@@ -256,7 +256,7 @@ export class EventLoop {
   ): Promise<void> {
     try {
       if (how === 'ack') await delivery.ack();
-      else if (how === 'nack') await delivery.nack();
+      else if (how === 'nack') await delivery.nack(reason);
       else if (how === 'release') await delivery.release();
       else await delivery.deadLetter(reason ?? { reason: why });
       log.debug({ how, why }, 'event settled');

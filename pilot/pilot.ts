@@ -7,7 +7,7 @@
  * this runs); 128+N — stopped by signal N (SIGTERM → 143, SIGINT → 130).
  */
 import { hostname } from 'node:os';
-import { connect } from '../mq-adapters/index.js';
+import { connect, sameBroker as isSameBroker } from '../mq-adapters/index.js';
 import type { Broker, ConnectOptions } from '../mq-adapters/types.js';
 import { describeError } from '../common/redact.js';
 import { EventLoop, type EventProcessor, type StopReason } from './event-loop.js';
@@ -95,9 +95,18 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
   const ownDeadLetterQueue = settings.deadLetterRoute === 'queue';
   const brokerOptions = (broker: ConnectOptions): ConnectOptions => ({ ...broker, ...(ownDeadLetterQueue ? {} : { managementUrl: false }), logger });
   const incoming = await connectBroker(brokerOptions(settings.incoming.broker));
-  const sameBroker = sameEndpoint(settings.incoming.broker, settings.outgoing.broker);
-  const outgoing = sameBroker ? incoming : await connectBroker(brokerOptions(settings.outgoing.broker));
-  const reporter = await PilotReporter.start({ monitor: settings.monitor, taskName: settings.taskName ?? DEFAULT_TASK_NAME, broker: outgoing, incomingQueue: settings.incoming.queue, version: parts.version, logger, counts: () => stats.counts() });
+  const sameBroker = isSameBroker(settings.incoming.broker, settings.outgoing.broker);
+  let outgoing: Broker = incoming;
+  let reporter: PilotReporter;
+  try {
+    if (!sameBroker) outgoing = await connectBroker(brokerOptions(settings.outgoing.broker));
+    reporter = await PilotReporter.start({ monitor: settings.monitor, taskName: settings.taskName ?? DEFAULT_TASK_NAME, broker: outgoing, incomingQueue: settings.incoming.queue, version: parts.version, logger, counts: () => stats.counts() });
+  } catch (err) {
+    // Nothing will use the connections made so far: left open they would keep the process (and its consumer) alive.
+    await incoming.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the incoming broker'));
+    if (outgoing !== incoming) await outgoing.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the outgoing broker'));
+    throw err;
+  }
   const closeBrokers = async () => {
     await reporter.close();
     await incoming.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the incoming broker'));
@@ -269,10 +278,6 @@ function scheduleWallTime(settings: PilotSettings, loop: EventLoop, timers: Node
       loop.stop('max-runtime', Math.max(0, budget * 1000 - process.uptime() * 1000));
     }, stopIntakeAt),
   );
-}
-
-function sameEndpoint(a: ConnectOptions, b: ConnectOptions): boolean {
-  return a.address === b.address && a.type === b.type && a.authToken === b.authToken;
 }
 
 function secondsToMs(s: number | undefined): number | undefined {

@@ -54,14 +54,18 @@ export function secrets(): string[] {
   return [env.EWMS_BROKER_TOKEN, env.EWMS_WMS_TOKEN, env.EWMS_WMS_CLIENT_SECRET, passwordOf(env.EWMS_BROKER_URL)].filter((s): s is string => !!s);
 }
 
-/** The password inside a broker URL, if any. */
+/** The password inside a broker URL, if any; every node of a cluster's list (`amqp://user:pw@r1,r2`) is looked at. */
 export function passwordOf(url: string | undefined): string | undefined {
   if (!url) return undefined;
-  try {
-    return decodeURIComponent(new URL(url).password) || undefined;
-  } catch {
-    return undefined;
+  for (const entry of url.split(',')) {
+    try {
+      const password = decodeURIComponent(new URL(entry.trim()).password);
+      if (password) return password;
+    } catch {
+      // not a URL: no password in it
+    }
   }
+  return undefined;
 }
 
 export function makeLogger(level: string): Logger {
@@ -120,7 +124,7 @@ export async function readIds(path: string): Promise<string[]> {
 export function brokerOptions<T>(y: Argv<T>, workflowRequired: boolean) {
   return y
     .epilog(EPILOG)
-    .option('broker', { type: 'string', describe: 'Broker URL (amqp://user@host:5672, nats://host:4222); no password here. Default: EWMS_BROKER_URL', group: 'Broker:' })
+    .option('broker', { type: 'string', describe: 'Broker URL (amqp://user@host:5672, nats://host:4222; a cluster\'s nodes comma-separated: amqp://user@r1:5672,r2:5672); no password here. Default: EWMS_BROKER_URL', group: 'Broker:' })
     .option('broker-management-url', { type: 'string', describe: "The broker's HTTP API for the coordinator and its pilots: RabbitMQ management (dead-letter policy), Pulsar admin (queue depth); 'none': never contact it. Default: EWMS_BROKER_MANAGEMENT_URL, else the broker host on the API's port", group: 'Broker:' })
     .option('workflow', { type: 'string', demandOption: workflowRequired, describe: workflowRequired ? 'Workflow id (names the queues ewms-<id>-in / -out)' : 'Workflow id (names the queues); default: a new random id', group: 'Broker:' })
     .option('max-deliveries', { type: 'string', default: '3', describe: 'Attempts per event before it is dead-lettered', group: 'Broker:' })

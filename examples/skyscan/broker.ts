@@ -128,8 +128,9 @@ function portOpen(host: string, port: number, timeoutMs = 1_000): Promise<boolea
  */
 export async function isReachable(url: string): Promise<boolean> {
   try {
-    const { host, port } = resolveAddress({ address: url });
-    if (!(await portOpen(host, port))) return false;
+    const { endpoints } = resolveAddress({ address: url });
+    const open = await Promise.all(endpoints.map(({ host, port }) => portOpen(host, port)));
+    if (!open.includes(true)) return false;
     const broker = await connect({ address: url, connectTimeoutMs: 1_500, reconnectWindowMs: 0 });
     await broker.close().catch(() => undefined);
     return true;

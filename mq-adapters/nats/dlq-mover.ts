@@ -1,14 +1,15 @@
 /**
  * The broker-side backstop on NATS: when JetStream gives up on a message (the consumer's `max_deliver`
  * reached — every consumer holding it died), it leaves the message in the stream and sends an advisory.
- * The mover answers the advisory: copy the message to the dead-letter stream with a reason, then delete it
- * from the work stream. It runs inside every consuming process; the first one to act wins (a second copy
+ * The mover answers the advisory: copy the message to the dead-letter stream with a reason (the last real
+ * failure it carried, when it had one), then delete it from the work stream. It runs inside every consuming process; the first one to act wins (a second copy
  * is possible if two movers race, and is deduplicated by event id downstream).
  */
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection, type Subscription as NatsSub } from '@nats-io/transport-node';
 import { describeError } from '../../common/redact.js';
-import { contentEventId, deadLetterHeaders } from '../shared/delivery.js';
+import { contentEventId, deadLetterHeaders, overLimitReason, readAttempts } from '../shared/delivery.js';
+import { readNatsHeaders } from './headers.js';
 import { HEADERS, type AdapterLogger } from '../types.js';
 
 interface MaxDeliveriesAdvisory {
@@ -52,21 +53,12 @@ async function move(
 ): Promise<void> {
   const stored = await opts.jsm.streams.getMessage(opts.stream, { seq: advisory.stream_seq });
   if (!stored) return; // another mover got there first
-  const original: Record<string, string> = {};
-  let eventId: string | undefined;
-  if (stored.header) {
-    for (const [key, values] of stored.header) {
-      if (key === HEADERS.eventId) eventId = values[0];
-      else if (values[0] !== undefined && !key.startsWith('Nats-')) original[key] = values[0];
-    }
-  }
+  const { eventId, headers: original } = readNatsHeaders(stored.header);
+  // The reason is the last real failure the event carried, if it had one; the limit says why it moved now.
+  const { attemptsBefore, lastFailure, headers: app } = readAttempts(original);
+  const limit = `exceeded: the broker gave up after ${advisory.deliveries} deliveries of this copy (every consumer holding it died)`;
   const h = natsHeaders();
-  const dl = deadLetterHeaders(
-    original,
-    { reason: `delivery limit exceeded: the broker gave up after ${advisory.deliveries} deliveries (every consumer holding it died)` },
-    opts.queue,
-    advisory.deliveries,
-  );
+  const dl = deadLetterHeaders(app, overLimitReason(lastFailure, limit, `delivery limit ${limit}`), opts.queue, attemptsBefore + advisory.deliveries);
   for (const [key, value] of Object.entries(dl)) h.set(key, value);
   h.set(HEADERS.eventId, eventId ?? contentEventId(stored.data));
   await opts.js.publish(opts.deadLetterSubject, stored.data, { headers: h });

@@ -7,8 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { AckPolicy, DiscardPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { connect as natsConnect, headers as natsHeaders, type MsgHdrs, type NatsConnection, type Subscription as NatsSub } from '@nats-io/transport-node';
 import { describeError } from '../../common/redact.js';
-import type { ResolvedAddress } from '../address.js';
-import { BrokerAuthError, BrokerConnectionLostError, BrokerUnreachableError, MessageTooLargeError, QueueNotFoundError } from '../errors.js';
+import type { BrokerAddress } from '../address.js';
+import { BrokerAuthError, BrokerConfigError, BrokerConnectionLostError, BrokerUnreachableError, MessageTooLargeError, QueueNotFoundError } from '../errors.js';
 import { deliveryLimit } from '../shared/delivery.js';
 import { Semaphore } from '../shared/semaphore.js';
 import { DEFAULTS, HEADERS, defaultDeadLetterQueue, type Broker, type ConnectOptions, type ConsumeOptions, type OutgoingMessage, type QueueBound, type QueueSpec, type Subscription } from '../types.js';
@@ -42,13 +42,15 @@ function headerBytes(headers: Record<string, string> | undefined, eventId: strin
  * Connect to NATS. Fails with `BrokerAuthError` (credentials refused) or `BrokerUnreachableError` (nothing
  * answered within `connectTimeoutMs`).
  */
-export async function connectNats(address: ResolvedAddress, options: ConnectOptions): Promise<Broker> {
+export async function connectNats(address: BrokerAddress, options: ConnectOptions): Promise<Broker> {
   const secrets = [address.password, options.authToken];
   const timeout = options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
   let nc: NatsConnection;
   try {
     nc = await natsConnect({
-      servers: `${address.host}:${address.port}`,
+      // Every node of a cluster: the client picks one (in random order, spreading pilots over the nodes)
+      // and fails over to the others by itself, learning the rest of the cluster from the server too.
+      servers: address.endpoints.map(({ host, port }) => `${host}:${port}`),
       ...(address.username ? { user: address.username, pass: address.password } : address.password ? { token: address.password } : {}),
       ...(address.tls ? { tls: {} } : {}),
       timeout,
@@ -68,23 +70,36 @@ export async function connectNats(address: ResolvedAddress, options: ConnectOpti
   return new NatsBroker(nc, link, await jetstreamManager(nc), jetstream(nc), address, options);
 }
 
+/**
+ * Stream replicas when `ConnectOptions.replicas` is not given: R3 when the address lists three or more
+ * servers (a cluster; R3 survives the loss of one), else R1.
+ */
+export function defaultReplicas(address: BrokerAddress): number {
+  return address.endpoints.length >= 3 ? 3 : 1;
+}
+
 class NatsBroker implements Broker {
   readonly type = 'nats' as const;
   readonly displayAddress: string;
   private readonly slots: Semaphore;
   private readonly movers = new Map<string, NatsSub>();
   private readonly subscriptions = new Set<NatsSubscription>();
+  private readonly replicas: number;
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly link: NatsLink,
     private readonly jsm: JetStreamManager,
     private readonly js: JetStreamClient,
-    address: ResolvedAddress,
+    address: BrokerAddress,
     private readonly options: ConnectOptions,
   ) {
     this.displayAddress = address.display;
     this.slots = new Semaphore(options.maxInFlightPublishes ?? DEFAULTS.maxInFlightPublishes);
+    this.replicas = options.replicas ?? defaultReplicas(address);
+    if (!Number.isInteger(this.replicas) || this.replicas < 1 || this.replicas > 5) {
+      throw new RangeError(`replicas must be a whole number from 1 to 5 (got ${options.replicas})`);
+    }
   }
 
   /** The server's per-message limit (1 MiB unless raised with `max_payload` in its config). */
@@ -93,9 +108,10 @@ class NatsBroker implements Broker {
   }
 
   async declareQueue(spec: QueueSpec): Promise<void> {
-    await this.connected();
-    await this.ensureStream(spec.name, spec.bound);
-    if (spec.deadLetter !== false) await this.ensureStream(spec.deadLetterQueue ?? defaultDeadLetterQueue(spec.name));
+    await this.api(`declare '${spec.name}'`, async () => {
+      await this.ensureStream(spec.name, spec.bound);
+      if (spec.deadLetter !== false) await this.ensureStream(spec.deadLetterQueue ?? defaultDeadLetterQueue(spec.name));
+    });
   }
 
   async publish(queue: string, message: OutgoingMessage): Promise<string> {
@@ -158,14 +174,15 @@ class NatsBroker implements Broker {
     if (!Number.isInteger(options.prefetch) || options.prefetch < 1) {
       throw new RangeError(`prefetch must be a whole number >= 1 (got ${options.prefetch})`);
     }
-    await this.connected();
     const stream = streamName(queue);
     const deadLetter = options.deadLetter !== false;
     const maxDeliveries = deliveryLimit(options);
     const deadLetterQueue = options.deadLetterQueue ?? defaultDeadLetterQueue(queue);
-    await this.requireStream(queue);
-    // -1: no limit at all, for a queue that never dead-letters.
-    await this.ensureConsumer(stream, subjectName(queue), options.leaseMs ?? DEFAULTS.leaseMs, deadLetter ? maxDeliveries + 1 : -1);
+    await this.api(`consume '${queue}'`, async () => {
+      await this.requireStream(queue);
+      // -1: no limit at all, for a queue that never dead-letters.
+      await this.ensureConsumer(stream, subjectName(queue), options.leaseMs ?? DEFAULTS.leaseMs, deadLetter ? maxDeliveries + 1 : -1);
+    });
     // One mover per queue and connection: two subscriptions in one process must not both move a message.
     if (deadLetter && !this.movers.has(queue)) {
       this.movers.set(
@@ -182,7 +199,7 @@ class NatsBroker implements Broker {
         }),
       );
     }
-    const consumer = await this.js.consumers.get(stream, CONSUMER_NAME);
+    const consumer = await this.api(`consume '${queue}'`, () => this.js.consumers.get(stream, CONSUMER_NAME));
     const sub = new NatsSubscription(
       this.nc,
       this.link,
@@ -198,30 +215,33 @@ class NatsBroker implements Broker {
   }
 
   async depth(queue: string): Promise<number> {
-    await this.connected();
     const stream = streamName(queue);
-    try {
-      const info = await this.jsm.consumers.info(stream, CONSUMER_NAME);
-      // Limits retention keeps acked messages in the stream; the consumer knows what is still owed.
-      return info.num_pending + info.num_ack_pending;
-    } catch (err) {
-      if (!/consumer not found/i.test(String(err))) {
-        if (/stream not found/i.test(String(err))) throw new QueueNotFoundError('nats', queue);
-        throw err;
+    return this.api(`depth of '${queue}'`, async () => {
+      try {
+        const info = await this.jsm.consumers.info(stream, CONSUMER_NAME);
+        // Limits retention keeps acked messages in the stream; the consumer knows what is still owed.
+        return info.num_pending + info.num_ack_pending;
+      } catch (err) {
+        if (!/consumer not found/i.test(String(err))) {
+          if (/stream not found/i.test(String(err))) throw new QueueNotFoundError('nats', queue);
+          throw err;
+        }
+        // Nobody consumed yet: everything in the stream is waiting.
+        const info = await this.jsm.streams.info(stream);
+        return info.state.messages;
       }
-      // Nobody consumed yet: everything in the stream is waiting.
-      const info = await this.jsm.streams.info(stream);
-      return info.state.messages;
-    }
+    });
   }
 
   async deleteQueue(queue: string, options: { deadLetterQueue?: string | false } = {}): Promise<void> {
-    await this.connected();
     const dlq = options.deadLetterQueue === undefined ? defaultDeadLetterQueue(queue) : options.deadLetterQueue;
     for (const name of dlq === false ? [queue] : [queue, dlq]) {
-      await this.jsm.streams.delete(streamName(name)).catch((err: unknown) => {
-        if (!/stream not found/i.test(String(err))) throw err;
-      });
+      await this.api(`delete '${name}'`, () =>
+        this.jsm.streams.delete(streamName(name)).catch((err: unknown) => {
+          if (!/stream not found/i.test(String(err))) throw err;
+          return true;
+        }),
+      );
     }
   }
 
@@ -233,16 +253,38 @@ class NatsBroker implements Broker {
   }
 
   /**
-   * Wait out a lost connection (up to the reconnect window) before a JetStream API request: one sent while
-   * the client is reconnecting would only time out (see link.ts).
+   * Run idempotent JetStream API requests once the connection is up, and again when they were caught by a
+   * loss or went unanswered (a server restarting, a cluster electing a stream leader), until the reconnect
+   * window has passed. A request sent while the client is reconnecting would only time out (see link.ts).
    */
-  private async connected(): Promise<void> {
-    await this.link.waitUntilUp(Date.now() + (this.options.reconnectWindowMs ?? DEFAULTS.reconnectWindowMs));
+  private async api<T>(what: string, op: () => Promise<T>): Promise<T> {
+    const giveUpAt = Date.now() + (this.options.reconnectWindowMs ?? DEFAULTS.reconnectWindowMs);
+    for (;;) {
+      await this.link.waitUntilUp(giveUpAt);
+      const epoch = this.link.epoch;
+      try {
+        return await op();
+      } catch (err) {
+        const text = describeError(err, [this.options.authToken]);
+        const unanswered =
+          (err as Error).name === 'TimeoutError' ||
+          (err as Error).name === 'JetStreamNotEnabled' ||
+          /timeout|no responders|jetstream (not|temporarily) (enabled|available)|leader/i.test(text);
+        const interrupted = this.link.epoch !== epoch || !this.link.isUp;
+        if (this.nc.isClosed() || (!unanswered && !interrupted)) throw err;
+        if (Date.now() > giveUpAt) {
+          throw new BrokerConnectionLostError('nats', this.displayAddress, `${what} went unanswered within the reconnect window: ${text}`);
+        }
+        this.options.logger?.warn({ broker: this.displayAddress, err: text }, `nats ${what} unanswered; asking again`);
+        await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
+      }
+    }
   }
 
   /**
    * Create the stream the way the Python MQClient's add_stream does (name and subject, server defaults
-   * for the rest), so either side may create it first; bind to it as it is when it exists.
+   * for the rest; replicas as configured, see `ConnectOptions.replicas`), so either side may create it
+   * first; bind to it as it is when it exists.
    */
   private async ensureStream(queue: string, bound?: QueueBound): Promise<void> {
     const name = streamName(queue);
@@ -252,10 +294,19 @@ class NatsBroker implements Broker {
       ? { max_msgs: bound.maxMessages, discard: DiscardPolicy.Old, ...(bound.maxAgeSeconds !== undefined ? { max_age: Math.round(bound.maxAgeSeconds * 1e9) } : {}) }
       : {};
     try {
-      await this.jsm.streams.add({ name, subjects: [subjectName(queue)], ...limits });
+      await this.jsm.streams.add({ name, subjects: [subjectName(queue)], ...(this.replicas > 1 ? { num_replicas: this.replicas } : {}), ...limits });
     } catch (err) {
       // Lost a creation race, or created meanwhile by another tool with other settings: use it.
-      if (!(await this.streamExists(name))) throw new Error(`creating stream '${name}' failed: ${describeError(err)}`);
+      if (await this.streamExists(name)) return;
+      const detail = describeError(err, [this.options.authToken]);
+      if (/no suitable peers|insufficient resources/i.test(detail)) {
+        throw new BrokerConfigError(
+          `creating stream '${name}' with ${this.replicas} replicas on ${this.displayAddress} failed: ${detail}`,
+          `R${this.replicas} needs ${this.replicas} JetStream servers up; start them, or set ConnectOptions.replicas lower (R3 is the default for an address list of three or more servers)`,
+          { cause: err },
+        );
+      }
+      throw new Error(`creating stream '${name}' failed: ${detail}`, { cause: err });
     }
   }
 

@@ -24,44 +24,39 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { describeError } from '../../common/redact.js';
 import { BrokerConnectionLostError } from '../errors.js';
 import type { NatsLink } from './link.js';
-import { AsyncQueue } from '../shared/async-queue.js';
-import { SharedDelivery, contentEventId, type DeliveryContext } from '../shared/delivery.js';
-import { HEADERS, type Delivery, type Subscription } from '../types.js';
+import { contentEventId, type DeliveryContext } from '../shared/delivery.js';
+import { Intake } from '../shared/intake.js';
+import type { Delivery, Subscription } from '../types.js';
+import { readNatsHeaders } from './headers.js';
 
 /** How long one pull request waits server-side for messages before it is renewed. */
 const PULL_EXPIRES_MS = 10_000;
-/** How long a nak waits for the server to confirm it has queued the message for redelivery. */
+/** How long a nak (or the ack of an original given back as a copy) waits for the server to confirm it. */
 const NAK_CONFIRM_TIMEOUT_MS = 5_000;
 const NAK = new TextEncoder().encode('-NAK');
 
 export class NatsSubscription implements Subscription {
-  private readonly buffer = new AsyncQueue<SharedDelivery>();
-  private held = 0;
-  private closed = false;
+  private readonly intake: Intake;
   /** The iteration failed (connection lost for good): nothing more is pulled. */
   private failed = false;
   private stopWatchingLink: (() => void) | undefined;
-  private slotFreed: (() => void) | undefined;
   private disconnectedSince: number | undefined;
   /** The pull request the server may still hold: ended on close (see the file comment). */
   private batch: ConsumerMessages | undefined;
-  /** Received but never yielded: given back once the server has forgotten the abandoned request. */
-  private readonly toReturn: SharedDelivery[] = [];
   private pulling: Promise<void> = Promise.resolve();
-  private closing: Promise<void> | undefined;
-  /** Set while closing until no abandoned pull request can be left on the server; naks wait for it. */
-  private naksHeld: Promise<void> | undefined;
   private readonly naksInFlight = new Set<Promise<void>>();
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly link: NatsLink,
     private readonly consumer: Consumer,
-    private readonly prefetch: number,
+    prefetch: number,
     private readonly reconnectWindowMs: number,
     private readonly display: string,
-    private readonly ctx: Omit<DeliveryContext, 'onSettled'>,
-  ) {}
+    private readonly ctx: DeliveryContext,
+  ) {
+    this.intake = new Intake(ctx, prefetch, { stop: () => this.stopPulling() });
+  }
 
   start(): void {
     // A pull request caught by a lost connection just waits (nats.js keeps it through the reconnects), so
@@ -73,12 +68,11 @@ export class NatsSubscription implements Subscription {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Delivery> {
-    return this.buffer[Symbol.asyncIterator]();
+    return this.intake[Symbol.asyncIterator]();
   }
 
   close(): Promise<void> {
-    this.closing ??= this.shutDown();
-    return this.closing;
+    return this.intake.close();
   }
 
   /**
@@ -86,30 +80,22 @@ export class NatsSubscription implements Subscription {
    * pending pull request is stopped here, so close() does not wait on a server that is gone.
    */
   private fail(error: BrokerConnectionLostError): void {
-    if (this.closed || this.failed) return;
+    if (this.intake.stopped) return;
     this.failed = true;
     this.stopWatchingLink?.();
-    this.toReturn.push(...this.buffer.fail(error));
+    this.intake.fail(error);
     this.batch?.stop();
-    this.slotFreed?.();
   }
 
-  private async shutDown(): Promise<void> {
+  /** Steps 1–3 of the file comment; the intake then gives back what it holds (step 4). */
+  private async stopPulling(): Promise<void> {
     this.stopWatchingLink?.();
-    let naksAllowed!: () => void;
-    this.naksHeld = new Promise<void>((resolve) => (naksAllowed = resolve));
-    this.closed = true;
-    this.slotFreed?.();
-    this.toReturn.push(...this.buffer.end());
     await Promise.all(this.naksInFlight);
     const open = this.batch;
     if (open) this.abandon(open);
     // The pull loop ends once the abandoned batch has handed over everything that reached us.
     await this.pulling;
     if (open) await this.makeServerForgetAbandonedRequest();
-    this.naksHeld = undefined;
-    naksAllowed();
-    await Promise.all(this.toReturn.splice(0).map((delivery) => delivery.release().catch(() => undefined)));
   }
 
   /**
@@ -140,15 +126,14 @@ export class NatsSubscription implements Subscription {
   }
 
   private async pullLoop(): Promise<void> {
-    while (!this.closed && !this.failed) {
-      if (this.held >= this.prefetch) {
-        await new Promise<void>((resolve) => (this.slotFreed = resolve));
-        this.slotFreed = undefined;
+    while (!this.intake.stopped) {
+      if (this.intake.room === 0) {
+        await this.intake.waitForRoom();
         continue;
       }
       try {
-        const batch = await this.consumer.fetch({ max_messages: this.prefetch - this.held, expires: PULL_EXPIRES_MS });
-        if (this.closed || this.failed) {
+        const batch = await this.consumer.fetch({ max_messages: this.intake.room, expires: PULL_EXPIRES_MS });
+        if (this.intake.stopped) {
           // nats.js sends the pull request when the batch is first iterated: stopped now, none was sent.
           batch.stop();
           return;
@@ -156,7 +141,7 @@ export class NatsSubscription implements Subscription {
         // Set in the same tick as the iteration below starts, which sends the pull request.
         this.batch = batch;
         try {
-          // After close() this still runs until the drained batch ends: late arrivals go to `toReturn`.
+          // After close() this still runs until the drained batch ends: late arrivals are released.
           for await (const msg of batch) {
             this.disconnectedSince = undefined;
             this.receive(msg);
@@ -166,13 +151,13 @@ export class NatsSubscription implements Subscription {
         }
         this.disconnectedSince = undefined;
       } catch (err) {
-        if (this.closed || this.failed) return;
+        if (this.intake.stopped || this.failed) return;
         if (this.nc.isClosed()) {
           this.fail(new BrokerConnectionLostError('nats', this.display, 'the connection is closed'));
           return;
         }
-        // The server is away (restart, network): the client reconnects by itself; keep asking until the
-        // reconnect window runs out.
+        // The server is away (restart, network, a cluster electing a new leader): the client reconnects by
+        // itself; keep asking until the reconnect window runs out.
         this.disconnectedSince ??= Date.now();
         if (Date.now() - this.disconnectedSince > this.reconnectWindowMs) {
           this.fail(
@@ -191,7 +176,6 @@ export class NatsSubscription implements Subscription {
    * it, a plain nak.
    */
   private async nakConfirmed(msg: JsMsg): Promise<void> {
-    while (this.naksHeld) await this.naksHeld;
     // No await from here until the request is in `naksInFlight`: close() must see every nak sent.
     const ackSubject = (msg as JsMsg & { reply?: unknown }).reply;
     if (typeof ackSubject !== 'string' || ackSubject === '') {
@@ -215,51 +199,32 @@ export class NatsSubscription implements Subscription {
   }
 
   private receive(msg: JsMsg): void {
-    const headers: Record<string, string> = {};
-    let eventId: string | undefined;
-    if (msg.headers) {
-      for (const [key, values] of msg.headers) {
-        if (key === HEADERS.eventId) eventId = values[0];
-        else if (values[0] !== undefined && !key.startsWith('Nats-')) headers[key] = values[0];
-      }
-    }
+    const { eventId, headers } = readNatsHeaders(msg.headers);
     const body = msg.data;
-    eventId ??= contentEventId(body);
-    const deliveryCount = msg.info.deliveryCount;
-    this.held += 1;
-    const delivery = new SharedDelivery(
+    this.intake.accept({
       body,
       headers,
-      eventId,
-      deliveryCount,
-      {
+      eventId: eventId ?? contentEventId(body),
+      brokerDeliveries: msg.info.deliveryCount,
+      raw: {
         // A plain ack, not ackAck: by the time an input is acked its output is already confirmed, so a
         // lost ack costs only a deduplicated redelivery, while a round trip per ack cost 4x the rate.
         ack: async () => msg.ack(),
-        nack: () => this.nakConfirmed(msg),
+        ackConfirmed: () =>
+          msg.ackAck({ timeout: NAK_CONFIRM_TIMEOUT_MS }).then(
+            (taken) => taken,
+            () => false,
+          ),
+        requeue: () => this.nakConfirmed(msg),
         extendLease: async () => msg.working(),
         isLive: () => !this.nc.isClosed(),
+        reachable: (withinMs) =>
+          this.link.isUp ||
+          this.link.waitUntilUp(Date.now() + withinMs).then(
+            () => true,
+            () => false,
+          ),
       },
-      {
-        ...this.ctx,
-        onSettled: () => {
-          this.held -= 1;
-          this.slotFreed?.();
-        },
-      },
-    );
-    if (deliveryCount > this.ctx.maxDeliveries) {
-      void delivery
-        .deadLetter({
-          reason: `delivery limit exceeded: delivery ${deliveryCount} of ${this.ctx.maxDeliveries} (a consumer died or lost its connection while holding it)`,
-        })
-        .catch((err: unknown) => this.ctx.logger?.error({ eventId, err: describeError(err) }, 'dead-lettering failed'));
-      return;
-    }
-    if (this.closed || this.failed) {
-      this.toReturn.push(delivery);
-      return;
-    }
-    this.buffer.push(delivery);
+    });
   }
 }

@@ -20,7 +20,7 @@
 import { request } from 'undici';
 import { EwmsError } from '../../common/errors.js';
 import { describeError } from '../../common/redact.js';
-import type { ResolvedAddress } from '../address.js';
+import type { BrokerAddress } from '../address.js';
 
 /** Give up on one admin call after this long. */
 const HTTP_TIMEOUT_MS = 10_000;
@@ -63,9 +63,12 @@ export function topicPath(name: string): TopicPath {
  * The admin API's base URL: the one given, else the broker host's web service port over the broker's
  * transport; undefined when turned off (`false`).
  */
-export function adminBaseUrl(address: ResolvedAddress, configured: string | false | undefined): string | undefined {
+export function adminBaseUrl(address: BrokerAddress, configured: string | false | undefined): string | undefined {
   if (configured === false) return undefined;
-  const fallback = address.tls ? `https://${address.host}:8443` : `http://${address.host}:8080`;
+  // Several brokers in the address: the first one's web service (any broker of the cluster answers, and
+  // redirects to the one that serves the topic).
+  const host = address.endpoints[0]!.host;
+  const fallback = address.tls ? `https://${host}:8443` : `http://${host}:8080`;
   return (configured ?? fallback).replace(/\/+$/, '');
 }
 

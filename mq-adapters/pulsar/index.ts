@@ -10,11 +10,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { describeError } from '../../common/redact.js';
-import type { ResolvedAddress } from '../address.js';
+import type { BrokerAddress } from '../address.js';
 import { AdapterUnavailableError, BrokerUnreachableError, QueueNotFoundError } from './errors.js';
 import { PulsarAdmin, PulsarAdminError, adminBaseUrl } from './admin.js';
-import { AsyncQueue } from '../shared/async-queue.js';
-import { SharedDelivery, contentEventId, deliveryLimit, type DeliveryContext } from '../shared/delivery.js';
+import { contentEventId, deliveryLimit, type DeliveryContext } from '../shared/delivery.js';
+import { Intake } from '../shared/intake.js';
 import { Semaphore } from '../shared/semaphore.js';
 import { DEFAULTS, HEADERS, defaultDeadLetterQueue, type Broker, type ConnectOptions, type ConsumeOptions, type Delivery, type OutgoingMessage, type QueueSpec, type Subscription } from '../types.js';
 import type { PulsarClient, PulsarConsumer, PulsarModule, PulsarProducer } from './client-types.js';
@@ -73,14 +73,14 @@ export function pulsarUnavailable(err: unknown): AdapterUnavailableError {
   );
 }
 
-export async function connectPulsar(address: ResolvedAddress, options: ConnectOptions): Promise<Broker> {
+export async function connectPulsar(address: BrokerAddress, options: ConnectOptions): Promise<Broker> {
   return connectPulsarWith(loadPulsarClient, address, options);
 }
 
 /** As `connectPulsar`, with the module loader injected (tests pass a fake of the client API). */
 export async function connectPulsarWith(
   load: () => Promise<PulsarModule>,
-  address: ResolvedAddress,
+  address: BrokerAddress,
   options: ConnectOptions,
 ): Promise<Broker> {
   const pulsar = await load();
@@ -89,7 +89,8 @@ export async function connectPulsarWith(
   let client: PulsarClient;
   try {
     client = new pulsar.Client({
-      serviceUrl: `${address.scheme}://${address.host}:${address.port}`,
+      // The Pulsar client takes several brokers in one service URL: pulsar://h1:6650,h2:6650.
+      serviceUrl: address.display,
       ...(token ? { authentication: new pulsar.AuthenticationToken({ token }) } : {}),
       operationTimeoutSeconds: Math.ceil(timeoutMs / 1000),
       connectionTimeoutMs: timeoutMs,
@@ -111,7 +112,7 @@ class PulsarBroker implements Broker {
 
   constructor(
     private readonly client: PulsarClient,
-    address: ResolvedAddress,
+    address: BrokerAddress,
     private readonly options: ConnectOptions,
     /** Depth and deletion, which the binary protocol cannot do. */
     private readonly admin: PulsarAdmin,
@@ -223,33 +224,34 @@ class PulsarBroker implements Broker {
   }
 }
 
-/** Receives one message per free slot, so unacked messages in hand never exceed `prefetch`. */
+/**
+ * Receives one message per free slot, so unacked messages in hand never exceed `prefetch`; the buffer,
+ * count, over-the-limit dead letters and release on close are the shared `Intake`.
+ */
 class PulsarSubscription implements Subscription {
-  private readonly buffer = new AsyncQueue<SharedDelivery>();
-  private held = 0;
-  private closed = false;
+  private readonly intake: Intake;
   private consumerClosed = false;
-  private slotFreed: (() => void) | undefined;
 
   constructor(
     private readonly consumer: PulsarConsumer,
-    private readonly prefetch: number,
-    private readonly ctx: Omit<DeliveryContext, 'onSettled'>,
-  ) {}
+    prefetch: number,
+    private readonly ctx: DeliveryContext,
+  ) {
+    // Nothing to cancel: the receive loop ends at its next turn, and a message its last receive still
+    // returns reaches the intake after the close, which gives it straight back.
+    this.intake = new Intake(ctx, prefetch, { stop: async () => undefined });
+  }
 
   start(): void {
     void this.loop();
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Delivery> {
-    return this.buffer[Symbol.asyncIterator]();
+    return this.intake[Symbol.asyncIterator]();
   }
 
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.slotFreed?.();
-    for (const d of this.buffer.end()) await d.release().catch(() => undefined);
+    await this.intake.close();
     await this.closeIfIdle();
   }
 
@@ -258,7 +260,7 @@ class PulsarSubscription implements Subscription {
    * it earlier would hand those events to another pilot while this one still works on them.
    */
   private async closeIfIdle(): Promise<void> {
-    if (!this.closed || this.held > 0 || this.consumerClosed) return;
+    if (!this.intake.stopped || this.intake.held > 0 || this.consumerClosed) return;
     this.consumerClosed = true;
     await this.consumer.close().catch((err: unknown) =>
       this.ctx.logger?.warn({ queue: this.ctx.queue, err: describeError(err) }, 'closing the pulsar consumer failed'),
@@ -266,10 +268,9 @@ class PulsarSubscription implements Subscription {
   }
 
   private async loop(): Promise<void> {
-    while (!this.closed) {
-      if (this.held >= this.prefetch) {
-        await new Promise<void>((resolve) => (this.slotFreed = resolve));
-        this.slotFreed = undefined;
+    while (!this.intake.stopped) {
+      if (this.intake.room === 0) {
+        await this.intake.waitForRoom();
         continue;
       }
       let msg;
@@ -285,56 +286,27 @@ class PulsarSubscription implements Subscription {
         }
         continue;
       }
-      if (this.closed) {
-        // Taken off the receiver queue after close(): give it straight back.
-        this.consumer.negativeAcknowledge(msg);
-        break;
-      }
-      const properties = msg.getProperties();
-      const { [HEADERS.eventId]: idProp, ...headers } = properties;
-      const body = new Uint8Array(msg.getData());
-      const deliveryCount = msg.getRedeliveryCount() + 1;
-      this.held += 1;
       const m = msg;
-      const delivery = new SharedDelivery(
-        body,
-        headers,
-        idProp ?? contentEventId(body),
-        deliveryCount,
+      const { [HEADERS.eventId]: idProp, ...headers } = m.getProperties();
+      const body = new Uint8Array(m.getData());
+      // Taken off the receiver queue after close() began: the intake gives it straight back.
+      this.intake.accept(
         {
-          ack: async () => {
-            await this.consumer.acknowledge(m);
-          },
-          nack: async () => this.consumer.negativeAcknowledge(m),
-          extendLease: async () => undefined,
-          isLive: () => true,
-        },
-        {
-          ...this.ctx,
-          onSettled: () => {
-            this.held -= 1;
-            this.slotFreed?.();
-            void this.closeIfIdle();
+          body,
+          headers,
+          eventId: idProp ?? contentEventId(body),
+          brokerDeliveries: m.getRedeliveryCount() + 1,
+          raw: {
+            ack: async () => {
+              await this.consumer.acknowledge(m);
+            },
+            requeue: async () => this.consumer.negativeAcknowledge(m),
+            extendLease: async () => undefined,
+            isLive: () => !this.consumerClosed,
           },
         },
+        () => void this.closeIfIdle(),
       );
-      if (deliveryCount > this.ctx.maxDeliveries) {
-        // Its consumer died holding its last allowed delivery: dead-letter it without running it again. If
-        // that fails the event stays unacked, and Pulsar's own dead-letter policy takes it on a later return.
-        void delivery
-          .deadLetter({
-            reason: `delivery limit exceeded: delivery ${deliveryCount} of ${this.ctx.maxDeliveries} (a consumer died or lost its connection while holding it)`,
-          })
-          .catch((err: unknown) =>
-            this.ctx.logger?.error({ eventId: delivery.eventId, queue: this.ctx.queue, err: describeError(err) }, 'dead-lettering failed'),
-          );
-        continue;
-      }
-      if (this.closed) {
-        void delivery.release().catch(() => undefined);
-        continue;
-      }
-      this.buffer.push(delivery);
     }
   }
 }

@@ -7,12 +7,17 @@
  * We do our own recovery rather than amqplib's `recovery` option because the adapter needs to know exactly
  * which channel a delivery came on (deliveries from a dead channel can no longer be acked) and to fail
  * pending work with our error classes once the window has passed.
+ *
+ * Several nodes (a cluster, `amqp://rabbit1,rabbit2,rabbit3`): amqplib opens one socket to one host, so
+ * every connect tries the nodes in turn — the list in order on the first connect, and after a loss starting
+ * with the node after the one that was lost (it is likely the one that went down) — and the backoff starts
+ * only once every node has refused. Quorum queues live on every node, so any node serves our queues.
  */
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import amqplib, { type ChannelModel } from 'amqplib';
 import { describeError, redact } from '../../common/redact.js';
-import type { ResolvedAddress } from '../address.js';
+import type { BrokerAddress, BrokerEndpoint } from '../address.js';
 import { BrokerAuthError, BrokerConfigError, BrokerConnectionLostError, BrokerUnreachableError } from '../errors.js';
 import { DEFAULTS, type ConnectOptions } from '../types.js';
 import { rabbitCredentials, type RabbitCredentials } from './credentials.js';
@@ -24,9 +29,14 @@ import { rabbitCredentials, type RabbitCredentials } from './credentials.js';
  */
 export const HEARTBEAT_SECONDS = 30;
 
-/** Backoff between connection attempts: doubles from the first value up to the cap. */
+/** Backoff between rounds of connection attempts: doubles from the first value up to the cap. */
 const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 2_000;
+/**
+ * With several nodes, one attempt gets at most this long, so a node that swallows packets (no refusal, no
+ * answer) cannot hold the connect past the others.
+ */
+const PER_NODE_ATTEMPT_MS = 5_000;
 
 /** How a failed connection attempt should be treated. */
 export type ConnectFailure =
@@ -67,22 +77,31 @@ export interface RabbitConnectionEvents {
 export class RabbitConnection extends EventEmitter<RabbitConnectionEvents> {
   private model: ChannelModel | undefined;
   private closing = false;
+  /** Aborted by `close()`: ends a reconnect's backoff and its attempt in flight at once. */
+  private readonly closed = new AbortController();
   private reconnecting: Promise<ChannelModel> | undefined;
   private lostError: BrokerConnectionLostError | undefined;
   private readonly credentials: RabbitCredentials;
+  /** Index in `address.endpoints` of the node we are (or were last) connected to. */
+  private nodeIndex = 0;
 
   private constructor(
-    readonly address: ResolvedAddress,
+    readonly address: BrokerAddress,
     private readonly options: ConnectOptions,
   ) {
     super();
     this.credentials = rabbitCredentials(address, options.authToken);
   }
 
+  /** The node of the live (or last) connection. */
+  get endpoint(): BrokerEndpoint {
+    return this.address.endpoints[this.nodeIndex]!;
+  }
+
   /** Connect within `connectTimeoutMs`, or fail with `BrokerUnreachableError` / `BrokerAuthError`. */
-  static async open(address: ResolvedAddress, options: ConnectOptions): Promise<RabbitConnection> {
+  static async open(address: BrokerAddress, options: ConnectOptions): Promise<RabbitConnection> {
     const conn = new RabbitConnection(address, options);
-    conn.attach(await conn.connectWithin(options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, true));
+    conn.attach(await conn.connectWithin(options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, true, 0));
     return conn;
   }
 
@@ -116,10 +135,12 @@ export class RabbitConnection extends EventEmitter<RabbitConnectionEvents> {
 
   async close(): Promise<void> {
     this.closing = true;
+    this.closed.abort();
     const model = this.model;
     this.model = undefined;
     if (model) await model.close().catch(() => undefined);
-    if (this.reconnecting) await this.reconnecting.then((m) => m.close()).catch(() => undefined);
+    // The reconnect ends at once (aborted); one that had just succeeded closes its connection itself.
+    if (this.reconnecting) await this.reconnecting.catch(() => undefined);
   }
 
   private attach(model: ChannelModel): void {
@@ -140,7 +161,7 @@ export class RabbitConnection extends EventEmitter<RabbitConnectionEvents> {
       this.model = undefined;
       if (this.closing) return;
       logger?.warn(
-        { broker: this.address.display, err: err ? describeError(err, this.secrets) : undefined },
+        { broker: this.address.display, node: hostPort(this.endpoint), err: err ? describeError(err, this.secrets) : undefined },
         'rabbitmq connection lost; reconnecting',
       );
       this.reconnect();
@@ -149,7 +170,8 @@ export class RabbitConnection extends EventEmitter<RabbitConnectionEvents> {
 
   private reconnect(): void {
     const windowMs = this.options.reconnectWindowMs ?? DEFAULTS.reconnectWindowMs;
-    const attempt = this.connectWithin(windowMs, false);
+    // The node we lost is likely the one that went down: try the others first.
+    const attempt = this.connectWithin(windowMs, false, (this.nodeIndex + 1) % this.address.endpoints.length);
     this.reconnecting = attempt;
     attempt.then(
       (fresh) => {
@@ -159,11 +181,16 @@ export class RabbitConnection extends EventEmitter<RabbitConnectionEvents> {
           return;
         }
         this.attach(fresh);
-        this.options.logger?.info({ broker: this.address.display }, 'rabbitmq connection re-established');
+        this.options.logger?.info({ broker: this.address.display, node: hostPort(this.endpoint) }, 'rabbitmq connection re-established');
         this.emit('reconnected', fresh);
       },
       (error: unknown) => {
         this.reconnecting = undefined;
+        // Closed by us while reconnecting (a pilot stopping while its broker is down): a clean end, no error.
+        if (this.closing) {
+          this.options.logger?.debug({ broker: this.address.display }, 'rabbitmq reconnect abandoned: the connection was closed');
+          return;
+        }
         this.lostError =
           error instanceof BrokerConnectionLostError
             ? error
@@ -175,19 +202,28 @@ export class RabbitConnection extends EventEmitter<RabbitConnectionEvents> {
   }
 
   /**
-   * Connect, retrying what may pass (refused, reset, timeout) with backoff until `windowMs` has passed.
+   * Connect, retrying what may pass (refused, reset, timeout) until `windowMs` has passed: each round tries
+   * every node once, starting with node `first`; rounds are separated by a backoff.
    * `initial`: this is `connect()` (fail with Unreachable/Auth/Config errors) rather than a reconnect (fail
    * with `BrokerConnectionLostError`).
    */
-  private async connectWithin(windowMs: number, initial: boolean): Promise<ChannelModel> {
+  private async connectWithin(windowMs: number, initial: boolean, first: number): Promise<ChannelModel> {
     const display = this.address.display;
+    const nodes = this.address.endpoints.length;
     const deadline = Date.now() + windowMs;
     let delay = RETRY_FIRST_MS;
-    for (;;) {
+    let next = first;
+    let refusedInFirstRound = 0;
+    for (let tried = 1; ; tried++) {
+      const index = next;
+      next = (next + 1) % nodes;
       let failure: ConnectFailure;
       let error: unknown;
       try {
-        return await this.connectOnce(Math.max(deadline - Date.now(), 50));
+        const remaining = Math.max(deadline - Date.now(), 50);
+        const model = await this.connectOnce(this.address.endpoints[index]!, nodes > 1 ? Math.min(remaining, PER_NODE_ATTEMPT_MS) : remaining);
+        this.nodeIndex = index;
+        return model;
       } catch (err) {
         error = err;
         failure = classifyConnectError(err);
@@ -209,9 +245,13 @@ export class RabbitConnection extends EventEmitter<RabbitConnectionEvents> {
         if (initial) throw refused;
         throw new BrokerConnectionLostError('rabbitmq', display, `reconnecting: ${refused.message}`, { cause: refused });
       }
-      // Nothing listens there: the first connect says so at once (a reconnect keeps waiting for a restarting broker).
-      if (initial && (error as { code?: unknown } | undefined)?.code === 'ECONNREFUSED') {
-        throw new BrokerUnreachableError('rabbitmq', display, `${detail} (nothing listens there)`, { cause });
+      // Nothing listens at any node: the first connect says so at once, after one round over the list (a
+      // reconnect keeps waiting for a restarting broker).
+      if (initial && tried <= nodes && (error as { code?: unknown } | undefined)?.code === 'ECONNREFUSED') {
+        refusedInFirstRound += 1;
+        if (refusedInFirstRound === nodes) {
+          throw new BrokerUnreachableError('rabbitmq', display, `${detail} (nothing listens there)`, { cause });
+        }
       }
       if (failure === 'tls') {
         throw new BrokerConfigError(
@@ -228,21 +268,27 @@ export class RabbitConnection extends EventEmitter<RabbitConnectionEvents> {
         if (initial) throw new BrokerUnreachableError('rabbitmq', display, `${detail} (gave up after ${windowMs} ms)`, { cause });
         throw new BrokerConnectionLostError('rabbitmq', display, `${detail} (no reconnect within ${windowMs} ms)`, { cause });
       }
+      if (nodes > 1) {
+        this.options.logger?.debug({ broker: display, node: hostPort(this.address.endpoints[index]!), err: detail }, 'rabbitmq node did not answer; trying the next');
+      }
+      // Another node to try in this round: at once. Every node refused: back off before the next round.
+      if (tried % nodes !== 0) continue;
       // The last attempt starts at the deadline at the latest.
-      await new Promise((resolve) => setTimeout(resolve, Math.min(delay, remaining)));
+      await abortableSleep(Math.min(delay, remaining), this.closed.signal);
       delay = Math.min(delay * 2, RETRY_MAX_MS);
     }
   }
 
-  /** One attempt, abandoned after `timeoutMs` (socket connect and AMQP handshake together). */
-  private async connectOnce(timeoutMs: number): Promise<ChannelModel> {
+  /** One attempt at one node, abandoned after `timeoutMs` (socket connect and AMQP handshake) or on close. */
+  private async connectOnce(node: BrokerEndpoint, timeoutMs: number): Promise<ChannelModel> {
     const a = this.address;
     const { username, password } = this.credentials;
     const attempt = amqplib.connect(
       {
         protocol: a.tls ? 'amqps' : 'amqp',
-        hostname: a.host,
-        port: a.port,
+        // amqplib wants an IPv6 literal without its URL brackets.
+        hostname: node.host.replace(/^\[(.*)\]$/, '$1'),
+        port: node.port,
         username,
         password,
         vhost: a.vhost,
@@ -255,18 +301,40 @@ export class RabbitConnection extends EventEmitter<RabbitConnectionEvents> {
       },
     );
     let timer: NodeJS.Timeout | undefined;
+    let onClose: (() => void) | undefined;
     const timeout = new Promise<never>((_, reject) => {
       // The socket timeout covers the TCP connect; this covers a handshake that never finishes.
       timer = setTimeout(() => reject(new Error(`no AMQP handshake within ${timeoutMs} ms`)), timeoutMs);
+      onClose = () => reject(new Error('closed by this client while connecting'));
+      this.closed.signal.addEventListener('abort', onClose, { once: true });
     });
     try {
       return await Promise.race([attempt, timeout]);
     } catch (err) {
-      // A late success after our timeout must not leak a connection.
+      // A late success after our timeout (or our close) must not leak a connection.
       attempt.then((m) => m.close()).catch(() => undefined);
       throw err;
     } finally {
       clearTimeout(timer);
+      if (onClose) this.closed.signal.removeEventListener('abort', onClose);
     }
   }
+}
+
+function hostPort(node: BrokerEndpoint): string {
+  return `${node.host}:${node.port}`;
+}
+
+/** Resolves after `ms`, or at once when `signal` is aborted. */
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }

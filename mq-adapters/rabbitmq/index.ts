@@ -15,7 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Channel } from 'amqplib';
 import { describeError } from '../../common/redact.js';
-import type { ResolvedAddress } from '../address.js';
+import type { BrokerAddress } from '../address.js';
 import { BrokerConnectionLostError, BrokerPermissionError, QueueNotFoundError } from '../errors.js';
 import {
   DEFAULTS,
@@ -63,7 +63,7 @@ const QUEUE_OP_ATTEMPTS = 3;
  * Connect to RabbitMQ. Fails with `BrokerAuthError` (credentials refused), `BrokerConfigError` (vhost refused)
  * or `BrokerUnreachableError` (nothing answered within `connectTimeoutMs`).
  */
-export async function connectRabbitMQ(address: ResolvedAddress, options: ConnectOptions): Promise<Broker> {
+export async function connectRabbitMQ(address: BrokerAddress, options: ConnectOptions): Promise<Broker> {
   const conn = await RabbitConnection.open(address, options);
   return new RabbitBroker(conn, options);
 }
@@ -88,6 +88,7 @@ class RabbitBroker implements Broker {
       options.authToken,
       options.managementUrl,
       options.logger,
+      () => conn.endpoint.host,
     );
   }
 

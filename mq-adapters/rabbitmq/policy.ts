@@ -26,7 +26,7 @@
  */
 import { request } from 'undici';
 import { describeError } from '../../common/redact.js';
-import type { ResolvedAddress } from '../address.js';
+import type { BrokerAddress } from '../address.js';
 import type { AdapterLogger } from '../types.js';
 import type { RabbitCredentials } from './credentials.js';
 
@@ -77,35 +77,43 @@ export function policyBody(target: PolicyTarget): PolicyBody {
 }
 
 /**
- * The management API's base URL: the option, else the broker's own host on the management plugin's port,
- * over TLS when the AMQP connection is (the credentials go to no other host, over no weaker transport);
- * undefined when the option is `false` (never contact it).
+ * The management API's base URL: the option, else the management plugin's port on `host` — the node the
+ * AMQP connection is on (policies are cluster-wide, and that node is known to be up) — over TLS when the
+ * AMQP connection is (the credentials go to no other host, over no weaker transport); undefined when the
+ * option is `false` (never contact it).
  */
-export function managementBaseUrl(address: ResolvedAddress, managementUrl: string | false | undefined): string | undefined {
+export function managementBaseUrl(
+  address: BrokerAddress,
+  managementUrl: string | false | undefined,
+  host = address.endpoints[0]!.host,
+): string | undefined {
   if (managementUrl === false) return undefined;
-  const fallback = address.tls ? `https://${address.host}:15671` : `http://${address.host}:15672`;
+  const fallback = address.tls ? `https://${host}:15671` : `http://${host}:15672`;
   return (managementUrl ?? fallback).replace(/\/+$/, '');
 }
 
 /** Installs and removes backstop policies with the connection's own credentials. */
 export class PolicyClient {
-  private readonly baseUrl: string;
   /** Set after the first failure (or when the API is turned off): we warn once, and do not make every declareQueue wait on a dead API. */
   private unavailable = false;
   /** Try `Bearer <token>` when Basic is refused: an OAuth2 token may only be accepted that way. */
   private useBearer = false;
 
   constructor(
-    private readonly address: ResolvedAddress,
+    private readonly address: BrokerAddress,
     private readonly credentials: RabbitCredentials,
     private readonly authToken: string | undefined,
-    managementUrl: string | false | undefined,
+    private readonly managementUrl: string | false | undefined,
     private readonly logger: AdapterLogger | undefined,
+    /** The node the AMQP connection is on now. */
+    private readonly currentHost: () => string = () => address.endpoints[0]!.host,
   ) {
-    const base = managementBaseUrl(address, managementUrl);
-    this.baseUrl = base ?? '';
     // Turned off on purpose: the client-side limit applies, and saying so on every start would be noise.
-    if (base === undefined) this.unavailable = true;
+    if (managementUrl === false) this.unavailable = true;
+  }
+
+  private get baseUrl(): string {
+    return managementBaseUrl(this.address, this.managementUrl, this.currentHost()) ?? '';
   }
 
   /**

@@ -3,10 +3,11 @@
  * broker itself never lets more than `prefetch` unacked messages reach it, and an ack lets the next one in
  * at once (push, no polling).
  *
- * When the channel dies (lost connection, or the broker closed it: e.g. `consumer_timeout`), the broker has
- * already put its unacked messages back in the queue. Deliveries from it that were buffered but not yet
- * yielded are dropped (running them would be wasted work); those already yielded can no longer be settled
- * (`SharedDelivery` turns that into a logged no-op). Consumption resumes on a new channel: at once when the
+ * Everything between the channel and the consumer's loop (buffer, prefetch count, over-the-limit dead
+ * letters, release on close) is the shared `Intake`. When the channel dies (lost connection, or the broker
+ * closed it: e.g. `consumer_timeout`), the broker has already put its unacked messages back in the queue.
+ * Deliveries from it that were buffered but not yet yielded are dropped (running them would be wasted
+ * work); those already yielded can no longer be settled (`SharedDelivery` turns that into a logged no-op). Consumption resumes on a new channel: at once when the
  * connection is still up, after the reconnect when it is not.
  *
  * Leases: RabbitMQ has no per-message lease to extend, so `extendLease()` does nothing. The only clock is
@@ -18,8 +19,8 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { describeError } from '../../common/redact.js';
 import { QueueNotFoundError } from '../errors.js';
-import { AsyncQueue } from '../shared/async-queue.js';
-import { SharedDelivery, contentEventId, type DeliveryContext } from '../shared/delivery.js';
+import { contentEventId, overLimitReason, readAttempts, type DeliveryContext } from '../shared/delivery.js';
+import { Intake } from '../shared/intake.js';
 import { HEADERS, type Delivery, type Subscription } from '../types.js';
 import type { RabbitConnection } from './connection.js';
 
@@ -39,8 +40,6 @@ const INTERNAL_HEADERS = new Set([
 /** Wait before re-opening a channel the broker closed, doubling per failed attempt up to the cap. */
 const RESUME_FIRST_MS = 250;
 const RESUME_MAX_MS = 5_000;
-/** Pause before returning a message we failed to dead-letter, so a broken DLQ does not become a hot loop. */
-const DEAD_LETTER_RETRY_MS = 1_000;
 
 /** One consumer channel and the deliveries it still owes a settle. */
 interface ConsumerChannel {
@@ -53,33 +52,25 @@ interface ConsumerChannel {
   outstanding: number;
 }
 
-interface Buffered {
-  delivery: SharedDelivery;
-  via: ConsumerChannel;
-}
-
-/** What a subscription needs to build its deliveries. */
-export type SubscriptionContext = Omit<DeliveryContext, 'onSettled'>;
-
 export class RabbitSubscription implements Subscription {
-  private readonly buffer = new AsyncQueue<Buffered>();
+  private readonly intake: Intake;
   /** The channel consuming now; undefined between a loss and the resume. */
   private active: ConsumerChannel | undefined;
-  private closed = false;
   private resuming = false;
   private resumeTimer: NodeJS.Timeout | undefined;
   private resumeFailures = 0;
   private readonly onReconnected = () => void this.resume();
-  private readonly onLost = (err: Error) => {
-    this.buffer.fail(err);
-  };
+  private readonly onLost = (err: Error) => this.intake.fail(err);
 
   constructor(
     private readonly conn: RabbitConnection,
     private readonly queue: string,
     private readonly prefetch: number,
-    private readonly ctx: SubscriptionContext,
-  ) {}
+    private readonly ctx: DeliveryContext,
+  ) {
+    // The broker holds us to the prefetch (basic.qos); the intake's count only mirrors it.
+    this.intake = new Intake(ctx, prefetch, { stop: () => this.stopConsuming() });
+  }
 
   /** Start consuming; fails if the queue does not exist. */
   async start(): Promise<void> {
@@ -89,36 +80,20 @@ export class RabbitSubscription implements Subscription {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Delivery> {
-    const inner = this.buffer[Symbol.asyncIterator]();
-    return {
-      next: async (): Promise<IteratorResult<Delivery>> => {
-        for (;;) {
-          const next = await inner.next();
-          if (next.done) return { value: undefined, done: true };
-          // From a channel that has died: the broker has requeued it already.
-          if (next.value.via.open) return { value: next.value.delivery, done: false };
-        }
-      },
-      // Leaving a for-await loop early stops intake and returns the buffered messages, like close().
-      return: async (): Promise<IteratorResult<Delivery>> => {
-        await this.close();
-        return { value: undefined, done: true };
-      },
-    };
+    return this.intake[Symbol.asyncIterator]();
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+  close(): Promise<void> {
+    return this.intake.close();
+  }
+
+  /** The intake is closing: cancel the consumer, so nothing arrives behind what it releases. */
+  private async stopConsuming(): Promise<void> {
     clearTimeout(this.resumeTimer);
     this.conn.off('reconnected', this.onReconnected);
     this.conn.off('lost', this.onLost);
     const active = this.active;
     if (active?.open && active.consumerTag) await active.channel.cancel(active.consumerTag).catch(() => undefined);
-    // Received but never handed out: give them back now (after the cancel, so none arrive behind them).
-    for (const { delivery, via } of this.buffer.end()) {
-      if (via.open) await delivery.release().catch(() => undefined);
-    }
     if (active) this.closeIfIdle(active);
   }
 
@@ -144,7 +119,7 @@ export class RabbitSubscription implements Subscription {
       if ((err as { code?: unknown }).code === 404) throw new QueueNotFoundError('rabbitmq', this.queue);
       throw new Error(`cannot consume from '${this.queue}': ${this.conn.redact(describeError(err))}`, { cause: err });
     }
-    if (this.closed && cc.consumerTag) {
+    if (this.intake.stopped && cc.consumerTag) {
       // close() ran while we were opening: undo.
       await channel.cancel(cc.consumerTag).catch(() => undefined);
       this.closeIfIdle(cc);
@@ -156,13 +131,13 @@ export class RabbitSubscription implements Subscription {
     if (this.active !== cc) return;
     this.active = undefined;
     // Closed by us, or while still opening (whoever opens it handles that failure).
-    if (this.closed || cc.closing || cc.consumerTag === undefined) return;
+    if (this.intake.stopped || cc.closing || cc.consumerTag === undefined) return;
     // If the connection went down with it, the reconnect resumes us; if it is up, resume here.
     this.scheduleResume(RESUME_FIRST_MS);
   }
 
   private scheduleResume(delayMs: number): void {
-    if (this.closed || this.buffer.isEnded || this.resumeTimer) return;
+    if (this.intake.stopped || this.resumeTimer) return;
     this.resumeTimer = setTimeout(() => {
       this.resumeTimer = undefined;
       void this.resume();
@@ -171,7 +146,7 @@ export class RabbitSubscription implements Subscription {
 
   /** Consume again on a new channel, unless already consuming or the connection is down. */
   private async resume(): Promise<void> {
-    if (this.closed || this.buffer.isEnded || this.resuming || this.active?.open || !this.conn.isUp) return;
+    if (this.intake.stopped || this.resuming || this.active?.open || !this.conn.isUp) return;
     this.resuming = true;
     try {
       await this.openChannel();
@@ -181,7 +156,7 @@ export class RabbitSubscription implements Subscription {
       if (err instanceof QueueNotFoundError) {
         // Deleted under us (the broker cancelled the consumer): nothing more will come.
         this.ctx.logger?.info({ queue: this.queue }, 'the queue was deleted; ending the subscription');
-        this.buffer.end();
+        void this.intake.close();
       } else if (!this.conn.isFinished) {
         this.resumeFailures += 1;
         this.ctx.logger?.warn({ queue: this.queue, err: describeError(err, this.conn.secrets) }, 'rabbitmq consumer could not resume; retrying');
@@ -199,59 +174,33 @@ export class RabbitSubscription implements Subscription {
       if (this.active === cc) this.active = undefined;
       cc.consumerTag = undefined;
       this.closeIfIdle(cc);
-      if (!this.closed) this.scheduleResume(0);
+      if (!this.intake.stopped) this.scheduleResume(0);
       return;
     }
     const raw = msg.properties.headers ?? {};
-    const headers = applicationHeaders(raw);
     const body = new Uint8Array(msg.content.buffer, msg.content.byteOffset, msg.content.byteLength);
     const eventId = eventIdOf(msg.properties.messageId, raw[HEADERS.eventId], body);
-    // Quorum queues count earlier deliveries that were returned (nack, or a consumer that died holding it).
+    // Quorum queues count earlier deliveries of this copy that were returned (or whose consumer died).
     const returned = Number(raw['x-delivery-count'] ?? 0);
-    const deliveryCount = (Number.isFinite(returned) && returned > 0 ? returned : 0) + 1;
-
     cc.outstanding += 1;
-    const delivery = new SharedDelivery(
-      body,
-      headers,
-      eventId,
-      deliveryCount,
+    this.intake.accept(
       {
-        ack: async () => this.settleRaw(cc, eventId, () => cc.channel.ack(msg)),
-        nack: async () => this.settleRaw(cc, eventId, () => cc.channel.nack(msg, false, true)),
-        extendLease: async () => undefined,
-        isLive: () => cc.open,
-      },
-      {
-        ...this.ctx,
-        onSettled: () => {
-          cc.outstanding -= 1;
-          this.closeIfIdle(cc);
+        body,
+        headers: applicationHeaders(raw),
+        eventId,
+        brokerDeliveries: (Number.isFinite(returned) && returned > 0 ? returned : 0) + 1,
+        raw: {
+          ack: async () => this.settleRaw(cc, eventId, () => cc.channel.ack(msg)),
+          requeue: async () => this.settleRaw(cc, eventId, () => cc.channel.nack(msg, false, true)),
+          extendLease: async () => undefined,
+          isLive: () => cc.open,
         },
       },
+      () => {
+        cc.outstanding -= 1;
+        this.closeIfIdle(cc);
+      },
     );
-
-    if (deliveryCount > this.ctx.maxDeliveries) {
-      // A consumer died holding its last allowed delivery: dead-letter it without running it again.
-      delivery
-        .deadLetter({
-          reason: `delivery limit exceeded: delivery ${deliveryCount} of ${this.ctx.maxDeliveries} (a consumer died or lost its connection while holding it)`,
-        })
-        .catch((err: unknown) => {
-          this.ctx.logger?.error({ eventId, queue: this.queue, err: describeError(err, this.conn.secrets) }, 'dead-lettering failed; returning the event to the queue');
-          // Settled in SharedDelivery's eyes, still unacked on the broker: give it back after a pause (the
-          // broker's own delivery limit dead-letters it on a later return).
-          setTimeout(() => {
-            if (cc.open) cc.channel.nack(msg, false, true);
-          }, DEAD_LETTER_RETRY_MS).unref();
-        });
-      return;
-    }
-    if (this.closed) {
-      void delivery.release().catch(() => undefined);
-      return;
-    }
-    this.buffer.push({ delivery, via: cc });
   }
 
   /** Ack/nack on the channel; a channel that closed since the isLive check means the broker requeued it. */
@@ -266,7 +215,7 @@ export class RabbitSubscription implements Subscription {
 
   /** Close a channel that no longer consumes once its last delivery is settled. */
   private closeIfIdle(cc: ConsumerChannel): void {
-    const retired = this.closed || this.active !== cc;
+    const retired = this.intake.stopped || this.active !== cc;
     if (retired && cc.open && !cc.closing && cc.outstanding === 0) {
       cc.closing = true;
       void cc.channel.close().catch(() => undefined);
@@ -281,12 +230,19 @@ export function applicationHeaders(raw: Record<string, unknown>): Record<string,
     if (INTERNAL_HEADERS.has(key) || value === undefined || value === null) continue;
     headers[key] = typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : typeof value === 'object' ? JSON.stringify(value) : String(value);
   }
-  // Dead-lettered by the broker's backstop rather than by us: say so in our own terms.
+  // Dead-lettered by the broker's backstop rather than by us: say so in our own terms, with the last real
+  // failure the event carried as the reason when it had one.
   const brokerReason = raw['x-first-death-reason'];
   if (headers[HEADERS.deadLetterReason] === undefined && brokerReason !== undefined) {
-    headers[HEADERS.deadLetterReason] = `dead-lettered by the broker: ${headerText(brokerReason)}`;
+    const { lastFailure, headers: app } = readAttempts(headers);
+    const byBroker = `dead-lettered by the broker: ${headerText(brokerReason)}`;
+    const { reason, details } = overLimitReason(lastFailure, byBroker, byBroker);
+    const dead: Record<string, string> = { ...app };
+    for (const [key, value] of Object.entries(details ?? {})) dead[`${HEADERS.deadLetterDetailPrefix}${key}`] = value;
+    dead[HEADERS.deadLetterReason] = reason;
     const source = raw['x-first-death-queue'];
-    if (source !== undefined) headers[HEADERS.deadLetterSource] = headerText(source);
+    if (source !== undefined) dead[HEADERS.deadLetterSource] = headerText(source);
+    return dead;
   }
   return headers;
 }

@@ -276,8 +276,8 @@ describe('closing a subscription', () => {
 
     const info = await jsm.consumers.info(streamName(q), 'psub');
     expect(info.num_waiting).toBe(0);
-    // Everything was delivered once; naks do not move the cursor back.
-    expect(info.delivered.stream_seq).toBe(3);
+    // Given back as copies (a copy that reached us before the pull request was abandoned is given back
+    // again): whatever the stream holds, the consumer owes each event exactly once.
     expect(info.num_pending + info.num_ack_pending).toBe(3);
     expect(await broker.depth(q)).toBe(3);
 

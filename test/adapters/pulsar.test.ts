@@ -249,7 +249,7 @@ describe('the Pulsar adapter against an in-memory fake of pulsar-client', () => 
     expect(dlq[0]!.properties).toMatchObject({
       origin: 'test',
       [HEADERS.eventId]: 'p1',
-      [HEADERS.deadLetterReason]: 'delivery limit reached: nacked on delivery 2 of 2',
+      [HEADERS.deadLetterReason]: 'delivery limit reached: nacked on attempt 2 of 2',
       [HEADERS.deadLetterSource]: 'nk',
       [HEADERS.deadLetterDeliveries]: '2',
     });
@@ -280,7 +280,7 @@ describe('the Pulsar adapter against an in-memory fake of pulsar-client', () => 
     expect(await nextWithin(it2, pending, 300)).toBeUndefined();
     const dead = fake.subscription('die.dlq', SUBSCRIPTION_NAME).backlog;
     expect(dead).toHaveLength(1);
-    expect(dead[0]!.properties[HEADERS.deadLetterReason]).toMatch(/^delivery limit exceeded: delivery 2 of 1/);
+    expect(dead[0]!.properties[HEADERS.deadLetterReason]).toMatch(/^delivery limit exceeded: attempt 2 of 1/);
     await sub2.close();
     await sub1.close();
   });
@@ -301,6 +301,64 @@ describe('the Pulsar adapter against an in-memory fake of pulsar-client', () => 
     await broker.close();
     expect(fake.producers.every((p) => p.flushed && p.closed)).toBe(true);
     expect(fake.clients.every((c) => c.closed)).toBe(true);
+  });
+
+  test('release() uses no attempt: released 4 times on a limit of 2, still attempt 1; nack(failure) carries the failure', async () => {
+    const { fake, broker } = await open();
+    await broker.declareQueue({ name: 'ev', maxDeliveries: 2 });
+    await broker.publish('ev', { body: enc('evicted'), eventId: 'ev1', headers: { origin: 'test' } });
+    const sub = await broker.consume('ev', { prefetch: 1, maxDeliveries: 2 });
+    const it = sub[Symbol.asyncIterator]();
+    for (let i = 0; i < 4; i++) {
+      const d = (await it.next()).value as Delivery;
+      expect([d.eventId, d.deliveryCount, d.headers]).toEqual(['ev1', 1, { origin: 'test' }]);
+      await d.release();
+    }
+    const d = (await it.next()).value as Delivery;
+    await d.nack({ reason: 'task exited with code 3' });
+    const again = (await it.next()).value as Delivery;
+    expect(again.deliveryCount).toBe(2);
+    expect(again.lastFailure).toEqual({ reason: 'task exited with code 3' });
+    await again.nack();
+    await sleep(20);
+    const dead = fake.subscription('ev.dlq', SUBSCRIPTION_NAME).backlog;
+    expect(dead).toHaveLength(1);
+    expect(dead[0]!.properties[HEADERS.deadLetterReason]).toBe('task exited with code 3');
+    await sub.close();
+  });
+
+  test('leaving a for-await loop early gives back what was buffered and stops receiving', async () => {
+    const { fake, broker } = await open();
+    await broker.declareQueue({ name: 'brk' });
+    for (const id of ['b1', 'b2', 'b3', 'b4']) await broker.publish('brk', { body: enc(id), eventId: id });
+    const sub = await broker.consume('brk', { prefetch: 3 });
+    const consumer = fake.consumers.at(-1)!;
+    for await (const d of sub) {
+      await sleep(20); // the other two reach the buffer
+      await d.ack();
+      break;
+    }
+    await sleep(50);
+    expect(consumer.closed).toBe(true);
+    const calls = consumer.receiveCalls;
+    await sleep(100);
+    expect(consumer.receiveCalls).toBe(calls);
+    const again = await broker.consume('brk', { prefetch: 10 });
+    const it = again[Symbol.asyncIterator]();
+    const got: Delivery[] = [];
+    for (let i = 0; i < 3; i++) got.push((await it.next()).value as Delivery);
+    expect(got.map((d) => d.eventId).sort()).toEqual(['b2', 'b3', 'b4']);
+    // What sat in the client's receiver queue when the consumer closed comes back with Pulsar's redelivery
+    // count raised (b4, and the copies of b2 and b3 if they were dispatched there): one attempt at most.
+    expect(Math.max(...got.map((d) => d.deliveryCount))).toBeLessThanOrEqual(2);
+    for (const d of got) await d.ack();
+    expect(await nextWithin(it, {}, 100)).toBeUndefined();
+    await again.close();
+  });
+
+  test('several brokers in one address become one multi-host service URL', async () => {
+    const { fake } = await open({ address: 'pulsar://p1:6650,p2:6651,p3' });
+    expect(fake.clients.at(-1)!.config.serviceUrl).toBe('pulsar://p1:6650,p2:6651,p3:6650');
   });
 
   test('a failed send rejects the publish (no silent success)', async () => {

@@ -412,7 +412,7 @@ describe('dead-letter policy (broker-side backstop)', () => {
     const dlq = new Receiver(await b.consume(`${q}.dlq`, { prefetch: 1 }));
     const dead = await dlq.next();
     expect(dead.eventId).toBe('died-once');
-    expect(dead.headers[HEADERS.deadLetterReason]).toMatch(/^delivery limit exceeded: delivery 2 of 1/);
+    expect(dead.headers[HEADERS.deadLetterReason]).toMatch(/^delivery limit exceeded: attempt 2 of 1/);
     expect(dead.headers[HEADERS.deadLetterDeliveries]).toBe('2');
     await dead.ack();
   });

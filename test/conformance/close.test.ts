@@ -1,6 +1,7 @@
 /**
- * Conformance, closing a subscription: what was received but not yet yielded goes back to the queue at
- * once (not when a lease runs out), exactly once, and what was already yielded stays settle-able.
+ * Conformance, closing a subscription (by close(), or by leaving a for-await loop early): what was
+ * received but not yet yielded goes back to the queue at once (not when a lease runs out), exactly once,
+ * nothing more is pulled, and what was already yielded stays settle-able.
  * The lease is 30 s, so a message that only comes back when its lease lapses misses every deadline here.
  */
 import { expect, test } from 'vitest';
@@ -103,5 +104,60 @@ forEachTarget('close', (target) => {
     const got = await receiveExactlyOnce(again, expected, closedAt);
     for (const d of got) await d.ack();
     await eventually('depth after acking the rest', () => broker.depth(q), (n) => n === 0);
+  });
+  test('leaving a for-await loop early (break) gives back what was buffered at once and stops pulling', async () => {
+    const broker = await res.connect();
+    const q = await res.queue(broker);
+    const bodies = ['e1', 'e2', 'e3', 'e4', 'e5', 'e6'];
+    await publishAll(broker, q, bodies);
+
+    const sub = await broker.consume(q, { prefetch: 5, leaseMs: LEASE_MS });
+    let taken: Delivery | undefined;
+    for await (const d of sub) {
+      taken = d;
+      // Let the broker fill the buffer before leaving.
+      await new Promise((r) => setTimeout(r, 300));
+      break;
+    }
+    await taken!.ack();
+    const leftAt = Date.now();
+    // Published after the loop was left: an intake still pulling would take (and strand) some of these.
+    const later = ['l1', 'l2', 'l3'];
+    await publishAll(broker, q, later);
+
+    const other = await res.connect();
+    const again = await res.consume(other, q, { prefetch: 500, leaseMs: LEASE_MS });
+    const expected = [...bodies.filter((b) => b !== dec(taken!.body)), ...later];
+    const got = await receiveExactlyOnce(again, expected, leftAt);
+    // Given back, not failed: every one is still on its first attempt.
+    expect(got.map((d) => d.deliveryCount)).toEqual(expected.map(() => 1));
+    for (const d of got) await d.ack();
+    await eventually('depth after acking the rest', () => broker.depth(q), (n) => n === 0);
+  });
+
+  test('an exception out of a for-await loop gives back what was buffered too', async () => {
+    const broker = await res.connect();
+    const q = await res.queue(broker);
+    const bodies = ['t1', 't2', 't3', 't4'];
+    await publishAll(broker, q, bodies);
+
+    const sub = await broker.consume(q, { prefetch: 4, leaseMs: LEASE_MS });
+    let taken: Delivery | undefined;
+    await expect(
+      (async () => {
+        for await (const d of sub) {
+          taken = d;
+          await new Promise((r) => setTimeout(r, 300));
+          throw new Error('the consumer gave up');
+        }
+      })(),
+    ).rejects.toThrow('the consumer gave up');
+    await taken!.release();
+    const leftAt = Date.now();
+
+    const other = await res.connect();
+    const again = await res.consume(other, q, { prefetch: 500, leaseMs: LEASE_MS });
+    const got = await receiveExactlyOnce(again, bodies, leftAt);
+    for (const d of got) await d.ack();
   });
 });

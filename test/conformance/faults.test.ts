@@ -106,6 +106,31 @@ forEachTarget('faults', (target) => {
     await eventually('depth after acking all', () => broker.depth(q), (n) => n === 0);
   }, 60_000);
 
+  test('a real failure, then consumers SIGKILLed holding the event until the limit: the dead letter names that failure', async () => {
+    const broker = await res.connect();
+    const q = await res.queue(broker, { maxDeliveries: 2 });
+    await broker.publish(q, { body: enc('fails, then kills its pilots'), eventId: 'mixed' });
+    const rx = await res.consume(broker, q, { prefetch: 1, maxDeliveries: 2, leaseMs: LEASE_MS });
+    const first = await rx.next();
+    expect(first.deliveryCount).toBe(1);
+    await first.nack({ reason: 'task exited with code 3', details: { 'stderr-tail': 'ValueError: bad pixel' } });
+    // The retry must go to the pilot that is about to die, not back to this one.
+    await rx.subscription.close();
+
+    const held = await consumeInChildAndDie({ address: target.url }, q, 1, { prefetch: 1, maxDeliveries: 2, leaseMs: LEASE_MS });
+    expect(held).toEqual([{ eventId: 'mixed', deliveryCount: 2 }]);
+
+    await res.consume(broker, q, { prefetch: 1, maxDeliveries: 2, leaseMs: LEASE_MS });
+    await eventually('DLQ depth', () => broker.depth(`${q}.dlq`), (n) => n === 1, LEASE_MS + 10_000);
+    const dlq = await res.consume(broker, `${q}.dlq`, { prefetch: 1 });
+    const dead = await dlq.next();
+    expect(dead.eventId).toBe('mixed');
+    expect(dead.headers[HEADERS.deadLetterReason]).toBe('task exited with code 3');
+    expect(dead.headers['x-ewms-dlq-stderr-tail']).toBe('ValueError: bad pixel');
+    expect(dead.headers['x-ewms-dlq-delivery-limit']).toMatch(/^exceeded: attempt 3 of 2 \(a consumer died/);
+    expect(dead.headers[HEADERS.deadLetterDeliveries]).toBe('3');
+  }, 60_000);
+
   test('a consumer that died holding the last allowed delivery: the next delivery goes to the DLQ, not to user code', async () => {
     const broker = await res.connect();
     const q = await res.queue(broker, { maxDeliveries: 1 });

@@ -75,7 +75,7 @@ forEachTarget('limits', (target) => {
     expect(dec(dead.body)).toBe('poison');
     expect(dead.headers).toEqual({
       origin: 'test',
-      [HEADERS.deadLetterReason]: 'delivery limit reached: nacked on delivery 3 of 3',
+      [HEADERS.deadLetterReason]: 'delivery limit reached: nacked on attempt 3 of 3',
       [HEADERS.deadLetterSource]: q,
       [HEADERS.deadLetterDeliveries]: '3',
     });

@@ -71,4 +71,22 @@ forEachTarget('queues that never dead-letter', (target) => {
     await last.ack();
     expect(await broker.depth(defaultDeadLetterQueue(q))).toBe(0);
   });
+  test('released a moment before close() (as a collection that ends does), the message is back at once', async () => {
+    const broker = await res.connect();
+    const q = await res.queue(broker, { deadLetter: false });
+    await broker.publish(q, { body: enc('result'), eventId: 'held' });
+    for (let round = 0; round < 3; round++) {
+      // NATS AckWait far beyond the wait below: a return that missed would only come back after it.
+      const rx = await res.consume(broker, q, { prefetch: 10, deadLetter: false, leaseMs: 30_000 });
+      const d = await rx.next();
+      // Not awaited: the close starts while the release is on its way.
+      const released = d.release();
+      await rx.subscription.close();
+      await released;
+    }
+    const rx = await res.consume(broker, q, { prefetch: 10, deadLetter: false, leaseMs: 30_000 });
+    const back = await rx.next(8_000);
+    expect(back.eventId).toBe('held');
+    await back.ack();
+  });
 });

@@ -89,14 +89,14 @@ export interface PrivateRabbitMQOptions {
   maxMessageBytes?: number;
 }
 
-const RABBITMQ_SERVER = '/usr/lib/rabbitmq/bin/rabbitmq-server';
-const NATS_SERVER = 'nats-server';
+export const RABBITMQ_SERVER = '/usr/lib/rabbitmq/bin/rabbitmq-server';
+export const NATS_SERVER = 'nats-server';
 
 /** Processes to kill and directories to remove if the test process exits with brokers still up. */
 const live = new Map<string, { pid(): number | undefined; dir: string }>();
 let exitHooked = false;
 
-function track(id: string, entry: { pid(): number | undefined; dir: string }): void {
+export function track(id: string, entry: { pid(): number | undefined; dir: string }): void {
   live.set(id, entry);
   if (exitHooked) return;
   exitHooked = true;
@@ -125,7 +125,7 @@ function track(id: string, entry: { pid(): number | undefined; dir: string }): v
 }
 
 /** A `dispose()` that kills the broker, forgets it and removes its directory, once however often it is called. */
-function disposeOnce(id: string, dir: string, killNow: () => Promise<void>): () => Promise<void> {
+export function disposeOnce(id: string, dir: string, killNow: () => Promise<void>): () => Promise<void> {
   let disposed = false;
   return async () => {
     if (disposed) return;
@@ -152,7 +152,7 @@ const OWNER_FILE = 'owner.pid';
 const BROKER_PID_FILE = 'broker.pid';
 const DIR_PREFIXES = ['ewms-rabbitmq-', 'ewms-nats-'];
 
-function recordPids(dir: string, brokerPid: number | undefined): void {
+export function recordPids(dir: string, brokerPid: number | undefined): void {
   writeFileSync(join(dir, OWNER_FILE), String(process.pid));
   if (brokerPid !== undefined) writeFileSync(join(dir, BROKER_PID_FILE), String(brokerPid));
 }
@@ -161,14 +161,14 @@ function recordPids(dir: string, brokerPid: number | undefined): void {
  * Kill brokers left behind by test processes that died without running their exit hook (SIGKILL, OOM):
  * their directory names a dead owner. A broker pid is killed only if it still is a broker process.
  */
-function reapOrphans(): void {
+export function reapOrphans(): void {
   for (const name of readdirSync(tmpdir())) {
     if (!DIR_PREFIXES.some((prefix) => name.startsWith(prefix))) continue;
     const dir = join(tmpdir(), name);
     const owner = readPid(join(dir, OWNER_FILE));
     if (owner === undefined || isAlive(owner)) continue;
     const broker = readPid(join(dir, BROKER_PID_FILE));
-    if (broker !== undefined && isAlive(broker) && /beam|nats-server/.test(readCmdline(broker))) {
+    if (broker !== undefined && isAlive(broker) && /beam|nats-server|epmd/.test(readCmdline(broker))) {
       try {
         process.kill(broker, 'SIGKILL');
       } catch {
@@ -210,7 +210,7 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -222,7 +222,20 @@ function isAlive(pid: number): boolean {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+/** Send `signal` to a process that is not our child (a daemonized node) and wait for it; SIGKILL after `timeoutMs`. */
+export async function signalPidAndWait(pid: number, signal: NodeJS.Signals, timeoutMs: number): Promise<void> {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // gone already
+  }
+  if (!(await waitForExit(pid, timeoutMs))) {
+    process.kill(pid, 'SIGKILL');
+    await waitForExit(pid, 5_000);
+  }
+}
+
+export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (isAlive(pid)) {
     if (Date.now() > deadline) return false;
@@ -231,7 +244,7 @@ async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   return true;
 }
 
-function tail(file: string, lines: number): string {
+export function tail(file: string, lines: number): string {
   try {
     return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
   } catch {
@@ -239,7 +252,7 @@ function tail(file: string, lines: number): string {
   }
 }
 
-function portAccepts(port: number): Promise<boolean> {
+export function portAccepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = tcpConnect({ host: '127.0.0.1', port });
     socket.once('connect', () => {
@@ -251,7 +264,7 @@ function portAccepts(port: number): Promise<boolean> {
 }
 
 /** The environment without any RABBITMQ_ or ERL_ setting of the caller's that could leak into a private node. */
-function cleanEnv(): NodeJS.ProcessEnv {
+export function cleanEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) {
     if (!/^(RABBITMQ_|ERL_|CONF_ENV_FILE$)/.test(key)) env[key] = value;
@@ -347,17 +360,7 @@ export async function startPrivateRabbitMQ(options: PrivateRabbitMQOptions = {})
   };
 
   const signalAndWait = async (signal: NodeJS.Signals, timeoutMs: number) => {
-    const current = pid;
-    if (current === undefined) return;
-    try {
-      process.kill(current, signal);
-    } catch {
-      // gone already
-    }
-    if (!(await waitForExit(current, timeoutMs))) {
-      process.kill(current, 'SIGKILL');
-      await waitForExit(current, 5_000);
-    }
+    if (pid !== undefined) await signalPidAndWait(pid, signal, timeoutMs);
     pid = undefined;
   };
 
@@ -378,7 +381,7 @@ export async function startPrivateRabbitMQ(options: PrivateRabbitMQOptions = {})
 }
 
 /** Can we complete an AMQP handshake (the port alone opens before the node is fully booted)? */
-async function amqpHandshake(url: string): Promise<boolean> {
+export async function amqpHandshake(url: string): Promise<boolean> {
   try {
     const conn = await amqplib.connect(url, { timeout: 2_000 });
     conn.on('error', () => undefined);

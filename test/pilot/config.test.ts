@@ -7,6 +7,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
+import { parseBrokerAddress } from '../../mq-adapters/address.js';
 import { ConfigError, loadConfig, type PilotConfig } from '../../pilot/config.js';
 import { closestVariable, flagOf, renderConfigurationMarkdown, VARIABLES } from '../../pilot/config-table.js';
 
@@ -43,11 +44,11 @@ const EVERY_VARIABLE: Record<string, [string, (c: PilotConfig) => unknown, unkno
   EWMS_PILOT_QUEUE_INCOMING: ['events-1', (c) => [c.settings.incoming.queue, c.settings.deadLetterQueue], ['events-1', 'events-1.dlq']],
   EWMS_PILOT_QUEUE_INCOMING_AUTH_TOKEN: ['s3cret-token', (c) => [c.settings.incoming.broker.authToken, c.settings.outgoing.broker.authToken], ['s3cret-token', 's3cret-token']],
   EWMS_PILOT_QUEUE_INCOMING_BROKER_TYPE: ['NATS', (c) => c.settings.incoming.broker.type, 'nats'],
-  EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS: ['amqps://broker.example:5671/vh', (c) => c.settings.outgoing.broker.address, 'amqps://broker.example:5671/vh'],
+  EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS: ['amqps://broker.example:5671/vh', (c) => c.settings.outgoing.broker.address, parseBrokerAddress('amqps://broker.example:5671/vh')],
   EWMS_PILOT_QUEUE_OUTGOING: ['results-1', (c) => c.settings.outgoing.queue, 'results-1'],
   EWMS_PILOT_QUEUE_OUTGOING_AUTH_TOKEN: ['other-token', (c) => [c.settings.incoming.broker.authToken, c.settings.outgoing.broker.authToken], [undefined, 'other-token']],
   EWMS_PILOT_QUEUE_OUTGOING_BROKER_TYPE: ['nats', (c) => c.settings.outgoing.broker.type, 'nats'],
-  EWMS_PILOT_QUEUE_OUTGOING_BROKER_ADDRESS: ['127.0.0.1:4222', (c) => c.settings.outgoing.broker.address, '127.0.0.1:4222'],
+  EWMS_PILOT_QUEUE_OUTGOING_BROKER_ADDRESS: ['127.0.0.1:4222', (c) => c.settings.outgoing.broker.address, parseBrokerAddress('127.0.0.1:4222', 'rabbitmq')],
   EWMS_PILOT_QUEUE_INCOMING_BROKER_MANAGEMENT_URL: ['https://mq.example.org:15671/', (c) => [c.settings.incoming.broker.managementUrl, c.settings.outgoing.broker.managementUrl], ['https://mq.example.org:15671', 'https://mq.example.org:15671']],
   EWMS_PILOT_QUEUE_OUTGOING_BROKER_MANAGEMENT_URL: ['none', (c) => [c.settings.incoming.broker.managementUrl, c.settings.outgoing.broker.managementUrl], [undefined, false]],
   EWMS_PILOT_QUEUE_DEAD_LETTER: ['poison', (c) => c.settings.deadLetterQueue, 'poison'],
@@ -147,7 +148,7 @@ describe('defaults (those of the Python ewms-pilot 1.x where it has the variable
       chirp: { enabled: false, destination: 'JOB_ATTR', rateLimitSeconds: 60 },
     });
     // The outgoing queue uses the incoming broker when it names none of its own.
-    expect(c.settings.outgoing.broker).toEqual({ type: 'rabbitmq', address: 'guest@127.0.0.1:5672' });
+    expect(c.settings.outgoing.broker).toEqual({ type: 'rabbitmq', address: parseBrokerAddress('guest@127.0.0.1:5672', 'rabbitmq') });
   });
 
   test('an empty variable counts as unset, as in the Python pilot', () => {
@@ -360,7 +361,7 @@ describe('secrets are never taken from the command line', () => {
 
   test('a password inside a broker address given as a flag is refused too; without one the flag is fine', () => {
     expect(() => load({}, { 'queue-incoming-broker-address': 'amqp://guest:pw-in-flag@127.0.0.1:5672' })).toThrow(/EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS: was given as the flag .*\n.*fix: give the address without its password, and the password in EWMS_PILOT_QUEUE_INCOMING_AUTH_TOKEN/);
-    expect(load({}, { 'queue-incoming-broker-address': 'amqp://guest@127.0.0.1:5672' }).settings.incoming.broker.address).toBe('amqp://guest@127.0.0.1:5672');
+    expect(load({}, { 'queue-incoming-broker-address': 'amqp://guest@127.0.0.1:5672' }).settings.incoming.broker.address).toEqual(parseBrokerAddress('amqp://guest@127.0.0.1:5672'));
   });
 });
 
