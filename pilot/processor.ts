@@ -15,6 +15,7 @@ import { removeLaunchFiles, writeLaunchFiles } from './runtime/launch-files.js';
 import type { ContainerRuntime, LaunchCommand, PreparedImage } from './runtime/types.js';
 import { copyFileTo, safeDirName, tailOf, type RunDir, type TaskFiles } from './task-files.js';
 import { decodePayload, InvalidDataForInfileException, InvalidDataFromOutfileException, readOutfile, writeInfile, type Payload } from './task-io.js';
+import type { Spawner } from './spawn/index.js';
 import { runProcess, type ProcessResult } from './task-process.js';
 
 /** Everything a task processor needs, prepared once per pilot. */
@@ -34,6 +35,8 @@ export interface TaskProcessorOptions {
   logger: Logger;
   /** Where task output dumps go (the pilot's stdout). */
   dumpTo?: NodeJS.WritableStream;
+  /** What starts task processes (default: `child_process.spawn` in the pilot). */
+  spawner?: Spawner;
 }
 
 /** Runs each event's task in its own directory. */
@@ -113,6 +116,7 @@ export class TaskProcessor implements EventProcessor {
       killGraceMs: killGraceSeconds * 1000,
       signal,
       onStop: () => runtime.stop(command),
+      spawner: this.opts.spawner,
     });
   }
 
@@ -158,6 +162,7 @@ export async function runInit(opts: {
   dumpTo?: NodeJS.WritableStream;
   /** Stops the init command (TERM, then KILL after the grace). */
   signal?: AbortSignal;
+  spawner?: Spawner;
 }): Promise<void> {
   const dir = await opts.files.create('init');
   const command = opts.runtime.command(
@@ -174,6 +179,7 @@ export async function runInit(opts: {
     killGraceMs: opts.killGraceSeconds * 1000,
     signal: opts.signal,
     onStop: () => opts.runtime.stop(command),
+    spawner: opts.spawner,
   }).finally(() => removeLaunchFiles(command));
   if (result.aborted) throw new InitCommandError('init command stopped by the pilot', 'nothing to fix: the pilot was told to stop (SIGTERM/SIGINT) while init ran');
   const failure = processFailure(result, opts.init.timeoutSeconds, 'init command');
