@@ -12,6 +12,7 @@
  * The broker, the task processor and the clock are ports, so this logic is tested without either.
  */
 import type { DeadLetterReason, Delivery, OutgoingMessage, Subscription } from '../mq-adapters/types.js';
+import { describeError } from '../common/redact.js';
 import type { Logger } from './logger.js';
 import type { PilotStats } from './stats.js';
 
@@ -30,9 +31,25 @@ export type TaskOutcome =
   /** The task was stopped by the pilot (shutdown); the event goes back untouched by blame. */
   | { kind: 'aborted'; durationMs: number | undefined };
 
+/**
+ * The task slots: at most `maxConcurrentTasks` task processes at once. A slot-aware processor holds one
+ * only while its process runs, so preparing the next event and publishing/acking the last overlap tasks.
+ */
+export interface TaskSlots {
+  /** Wait for a free slot; false when intake stopped (or `signal` aborted) meanwhile: release the event. */
+  acquire(signal: AbortSignal): Promise<boolean>;
+  /** Give back a slot acquired with `acquire`. */
+  release(): void;
+}
+
 /** Runs one event's task: files, process, output. Never throws; failures are outcomes. */
 export interface EventProcessor {
-  process(delivery: Delivery, signal: AbortSignal): Promise<TaskOutcome>;
+  /**
+   * True when `process` takes a slot from `slots` itself, around the task process only. Otherwise the loop
+   * holds a slot for the whole call.
+   */
+  readonly slotAware?: boolean;
+  process(delivery: Delivery, signal: AbortSignal, slots?: TaskSlots): Promise<TaskOutcome>;
 }
 
 /** Why intake stopped. */
@@ -50,6 +67,12 @@ export interface EventLoopOptions {
   publishOutput(message: OutgoingMessage): Promise<void>;
   processor: EventProcessor;
   maxConcurrentTasks: number;
+  /**
+   * Events held beyond the running tasks: being prepared, waiting for a slot, or being published and
+   * acked (default 0). Only a slot-aware processor makes use of it. The subscription's prefetch should
+   * be at least `maxConcurrentTasks + lookahead`, so the next event is in hand when a slot frees.
+   */
+  lookahead?: number;
   maxDeliveries: number;
   stopOnTaskError: boolean;
   /** End if no event arrives this long after start (undefined: wait forever). */
@@ -85,9 +108,15 @@ export class EventLoop {
   private brokerError: unknown;
   private receivedAny = false;
   private idleTimer: NodeJS.Timeout | undefined;
-  private freeSlot: (() => void) | undefined;
+  private freeRoom: (() => void) | undefined;
+  private readonly slots: Semaphore;
+  /** Most events in hand at once. */
+  private readonly window: number;
 
-  constructor(private readonly opts: EventLoopOptions) {}
+  constructor(private readonly opts: EventLoopOptions) {
+    this.slots = new Semaphore(opts.maxConcurrentTasks, () => this.stopReason !== undefined);
+    this.window = opts.maxConcurrentTasks + (opts.processor.slotAware ? (opts.lookahead ?? 0) : 0);
+  }
 
   /** Consume until intake stops, then wait for in-flight events to settle. */
   async run(): Promise<EventLoopResult> {
@@ -102,7 +131,7 @@ export class EventLoop {
           continue;
         }
         this.start(delivery);
-        await this.waitForSlot();
+        await this.waitForRoom();
         if (this.stopReason) break;
       }
     } catch (err) {
@@ -132,7 +161,9 @@ export class EventLoop {
       this.opts.subscription.close().catch((err: unknown) => {
         this.opts.logger.warn({ err: String(err) }, 'closing the subscription failed');
       });
-      this.freeSlot?.();
+      this.freeRoom?.();
+      // Events waiting for a slot are not started: they go back to the queue.
+      this.slots.wakeAll();
     }
     if (abortAfterMs !== undefined) {
       const timer = setTimeout(() => this.abortAll(), abortAfterMs);
@@ -154,22 +185,39 @@ export class EventLoop {
     const item: InFlight = { delivery, abort, done: Promise.resolve() };
     item.done = this.handle(delivery, abort.signal).finally(() => {
       this.inFlight.delete(item);
-      this.freeSlot?.();
+      this.freeRoom?.();
       if (this.inFlight.size === 0) this.armIdleTimer();
     });
     this.inFlight.add(item);
   }
 
-  private waitForSlot(): Promise<void> {
-    if (this.inFlight.size < this.opts.maxConcurrentTasks || this.stopReason) return Promise.resolve();
+  private waitForRoom(): Promise<void> {
+    if (this.inFlight.size < this.window || this.stopReason) return Promise.resolve();
     return new Promise((resolve) => {
-      this.freeSlot = () => {
-        if (this.inFlight.size < this.opts.maxConcurrentTasks || this.stopReason) {
-          this.freeSlot = undefined;
+      this.freeRoom = () => {
+        if (this.inFlight.size < this.window || this.stopReason) {
+          this.freeRoom = undefined;
           resolve();
         }
       };
     });
+  }
+
+  /** The processor's outcome; a processor that throws (its contract says it never does) releases the event. */
+  private async runProcessor(delivery: Delivery, signal: AbortSignal, log: Logger): Promise<TaskOutcome> {
+    const { processor } = this.opts;
+    try {
+      if (processor.slotAware) return await processor.process(delivery, signal, this.slots);
+      if (!(await this.slots.acquire(signal))) return { kind: 'aborted', durationMs: undefined };
+      try {
+        return await processor.process(delivery, signal);
+      } finally {
+        this.slots.release();
+      }
+    } catch (err) {
+      log.error({ err: describeError(err) }, 'the task processor failed unexpectedly; releasing the event');
+      return { kind: 'aborted', durationMs: undefined };
+    }
   }
 
   private async drain(): Promise<void> {
@@ -190,7 +238,7 @@ export class EventLoop {
 
     let outcome: TaskOutcome;
     try {
-      outcome = await this.opts.processor.process(delivery, signal);
+      outcome = await this.runProcessor(delivery, signal, log);
     } finally {
       clearInterval(lease);
     }
@@ -226,15 +274,17 @@ export class EventLoop {
           { reason: outcome.reason.reason, final: last, okay: outcome.okay },
           last ? 'task failed; dead-lettering the event' : 'task failed; releasing the event for another attempt',
         );
+        // Fail-fast stops intake before the nack: the event's next attempt must not come back to this pilot
+        // (with room in its prefetch, the broker would hand it straight back).
+        if (this.opts.stopOnTaskError && !outcome.okay) {
+          this.fatalTaskError ??= outcome.reason.reason;
+          this.stop('task-error');
+        }
         if (last) {
           await this.settle(delivery, 'dead-letter', outcome.reason.reason, log, outcome.reason);
           stats.recordDeadLetter();
         } else {
           await this.settle(delivery, 'nack', 'task failed', log, outcome.reason);
-        }
-        if (this.opts.stopOnTaskError && !outcome.okay) {
-          this.fatalTaskError ??= outcome.reason.reason;
-          this.stop('task-error');
         }
         break;
       }
@@ -277,5 +327,51 @@ export class EventLoop {
   private disarmIdleTimer(): void {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
+  }
+}
+
+/** Counting semaphore whose waiters give up once `stopped()` holds (intake ended) or their signal aborts. */
+class Semaphore {
+  private free: number;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(
+    size: number,
+    private readonly stopped: () => boolean,
+  ) {
+    this.free = size;
+  }
+
+  async acquire(signal: AbortSignal): Promise<boolean> {
+    while (this.free === 0) {
+      if (this.stopped() || signal.aborted) return false;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          this.waiters.delete(wake);
+          signal.removeEventListener('abort', wake);
+          resolve();
+        };
+        this.waiters.add(wake);
+        signal.addEventListener('abort', wake, { once: true });
+      });
+    }
+    if (this.stopped() || signal.aborted) return false;
+    this.free -= 1;
+    return true;
+  }
+
+  release(): void {
+    this.free += 1;
+    this.wakeOne();
+  }
+
+  /** Let every waiter look again (after a stop: they give up). */
+  wakeAll(): void {
+    for (const wake of [...this.waiters]) wake();
+  }
+
+  private wakeOne(): void {
+    const first = this.waiters.values().next();
+    if (!first.done) first.value();
   }
 }

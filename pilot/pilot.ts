@@ -164,8 +164,11 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     }
     if (signalled) return finish(SIGNAL_EXIT[signalled] ?? 1, 'signal', `stopped by ${signalled} before taking work`);
 
+    // Beside each running task, one event being prepared and one being published/acked; one more in the
+    // prefetch, so the next event is in hand when a slot frees.
+    const lookahead = settings.maxConcurrentTasks + 1;
     const subscription = await incoming.consume(settings.incoming.queue, {
-      prefetch: Math.max(settings.prefetch, settings.maxConcurrentTasks),
+      prefetch: Math.max(settings.prefetch, settings.maxConcurrentTasks + lookahead + 1),
       deadLetterQueue: settings.deadLetterQueue,
       maxDeliveries: settings.maxDeliveries,
       leaseMs: settings.leaseSeconds * 1000,
@@ -188,6 +191,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
       },
       processor: reporter.wrapProcessor(parts.makeProcessor()),
       maxConcurrentTasks: settings.maxConcurrentTasks,
+      lookahead,
       maxDeliveries: settings.maxDeliveries,
       stopOnTaskError: settings.stopOnTaskError,
       firstMessageTimeoutMs: secondsToMs(settings.firstMessageTimeoutSeconds),

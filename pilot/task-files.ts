@@ -10,10 +10,13 @@
  * ```
  *
  * Event ids come from the broker, i.e. from whoever published: they are never trusted as paths.
+ *
+ * Unless every task's files are kept (`EWMS_PILOT_KEEP_ALL_TASK_FILES`), events do not get a directory of
+ * their own: each running slot reuses `slot-<n>/` (same inside), which saves the directory calls per event.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rm, rmdir, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** Name of the directory shared by init and all tasks. */
@@ -46,10 +49,13 @@ export function safeDirName(eventId: string): string {
   return readable ? `${readable}-${hash}` : `id-${hash}`;
 }
 
-/** Makes and removes run directories under one data directory. */
+/** Makes, reuses and removes run directories under one data directory. */
 export class TaskFiles {
   /** The shared data hub (host path). */
   readonly dataHub: string;
+  /** Slot directories free for the next event. */
+  private readonly idle: RunDir[] = [];
+  private slots = 0;
 
   constructor(
     /** `<parent>/ewms-pilot-data`. */
@@ -89,6 +95,34 @@ export class TaskFiles {
         stdout: join(outputs, 'stdoutfile'),
         stderr: join(outputs, 'stderrfile'),
       };
+    }
+  }
+
+  /**
+   * A run directory for one event, reused from event to event: `slot-<n>/` with the same inside as an
+   * event's own. Five directory calls fewer per event than a fresh directory made and removed (see
+   * README, "Task files"); `recycle` makes it ready for the next event.
+   */
+  async reusable(): Promise<RunDir> {
+    const dir = this.idle.pop();
+    if (dir) return dir;
+    this.slots += 1;
+    return this.create(`slot-${this.slots}`);
+  }
+
+  /**
+   * Make a reusable directory ready for the next event: the task's outfile and anything else it left in
+   * task-io go (the infile stays, to be overwritten); stdout/stderr are truncated when the next task starts.
+   * A directory that cannot be cleaned is removed instead of reused.
+   */
+  async recycle(dir: RunDir): Promise<void> {
+    const infile = dir.infile.slice(dir.taskIo.length + 1);
+    try {
+      const names = await readdir(dir.taskIo);
+      await Promise.all(names.filter((n) => n !== infile).map((n) => rm(join(dir.taskIo, n), { recursive: true, force: true })));
+      this.idle.push(dir);
+    } catch {
+      await this.remove(dir);
     }
   }
 

@@ -1,6 +1,6 @@
 /**
- * The spawn helper's program (Python 3.8+, standard library only), run as `python3 -I -S -c <source>`: it
- * ships inside the package as text, so nothing is compiled at install time.
+ * The spawn helper's program (Python 3.8+, standard library only), run by `python3 -I -S -c`, which reads it from its
+ * environment: it ships inside the package as text, so nothing is compiled at install time.
  *
  * Protocol, one JSON object per line. Pilot → helper: `{"id", "file", "args", "env", "cwd", "stdout",
  * "stderr"}`. Helper → pilot: `{"ready": pid}` once; `{"id", "pid"}` when started or `{"id", "error",

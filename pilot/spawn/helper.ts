@@ -38,6 +38,9 @@ interface Pending {
 
 type HelperMessage = { ready: number } | { id: number; pid: number } | { id: number; error: string; message: string } | { id: number; code: number } | { id: number; signal: number };
 
+/** Carries the helper's program into it (removed from its environment as it starts). */
+const SOURCE_VARIABLE = 'EWMS_SPAWN_HELPER_PROGRAM';
+
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
 
 /** Starts task processes through a Python helper process (see `helper-source.ts`). */
@@ -63,8 +66,10 @@ export class HelperSpawner implements Spawner {
   static async start(options: HelperOptions): Promise<HelperSpawner> {
     const python = options.python ?? 'python3';
     // -I: no PYTHON* variables nor user site; -S: no site import (faster start); utf8 whatever the locale.
-    const child = spawn(python, ['-I', '-S', '-X', 'utf8', '-c', PYTHON_HELPER_SOURCE, String(options.killGraceMs / 1000)], {
+    // The program travels in the helper's environment, which keeps its command line short in `ps`.
+    const child = spawn(python, ['-I', '-S', '-X', 'utf8', '-c', `import os; exec(os.environ.pop('${SOURCE_VARIABLE}'))`, String(options.killGraceMs / 1000)], {
       stdio: ['pipe', 'pipe', 'inherit'],
+      env: { ...process.env, [SOURCE_VARIABLE]: PYTHON_HELPER_SOURCE },
     });
     const lines = createInterface({ input: child.stdout });
     await new Promise<void>((resolve, reject) => {

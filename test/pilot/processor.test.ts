@@ -64,6 +64,32 @@ function outputData(outcome: TaskOutcome): JsonValue | undefined {
 }
 
 describe('TaskProcessor', () => {
+  test('a reused slot directory carries nothing of the last event into the next: no outfile, no files the task left', async () => {
+    const dataDir = join(mkdtempSync(join(tmpdir(), 'ewms-proc-')), 'ewms-pilot-data');
+    const files = new TaskFiles(dataDir, '.in', '.out');
+    await files.prepare();
+    const processor = new TaskProcessor({
+      task: { args: splitShellWords('sh -c \'if [ "$(cat {{INFILE}})" = first ]; then cp {{INFILE}} {{OUTFILE}}; mkdir "$(dirname {{INFILE}})/sub"; touch "$(dirname {{INFILE}})/left-over"; fi\''), image: undefined, env: {}, timeoutSeconds: undefined },
+      runtime: createHostRuntime({ baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }),
+      image: { reference: undefined, runnable: undefined },
+      files,
+      wireFormat: 'mqclient',
+      infileExt: '.in',
+      outfileExt: '.out',
+      killGraceSeconds: 1,
+      okayErrors: [],
+      keepAllTaskFiles: false,
+      dumpTaskOutput: false,
+      version: '9.9.9',
+      logger: pino({ level: 'silent' }),
+    });
+    const first = await processor.process(delivery(mq('first'), 'a'), new AbortController().signal);
+    expect(outputData(first)).toBe('first');
+    const second = await processor.process(delivery(mq('second'), 'b'), new AbortController().signal);
+    expect(second).toMatchObject({ kind: 'success', output: undefined }); // not the first event's outfile
+    expect(readdirSync(join(dataDir, 'slot-1', 'task-io'))).toEqual(['infile.in']);
+  });
+
   test('text in, text out; the output answers the input with a derived, stable event id', async () => {
     const { outcome, dataDir } = await processOne('sh -c \'printf "%s %s" "$GREETING" "$(cat {{INFILE}})" > {{OUTFILE}}\'', mq('world'));
     expect(outputData(outcome)).toBe('hi world');
@@ -71,7 +97,9 @@ describe('TaskProcessor', () => {
     expect(outcome.output?.headers).toEqual({ [HEADERS.inputEventId]: 'ev-1' });
     expect(outcome.output?.eventId).toBe(outputEventId('ev-1'));
     expect(outputEventId('ev-1')).not.toBe(outputEventId('ev-2'));
-    expect(readdirSync(dataDir)).toEqual(['data-hub']); // the event's directory is removed
+    // No directory of the event's own: a reused slot directory, left without the task's outfile.
+    expect(readdirSync(dataDir).sort()).toEqual(['data-hub', 'slot-1']);
+    expect(readdirSync(join(dataDir, 'slot-1', 'task-io'))).toEqual(['infile.in']);
   });
 
   test('EWMS_TASK_* variables point at the files and the data hub', async () => {
