@@ -14,6 +14,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync } from 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PILOT_NODE_FLAGS } from '../../common/pilot-node-flags.js';
 import type { AdapterLogger } from '../../mq-adapters/types.js';
 import { PilotBackendError } from '../errors.js';
 import { LOCAL_PILOT_MARKER, pilotProcesses } from './pilot-processes.js';
@@ -65,7 +66,7 @@ export class LocalPilotCluster implements PilotCluster {
     this.ownsWorkDir = options.workDir === undefined;
     this.workDir = options.workDir ?? mkdtempSync(join(tmpdir(), 'ewms-local-pilots-'));
     mkdirSync(this.workDir, { recursive: true });
-    this.command = options.pilotCommand ?? [process.execPath, DEFAULT_PILOT_CLI];
+    this.command = options.pilotCommand ?? [process.execPath, ...PILOT_NODE_FLAGS, DEFAULT_PILOT_CLI];
     if (this.command.length === 0) throw new PilotBackendError('the local pilot command is empty', 'give local.pilotCommand as [executable, ...args]');
     this.killGraceMs = options.killGraceMs ?? pilotShutdownMs(pilotEnv.env.EWMS_PILOT_TASK_KILL_GRACE);
   }
