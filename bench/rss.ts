@@ -15,6 +15,7 @@ import { encodeEnvelope } from '../common/wire.js';
 import { connect } from '../mq-adapters/index.js';
 import type { Broker } from '../mq-adapters/types.js';
 import { BROKERS } from './pilot.js';
+import type { BenchRow } from './report.js';
 
 const PILOT_CLI = fileURLToPath(new URL('../pilot/cli.js', import.meta.url));
 
@@ -96,6 +97,24 @@ export async function pilotRss(n: number, concurrency = 1): Promise<{ start: num
     await broker.close();
     rmSync(dataParent, { recursive: true, force: true });
   }
+}
+
+/**
+ * RSS rows: at start, after ~1,000 events, the highest reading, and at the end. Each row compares against
+ * the start (the "ratio" is growth); the promise is at most 80 MB at start and flat from 1,000 events on.
+ */
+export async function benchRss(n: number): Promise<BenchRow[]> {
+  const { start, samples } = await pilotRss(n);
+  const early = samples.find((s) => s.settled >= 1000) ?? samples[0];
+  const last = samples.at(-1);
+  if (!early || !last) return [{ name: `pilot RSS at start (${n} events went too fast to sample)`, baseline: start, ours: start, unit: 'MB' }];
+  const peak = Math.max(...samples.map((s) => s.rssMb));
+  return [
+    { name: 'pilot RSS at start vs 80 MB', baseline: 80, ours: start, unit: 'MB' },
+    { name: `pilot RSS after ${early.settled.toLocaleString('en-US')} events vs at start`, baseline: start, ours: early.rssMb, unit: 'MB' },
+    { name: `pilot RSS, highest reading over ${n.toLocaleString('en-US')} events vs after ~1,000`, baseline: early.rssMb, ours: peak, unit: 'MB' },
+    { name: `pilot RSS after ${last.settled.toLocaleString('en-US')} events vs after ~1,000`, baseline: early.rssMb, ours: last.rssMb, unit: 'MB' },
+  ];
 }
 
 // Run alone: `node dist/bench/rss.js [N]`.
