@@ -68,9 +68,9 @@ export interface EventLoopOptions {
   processor: EventProcessor;
   maxConcurrentTasks: number;
   /**
-   * Events held beyond the running tasks: being prepared, waiting for a slot, or being published and
-   * acked (default 0). Only a slot-aware processor makes use of it. The subscription's prefetch should
-   * be at least `maxConcurrentTasks + lookahead`, so the next event is in hand when a slot frees.
+   * Events taken beyond the running tasks, to be prepared and wait for a slot (default 0). Only with a
+   * slot-aware processor; an event whose task has ended (being published and acked) no longer counts, so the
+   * subscription's prefetch should leave room for those too (see `pilot.ts`).
    */
   lookahead?: number;
   maxDeliveries: number;
@@ -97,6 +97,8 @@ export interface EventLoopResult {
 
 interface InFlight {
   delivery: Delivery;
+  /** Its task process has ended (slot-aware processors): it no longer counts against the window. */
+  taskEnded: boolean;
   abort: AbortController;
   done: Promise<void>;
 }
@@ -110,8 +112,10 @@ export class EventLoop {
   private idleTimer: NodeJS.Timeout | undefined;
   private freeRoom: (() => void) | undefined;
   private readonly slots: Semaphore;
-  /** Most events in hand at once. */
+  /** Most events in hand at once whose task has not ended. */
   private readonly window: number;
+  /** In-flight events whose task has not ended. */
+  private beforeTaskEnd = 0;
 
   constructor(private readonly opts: EventLoopOptions) {
     this.slots = new Semaphore(opts.maxConcurrentTasks, () => this.stopReason !== undefined);
@@ -182,8 +186,10 @@ export class EventLoop {
 
   private start(delivery: Delivery): void {
     const abort = new AbortController();
-    const item: InFlight = { delivery, abort, done: Promise.resolve() };
-    item.done = this.handle(delivery, abort.signal).finally(() => {
+    const item: InFlight = { delivery, abort, taskEnded: false, done: Promise.resolve() };
+    this.beforeTaskEnd += 1;
+    item.done = this.handle(item).finally(() => {
+      this.taskEnded(item);
       this.inFlight.delete(item);
       this.freeRoom?.();
       if (this.inFlight.size === 0) this.armIdleTimer();
@@ -191,11 +197,19 @@ export class EventLoop {
     this.inFlight.add(item);
   }
 
+  /** The event's task is over (its slot given back): reporting it does not hold up taking the next. */
+  private taskEnded(item: InFlight): void {
+    if (item.taskEnded) return;
+    item.taskEnded = true;
+    this.beforeTaskEnd -= 1;
+    this.freeRoom?.();
+  }
+
   private waitForRoom(): Promise<void> {
-    if (this.inFlight.size < this.window || this.stopReason) return Promise.resolve();
+    if (this.beforeTaskEnd < this.window || this.stopReason) return Promise.resolve();
     return new Promise((resolve) => {
       this.freeRoom = () => {
-        if (this.inFlight.size < this.window || this.stopReason) {
+        if (this.beforeTaskEnd < this.window || this.stopReason) {
           this.freeRoom = undefined;
           resolve();
         }
@@ -204,11 +218,22 @@ export class EventLoop {
   }
 
   /** The processor's outcome; a processor that throws (its contract says it never does) releases the event. */
-  private async runProcessor(delivery: Delivery, signal: AbortSignal, log: Logger): Promise<TaskOutcome> {
+  private async runProcessor(item: InFlight, log: Logger): Promise<TaskOutcome> {
     const { processor } = this.opts;
+    const { delivery } = item;
+    const signal = item.abort.signal;
     try {
-      if (processor.slotAware) return await processor.process(delivery, signal, this.slots);
+      if (processor.slotAware) {
+        return await processor.process(delivery, signal, {
+          acquire: (s) => this.slots.acquire(s),
+          release: () => {
+            this.slots.release();
+            this.taskEnded(item);
+          },
+        });
+      }
       if (!(await this.slots.acquire(signal))) return { kind: 'aborted', durationMs: undefined };
+      // The whole call holds the slot and the event its place in the window, reporting included.
       try {
         return await processor.process(delivery, signal);
       } finally {
@@ -227,7 +252,8 @@ export class EventLoop {
   }
 
   /** One event, start to settle. */
-  private async handle(delivery: Delivery, signal: AbortSignal): Promise<void> {
+  private async handle(item: InFlight): Promise<void> {
+    const { delivery } = item;
     const { logger, stats } = this.opts;
     const log = logger.child({ eventId: delivery.eventId, attempt: delivery.deliveryCount });
     log.debug('event received');
@@ -238,7 +264,7 @@ export class EventLoop {
 
     let outcome: TaskOutcome;
     try {
-      outcome = await this.runProcessor(delivery, signal, log);
+      outcome = await this.runProcessor(item, log);
     } finally {
       clearInterval(lease);
     }

@@ -117,9 +117,11 @@ export class TaskFiles {
    */
   async recycle(dir: RunDir): Promise<void> {
     const infile = dir.infile.slice(dir.taskIo.length + 1);
+    const outfile = dir.outfile.slice(dir.taskIo.length + 1);
     try {
       const names = await readdir(dir.taskIo);
-      await Promise.all(names.filter((n) => n !== infile).map((n) => rm(join(dir.taskIo, n), { recursive: true, force: true })));
+      // The outfile is a file the pilot read: one unlink; anything else the task left may be a tree.
+      await Promise.all(names.filter((n) => n !== infile).map((n) => (n === outfile ? unlink(dir.outfile) : rm(join(dir.taskIo, n), { recursive: true, force: true }))));
       this.idle.push(dir);
     } catch {
       await this.remove(dir);

@@ -2,8 +2,9 @@
  * The spawn helper's program (Python 3.8+, standard library only), run by `python3 -I -S -c`, which reads it from its
  * environment: it ships inside the package as text, so nothing is compiled at install time.
  *
- * Protocol, one JSON object per line. Pilot → helper: `{"id", "file", "args", "env", "cwd", "stdout",
- * "stderr"}`. Helper → pilot: `{"ready": pid}` once; `{"id", "pid"}` when started or `{"id", "error",
+ * Protocol, one JSON object per line. Pilot → helper: `{"env": n, "vars": {…}}` defines environment n (sent
+ * once: tasks of one slot have the same), `{"id", "file", "args", "env": n, "cwd", "stdout", "stderr"}` starts
+ * a process. Helper → pilot: `{"ready": pid}` once; `{"id", "pid"}` when started or `{"id", "error",
  * "message"}` when not; `{"id", "code"}` or `{"id", "signal"}` when the process ended.
  *
  * Each task is started with `os.posix_spawn` (glibc: clone with CLONE_VM|CLONE_VFORK, so its cost does not
@@ -20,6 +21,7 @@ for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
 SIGDEF = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
 running = {}
 found = {}
+envs = {}
 cwd = [None]
 def send(obj):
     try:
@@ -42,7 +44,7 @@ def resolve(file, path):
 def start(req):
     rid = req['id']
     try:
-        env = req['env']
+        env = envs[req['env']]
         exe = resolve(req['file'], env.get('PATH'))
         if req['cwd'] != cwd[0]:
             os.chdir(req['cwd'])
@@ -129,6 +131,10 @@ def main():
             *lines, buf = buf.split(b'\n')
             for line in lines:
                 if line:
-                    start(json.loads(line))
+                    req = json.loads(line)
+                    if 'vars' in req:
+                        envs[req['env']] = req['vars']
+                    else:
+                        start(req)
 main()
 `;

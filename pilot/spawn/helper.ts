@@ -38,6 +38,9 @@ interface Pending {
 
 type HelperMessage = { ready: number } | { id: number; pid: number } | { id: number; error: string; message: string } | { id: number; code: number } | { id: number; signal: number };
 
+/** Environments the helper keeps at most: past that it starts over (ids are then reused, redefined first). */
+const MAX_KNOWN_ENVS = 64;
+
 /** Carries the helper's program into it (removed from its environment as it starts). */
 const SOURCE_VARIABLE = 'EWMS_SPAWN_HELPER_PROGRAM';
 
@@ -48,6 +51,7 @@ export class HelperSpawner implements Spawner {
   readonly kind = 'helper';
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
+  private readonly envIds = new Map<string, number>();
   private readonly gone: Promise<void>;
   private dead: string | undefined;
 
@@ -98,12 +102,29 @@ export class HelperSpawner implements Spawner {
   spawn(request: SpawnRequest): Promise<SpawnedProcess> {
     if (this.dead) return Promise.reject(new SpawnFailure(this.dead));
     const id = (this.nextId += 1);
-    const line = JSON.stringify({ id, file: request.file, args: request.args, env: request.env, cwd: request.cwd, stdout: request.stdoutPath, stderr: request.stderrPath });
+    const line = JSON.stringify({ id, file: request.file, args: request.args, env: this.envId(request.env), cwd: request.cwd, stdout: request.stdoutPath, stderr: request.stderrPath });
     return new Promise<SpawnedProcess>((resolve, reject) => {
       this.pending.set(id, { file: request.file, started: resolve, failed: reject });
       if (this.pending.size === 1) this.busy();
       this.child.stdin.write(`${line}\n`);
     });
+  }
+
+  /**
+   * The helper's number for an environment, sent to it the first time: a task's environment is a few kB, the
+   * same for every event of a slot, and parsing it per task is most of what the helper would do.
+   */
+  private envId(env: Readonly<Record<string, string>>): number {
+    const text = JSON.stringify(env);
+    let id = this.envIds.get(text);
+    if (id === undefined) {
+      // A runtime whose env differs per event must not make the helper hold them all.
+      if (this.envIds.size >= MAX_KNOWN_ENVS) this.envIds.clear();
+      id = this.envIds.size;
+      this.envIds.set(text, id);
+      this.child.stdin.write(`{"env":${id},"vars":${text}}\n`);
+    }
+    return id;
   }
 
   async close(): Promise<void> {

@@ -338,6 +338,24 @@ describe('event loop with a slot-aware processor (slot held around the task proc
     expect(stats.snapshot().succeeded).toBe(12);
   });
 
+  test('events being published and acked do not hold up the next: a slow confirm overlaps several tasks', async () => {
+    const log: string[] = [];
+    const sub = new FakeSubscription();
+    const { loop, stats } = makeLoop(sub, slotAware(log, { running: 0, peak: 0 }), {
+      maxConcurrentTasks: 1,
+      lookahead: 1,
+      publishOutput: async (m: OutgoingMessage) => {
+        await sleep(80); // a confirm far slower than a task
+        log.push(`publish:${m.eventId}`);
+      },
+    }, log);
+    sub.push(...['a', 'b', 'c', 'd'].map((id) => new FakeDelivery(id, 1, log)));
+    await loop.run();
+    expect(stats.snapshot().succeeded).toBe(4);
+    expect(log.indexOf('run:c')).toBeLessThan(log.indexOf('ack:a'));
+    for (const id of ['a', 'b', 'c', 'd']) expect(log.indexOf(`publish:out-${id}`)).toBeLessThan(log.indexOf(`ack:${id}`));
+  });
+
   test('events waiting for a slot when intake stops are released, not run', async () => {
     const log: string[] = [];
     const sub = new FakeSubscription();

@@ -67,6 +67,22 @@ describe('spawn helper', () => {
     expect(next.spawnError).toMatch(/spawner process ended/);
   });
 
+  test('each task gets its own environment, also past the number of environments the helper keeps', async () => {
+    const helper = await HelperSpawner.start({ killGraceMs: 500 });
+    const dir = mkdtempSync(join(tmpdir(), 'ewms-helper-'));
+    try {
+      for (let i = 0; i < 70; i++) {
+        const value = String(i % 67); // some environments come back after the helper started over
+        const out = join(dir, `out-${i}`);
+        const r = await runProcess({ file: 'sh', args: ['-c', 'printf %s "$V"'], env: { PATH, V: value } }, { cwd: dir, stdoutPath: out, stderrPath: join(dir, 'err'), timeoutMs: undefined, killGraceMs: 100, spawner: helper });
+        expect(r.exitCode).toBe(0);
+        expect(readFileSync(out, 'utf8')).toBe(value);
+      }
+    } finally {
+      await helper.close();
+    }
+  });
+
   test('a python that cannot run the helper is reported as unavailable', async () => {
     await expect(HelperSpawner.start({ killGraceMs: 100, python: '/nonexistent/python3' })).rejects.toThrow(/cannot run/);
   });
