@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { decodeEnvelope, encodeEnvelope, type JsonValue, type WireFormat } from '../../common/wire.js';
 import { HEADERS, type Delivery } from '../../mq-adapters/types.js';
 import type { TaskOutcome } from '../../pilot/event-loop.js';
@@ -15,8 +15,18 @@ import { isOkayError } from '../../pilot/failure.js';
 import { TaskProcessor, type TaskProcessorOptions } from '../../pilot/processor.js';
 import { createHostRuntime } from '../../pilot/runtime/none.js';
 import { splitShellWords } from '../../pilot/shell-words.js';
+import { HelperSpawner } from '../../pilot/spawn/index.js';
 import { TaskFiles } from '../../pilot/task-files.js';
 import { outputEventId } from '../../pilot/task-io.js';
+
+// Tasks start as a pilot starts them: through the spawn helper.
+let spawner: HelperSpawner;
+beforeAll(async () => {
+  spawner = await HelperSpawner.start({ killGraceMs: 1000 });
+});
+afterAll(async () => {
+  await spawner.close();
+});
 
 function delivery(body: Uint8Array, eventId = 'ev-1', deliveryCount = 1): Delivery {
   const fail = async () => {
@@ -51,6 +61,7 @@ async function processOne(
     version: '9.9.9',
     logger: pino({ level: 'silent' }),
     dumpTo: new Writable({ write: (chunk: Buffer, _e, cb) => ((dumped += chunk.toString()), cb()) }),
+    spawner,
     ...options,
   });
   const outcome = await processor.process(delivery(body), new AbortController().signal);
@@ -82,6 +93,7 @@ describe('TaskProcessor', () => {
       dumpTaskOutput: false,
       version: '9.9.9',
       logger: pino({ level: 'silent' }),
+      spawner,
     });
     const first = await processor.process(delivery(mq('first'), 'a'), new AbortController().signal);
     expect(outputData(first)).toBe('first');
