@@ -15,8 +15,8 @@
  * their own: each running slot reuses `slot-<n>/` (same inside), which saves the directory calls per event.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rm, rmdir, unlink } from 'node:fs/promises';
+import { createReadStream, readdirSync, unlinkSync } from 'node:fs';
+import { mkdir, open, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** Name of the directory shared by init and all tasks. */
@@ -111,17 +111,21 @@ export class TaskFiles {
   }
 
   /**
-   * Make a reusable directory ready for the next event: the task's outfile and anything else it left in
-   * task-io go (the infile stays, to be overwritten); stdout/stderr are truncated when the next task starts.
+   * Make a reusable directory ready for the next event: everything in task-io goes, and stdout/stderr too.
+   * Files are unlinked rather than left to be truncated by the next event: on ext4 rewriting a truncated file
+   * makes its close wait for the data to reach the disk (`auto_da_alloc`), 1.5 ms per event measured here.
    * A directory that cannot be cleaned is removed instead of reused.
    */
   async recycle(dir: RunDir): Promise<void> {
-    const infile = dir.infile.slice(dir.taskIo.length + 1);
-    const outfile = dir.outfile.slice(dir.taskIo.length + 1);
+    const own = new Set([dir.infile, dir.outfile].map((path) => path.slice(dir.taskIo.length + 1)));
     try {
-      const names = await readdir(dir.taskIo);
-      // The outfile is a file the pilot read: one unlink; anything else the task left may be a tree.
-      await Promise.all(names.filter((n) => n !== infile).map((n) => (n === outfile ? unlink(dir.outfile) : rm(join(dir.taskIo, n), { recursive: true, force: true }))));
+      // Synchronous, as the infile and outfile are (see task-io.ts): a readdir and four unlinks per event.
+      for (const name of readdirSync(dir.taskIo)) {
+        // The pilot's own files are plain files; anything else the task left may be a tree.
+        if (own.has(name)) unlinkSync(join(dir.taskIo, name));
+        else await rm(join(dir.taskIo, name), { recursive: true, force: true });
+      }
+      for (const path of [dir.stdout, dir.stderr]) unlinkQuietly(path);
       this.idle.push(dir);
     } catch {
       await this.remove(dir);
@@ -178,5 +182,18 @@ async function unlinkIfPresent(path: string): Promise<void> {
     await unlink(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+/** Unlink a file that may be missing (a task that never started), without the cost of an error's stack. */
+function unlinkQuietly(path: string): void {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  } finally {
+    Error.stackTraceLimit = limit;
   }
 }

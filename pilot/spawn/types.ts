@@ -51,9 +51,15 @@ export class SpawnFailure extends Error {
 
 /** Signal a whole process group; a group that is already gone is fine. */
 export function signalGroup(pgid: number, signal: NodeJS.Signals): void {
+  // After every task the group is killed in case it left something, and mostly it is empty (ESRCH): the
+  // error's stack trace would cost more than the kill itself.
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
   try {
     process.kill(-pgid, signal);
   } catch {
     // ESRCH: nothing left in the group.
+  } finally {
+    Error.stackTraceLimit = limit;
   }
 }

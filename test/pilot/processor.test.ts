@@ -99,7 +99,7 @@ describe('TaskProcessor', () => {
     expect(outputData(first)).toBe('first');
     const second = await processor.process(delivery(mq('second'), 'b'), new AbortController().signal);
     expect(second).toMatchObject({ kind: 'success', output: undefined }); // not the first event's outfile
-    expect(readdirSync(join(dataDir, 'slot-1', 'task-io'))).toEqual(['infile.in']);
+    expect(readdirSync(join(dataDir, 'slot-1', 'task-io'))).toEqual([]);
   });
 
   test('text in, text out; the output answers the input with a derived, stable event id', async () => {
@@ -109,9 +109,9 @@ describe('TaskProcessor', () => {
     expect(outcome.output?.headers).toEqual({ [HEADERS.inputEventId]: 'ev-1' });
     expect(outcome.output?.eventId).toBe(outputEventId('ev-1'));
     expect(outputEventId('ev-1')).not.toBe(outputEventId('ev-2'));
-    // No directory of the event's own: a reused slot directory, left without the task's outfile.
+    // No directory of the event's own: a reused slot directory, left empty for the next event.
     expect(readdirSync(dataDir).sort()).toEqual(['data-hub', 'slot-1']);
-    expect(readdirSync(join(dataDir, 'slot-1', 'task-io'))).toEqual(['infile.in']);
+    expect(readdirSync(join(dataDir, 'slot-1', 'task-io'))).toEqual([]);
   });
 
   test('EWMS_TASK_* variables point at the files and the data hub', async () => {
