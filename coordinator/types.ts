@@ -253,7 +253,10 @@ export interface LocalOptions {
   workDir?: string;
   /** The pilot command line (default: `node dist/pilot/cli.js` of this package). */
   pilotCommand?: string[];
-  /** SIGTERM, then SIGKILL after this long (default 10 s). */
+  /**
+   * SIGTERM, then SIGKILL after this long. Default: what the pilot's own shutdown may take, twice its task
+   * kill grace (`EWMS_PILOT_TASK_KILL_GRACE`, default 10 s) plus 5 s.
+   */
   killGraceMs?: number;
 }
 

@@ -8,6 +8,7 @@ import type { Logger } from './logger.js';
 import { runPilot, type PilotOutcome } from './pilot.js';
 import { runInit, TaskProcessor } from './processor.js';
 import { createRuntime } from './runtime/index.js';
+import { createSpawner, type SpawnerChoice } from './spawn/index.js';
 import { TaskFiles } from './task-files.js';
 
 /** What the caller provides besides the configuration. */
@@ -16,6 +17,8 @@ export interface AssembleOptions {
   version: string;
   /** The environment tasks start from (the pilot's own secrets already removed). */
   baseEnv: Record<string, string>;
+  /** How task processes start (default `auto`: the posix_spawn helper when Python can run it). */
+  spawner?: SpawnerChoice;
 }
 
 /**
@@ -41,26 +44,33 @@ export async function runConfiguredPilot(config: PilotConfig, options: AssembleO
   const init = config.init;
   const initImage = init && init.image !== config.task.image ? await runtime.prepare(init.image) : taskImage;
   const killGraceSeconds = config.settings.killGraceSeconds;
+  // Started once, before init: tasks never fork the pilot, and they end with it however it ends.
+  const spawner = await createSpawner(options.spawner ?? 'auto', { killGraceMs: killGraceSeconds * 1000, logger });
 
-  return runPilot(config.settings, {
-    logger,
-    version,
-    runInit: init ? (signal) => runInit({ init, runtime, image: initImage, files, killGraceSeconds, keepFiles: config.keepAllTaskFiles, logger, signal }) : undefined,
-    makeProcessor: () =>
-      new TaskProcessor({
-        task: config.task,
-        runtime,
-        image: taskImage,
-        files,
-        wireFormat: config.wireFormat,
-        infileExt: config.infileExt,
-        outfileExt: config.outfileExt,
-        killGraceSeconds,
-        okayErrors: config.okayErrors,
-        keepAllTaskFiles: config.keepAllTaskFiles,
-        dumpTaskOutput: config.dumpTaskOutput,
-        version,
-        logger,
-      }),
-  });
+  try {
+    return await runPilot(config.settings, {
+      logger,
+      version,
+      runInit: init ? (signal) => runInit({ init, runtime, image: initImage, files, killGraceSeconds, keepFiles: config.keepAllTaskFiles, logger, signal, spawner }) : undefined,
+      makeProcessor: () =>
+        new TaskProcessor({
+          task: config.task,
+          runtime,
+          image: taskImage,
+          files,
+          wireFormat: config.wireFormat,
+          infileExt: config.infileExt,
+          outfileExt: config.outfileExt,
+          killGraceSeconds,
+          okayErrors: config.okayErrors,
+          keepAllTaskFiles: config.keepAllTaskFiles,
+          dumpTaskOutput: config.dumpTaskOutput,
+          version,
+          logger,
+          spawner,
+        }),
+    });
+  } finally {
+    await spawner.close();
+  }
 }

@@ -164,8 +164,11 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     }
     if (signalled) return finish(SIGNAL_EXIT[signalled] ?? 1, 'signal', `stopped by ${signalled} before taking work`);
 
+    // Beside each running task, one event prepared and waiting for its slot; the prefetch also leaves room
+    // for finished events being published and acked, and one more, so the next event is always in hand.
+    const lookahead = settings.maxConcurrentTasks;
     const subscription = await incoming.consume(settings.incoming.queue, {
-      prefetch: Math.max(settings.prefetch, settings.maxConcurrentTasks),
+      prefetch: Math.max(settings.prefetch, 3 * settings.maxConcurrentTasks + 2),
       deadLetterQueue: settings.deadLetterQueue,
       maxDeliveries: settings.maxDeliveries,
       leaseMs: settings.leaseSeconds * 1000,
@@ -188,6 +191,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
       },
       processor: reporter.wrapProcessor(parts.makeProcessor()),
       maxConcurrentTasks: settings.maxConcurrentTasks,
+      lookahead,
       maxDeliveries: settings.maxDeliveries,
       stopOnTaskError: settings.stopOnTaskError,
       firstMessageTimeoutMs: secondsToMs(settings.firstMessageTimeoutSeconds),
