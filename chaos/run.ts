@@ -42,7 +42,7 @@ export interface ChaosOptions {
   sigkills?: number;
   /** Pilots SIGTERMed during the run (default 50 per 10,000 events). */
   sigterms?: number;
-  /** Stop (SIGTERM) and later kill (SIGKILL) the broker, or the queue's leader, once each (default true). */
+  /** Kill (SIGKILL) and later stop (SIGTERM) the broker, or the queue's leader, once each (default true). */
   brokerDisruptions?: boolean;
   /** Attempts per event (default 3, the product's default). */
   maxDeliveries?: number;
@@ -98,8 +98,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Shares of the expected outcomes at which the broker is disrupted. */
 const DISRUPTIONS: ReadonlyArray<{ at: number; signal: DisruptionSignal }> = [
-  { at: 0.35, signal: 'SIGTERM' },
-  { at: 0.65, signal: 'SIGKILL' },
+  { at: 0.3, signal: 'SIGKILL' },
+  { at: 0.6, signal: 'SIGTERM' },
 ];
 /** How long a disrupted broker (or node) stays down. */
 const BROKER_DOWN_MS = 3_000;

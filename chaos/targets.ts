@@ -1,7 +1,8 @@
 /**
  * The brokers a chaos run owns: a private RabbitMQ node or nats-server, or a private 3-node cluster of
- * either, each on free ports with its data in a temporary directory (test/helpers/). Where the helper allows,
- * the suite's own user with a password it draws, so the run can search every pilot log for that password.
+ * either, each on free ports with its data in a temporary directory (test/helpers/). Each with
+ * a password of the suite (a RabbitMQ user's, a NATS token) drawn per run, so the run can search every file
+ * the pilots wrote for it.
  */
 import { randomBytes } from 'node:crypto';
 import type { ConnectOptions } from '../mq-adapters/types.js';
@@ -46,7 +47,7 @@ export async function startTarget(type: ChaosBrokerType, cluster: boolean): Prom
   // Hex: no character a URL or a config file would need escaped.
   const password = `chaos-${randomBytes(12).toString('hex')}`;
   if (!cluster) return type === 'rabbitmq' ? singleRabbitMQ(password) : singleNats(password);
-  return type === 'rabbitmq' ? rabbitMQCluster(password) : natsCluster();
+  return type === 'rabbitmq' ? rabbitMQCluster(password) : natsCluster(password);
 }
 
 async function singleRabbitMQ(password: string): Promise<ChaosTarget> {
@@ -103,10 +104,9 @@ async function rabbitMQCluster(password: string): Promise<ChaosTarget> {
   return clustered(cluster, '3-node RabbitMQ cluster (quorum queues)', { address: `amqp://${USER}@${ports}`, authToken: password, managementUrl }, password, undefined);
 }
 
-async function natsCluster(): Promise<ChaosTarget> {
-  const cluster = await startNatsCluster();
-  // The cluster helper runs without authentication: no password to look for.
-  return clustered(cluster, '3-node NATS cluster (R3 streams)', { address: cluster.address }, undefined, NATS_DEFAULT_MAX_PAYLOAD);
+async function natsCluster(token: string): Promise<ChaosTarget> {
+  const cluster = await startNatsCluster({ token });
+  return clustered(cluster, '3-node NATS cluster (R3 streams)', { address: cluster.address, authToken: token }, token, NATS_DEFAULT_MAX_PAYLOAD);
 }
 
 function clustered(cluster: BrokerCluster, label: string, options: ConnectOptions, secret: string | undefined, maxMessageBytes: number | undefined): ChaosTarget {
