@@ -3,6 +3,8 @@
  * everything it started) belong to which pilot. A local pilot runs in `<workDir>/pilot-<n>/` and is a child of
  * this process; its tasks run in the same directory with `EWMS_TASK_INFILE` in their environment, which their
  * own children inherit — so a task's whole tree is found, even after its pilot died and PID 1 adopted it.
+ * Any other process in a pilot's directory was started by that pilot too (a helper, a child between fork and
+ * exec), and must not outlive it either.
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { sep } from 'node:path';
@@ -12,6 +14,7 @@ export interface RunProcess {
   pid: number;
   /** The pilot directory it belongs to (`<workDir>/pilot-<n>`). */
   pilotDir: string;
+  /** `pilot`: the local backend's child; `task`: anything a pilot started (a task, its children, a helper). */
   role: 'pilot' | 'task';
   /** Its command line, for reports. */
   command: string;
@@ -39,7 +42,7 @@ export function scanRunProcesses(workDir: string): RunProcess[] {
     const environ = readProc(pid, 'environ') ?? '';
     const pilotDir = cwd.slice(0, cwd.indexOf(sep, prefix.length) === -1 ? cwd.length : cwd.indexOf(sep, prefix.length));
     const isTask = environ.split('\0').some((kv) => kv.startsWith('EWMS_TASK_INFILE='));
-    // A pilot is our own child (the local backend spawned it); a child it forked but has not exec'd yet is not.
+    // A pilot is our own child (the local backend spawned it); anything else there was started by a pilot.
     const role = !isTask && ppid === process.pid ? 'pilot' : 'task';
     found.push({ pid, pilotDir, role, command: (readProc(pid, 'cmdline') ?? '').split('\0').join(' ').trim() });
   }
