@@ -49,6 +49,16 @@ export function scanRunProcesses(workDir: string): RunProcess[] {
   return found;
 }
 
+/** Is `pid` still a process working in `dir` (not gone, its pid not taken by another process)? */
+export function stillIn(pid: number, dir: string): boolean {
+  try {
+    const cwd = readlinkSync(`/proc/${pid}/cwd`);
+    return cwd === dir || cwd.startsWith(`${dir}${sep}`);
+  } catch {
+    return false;
+  }
+}
+
 function readProc(pid: number, file: string): string | undefined {
   try {
     return readFileSync(`/proc/${pid}/${file}`, 'latin1');

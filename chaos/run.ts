@@ -23,7 +23,7 @@ import { classify, type Classification } from './classify.js';
 import { buildReport } from './report.js';
 import { planEvents, type PlannedEvent } from './events.js';
 import { findLeaks, heldAtEnd, type Leak } from './pilot-logs.js';
-import { OrphanWatch, type Orphan, type RunProcess } from './processes.js';
+import { OrphanWatch, stillIn, type Orphan, type RunProcess } from './processes.js';
 import { Rng } from './rng.js';
 import { TASK_SCRIPT } from './task.js';
 import { startTarget, type ChaosBrokerType, type ChaosTarget, type DisruptionSignal } from './targets.js';
@@ -220,6 +220,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         const aimed = action.aimAtSleeper ? live.filter((p) => sleepers.has(p.pilotDir)) : [];
         const candidates = aimed.length > 0 ? aimed : live;
         const victim = candidates[Math.floor(action.pick * candidates.length)]!;
+        // The process list is up to 0.5 s old: signal only the pilot it names, never whoever has its pid now.
+        if (!stillIn(victim.pid, victim.pilotDir)) continue;
         try {
           process.kill(victim.pid, action.signal);
           kills.push({ signal: action.signal, pid: victim.pid, pilotDir: victim.pilotDir });
