@@ -1,8 +1,8 @@
 /**
  * The brokers a chaos run owns: a private RabbitMQ node or nats-server, or a private 3-node cluster of
- * either, each on free ports with its data in a temporary directory (test/helpers/). Each with
- * a password of the suite (a RabbitMQ user's, a NATS token) drawn per run, so the run can search every file
- * the pilots wrote for it.
+ * either, each on free ports with its data in a temporary directory (test/helpers/). Each with a password
+ * drawn per run (a RabbitMQ or NATS user's, a NATS cluster's token), so the run can search every file the
+ * pilots wrote for it.
  */
 import { randomBytes } from 'node:crypto';
 import type { ConnectOptions } from '../mq-adapters/types.js';
@@ -66,9 +66,9 @@ async function singleRabbitMQ(password: string): Promise<ChaosTarget> {
 }
 
 async function singleNats(password: string): Promise<ChaosTarget> {
-  // Token auth, as EWMS gives its NATS queues.
-  const server = await startPrivateNats({ token: password, maxPayloadBytes: SINGLE_BROKER_MAX_MESSAGE_BYTES });
-  return single(server, 'private nats-server (JetStream)', { address: `nats://127.0.0.1:${server.port}`, authToken: password }, password);
+  // A user and password here; the cluster takes a token (as EWMS gives its NATS queues): both kinds reach pilots.
+  const server = await startPrivateNats({ user: { name: USER, password }, maxPayloadBytes: SINGLE_BROKER_MAX_MESSAGE_BYTES });
+  return single(server, 'private nats-server (JetStream)', { address: `nats://${USER}@127.0.0.1:${server.port}`, authToken: password }, password);
 }
 
 function single(broker: PrivateBroker, label: string, options: ConnectOptions, password: string): ChaosTarget {
