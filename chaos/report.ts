@@ -20,7 +20,7 @@ export interface ReportInput {
   duplicatesAbsorbed: number;
   orphans: Orphan[];
   leaks: Leak[] | undefined;
-  kills: Array<{ signal: NodeJS.Signals }>;
+  kills: Array<{ signal: NodeJS.Signals; duringSleep: boolean }>;
   pilotsStarted: number;
   disruptions: string[];
   durationMs: number;
@@ -78,6 +78,7 @@ export function buildReport(input: ReportInput): ChaosReport {
     wrongOutcomes: wrong,
     deliveryLimitAfterKills: limitAfterKills,
     sigkills: input.kills.filter((k) => k.signal === 'SIGKILL').length,
+    sigkillsDuringSleep: input.kills.filter((k) => k.signal === 'SIGKILL' && k.duringSleep).length,
     sigterms: input.kills.filter((k) => k.signal === 'SIGTERM').length,
     pilotsStarted: input.pilotsStarted,
     brokerDisruptions: input.disruptions,
@@ -100,7 +101,7 @@ export function formatReport(r: ChaosReport): string {
   const lines = [
     `== ${r.target} — seed ${r.seed}, ${(r.durationMs / 1000).toFixed(0)} s: ${r.failures.length === 0 ? 'PASS' : 'FAIL'}`,
     `  published ${r.published} of ${r.planned} planned (${r.refusedAtPublish} oversize refused by the broker, as they must be)`,
-    `  pilots: ${r.sigkills} SIGKILLed, ${r.sigterms} SIGTERMed, ${r.pilotsStarted} started in all`,
+    `  pilots: ${r.sigkills} SIGKILLed (${r.sigkillsDuringSleep} while a task of theirs slept), ${r.sigterms} SIGTERMed, ${r.pilotsStarted} started in all`,
     `  broker: ${r.brokerDisruptions.length === 0 ? 'not disrupted' : r.brokerDisruptions.join('; ')}`,
     `  results ${r.results}, dead letters ${r.deadLetters}:`,
     ...Object.entries(r.deadLettersByReason)

@@ -85,6 +85,8 @@ export interface ChaosReport {
   /** Good events dead-lettered for the delivery limit after as many SIGKILLed pilots held them (expected). */
   deliveryLimitAfterKills: number;
   sigkills: number;
+  /** SIGKILLs that hit a pilot while one of its tasks slept: each should leave a task to be cleaned up. */
+  sigkillsDuringSleep: number;
   sigterms: number;
   pilotsStarted: number;
   brokerDisruptions: string[];
@@ -101,6 +103,8 @@ const DISRUPTIONS: ReadonlyArray<{ at: number; signal: DisruptionSignal }> = [
   { at: 0.3, signal: 'SIGKILL' },
   { at: 0.6, signal: 'SIGTERM' },
 ];
+/** How long an aimed SIGKILL waits for a pilot whose task sleeps before it takes any pilot. */
+const AIM_WAIT_MS = 5_000;
 /** How long a disrupted broker (or node) stays down. */
 const BROKER_DOWN_MS = 3_000;
 /** Share of the events published before the pilots start; the rest follow in chunks as outcomes come in. */
@@ -201,8 +205,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const expected = queued.length;
     // Half the SIGKILLs aim at a pilot whose task is asleep (a slow or hanging event): that task is still
     // running when its pilot dies, which is what the orphan count must catch.
-    const pilotActions = signals.map((signal, i) => ({ signal, at: 0.05 + (0.85 * i) / Math.max(1, signals.length), pick: rng.next(), aimAtSleeper: signal === 'SIGKILL' && rng.next() < 0.5 }));
-    const kills: Array<{ signal: NodeJS.Signals; pid: number; pilotDir: string }> = [];
+    const pilotActions: Array<{ signal: NodeJS.Signals; at: number; pick: number; aimAtSleeper: boolean; dueSince?: number }> = signals.map((signal, i) => ({
+      signal,
+      at: 0.05 + (0.85 * i) / Math.max(1, signals.length),
+      pick: rng.next(),
+      aimAtSleeper: signal === 'SIGKILL' && rng.next() < 0.5,
+    }));
+    const kills: Array<{ signal: NodeJS.Signals; pid: number; pilotDir: string; duringSleep: boolean }> = [];
     const disruptions = options.brokerDisruptions === false ? [] : [...DISRUPTIONS];
     const disruptionLog: string[] = [];
     let lateIndex = 0;
@@ -215,16 +224,20 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       while (pilotActions.length > 0 && pilotActions[0]!.at <= progress) {
         const live = procs.filter((p) => p.role === 'pilot' && !kills.some((k) => k.pid === p.pid)).sort((a, b) => pilotIndex(a) - pilotIndex(b));
         if (live.length === 0) break; // none up right now: try again on the next tick
-        const action = pilotActions.shift()!;
+        const action = pilotActions[0]!;
+        action.dueSince ??= Date.now();
         const sleepers = new Set(procs.filter((p) => p.role === 'task' && /^(\/bin\/)?sleep /.test(p.command)).map((p) => p.pilotDir));
         const aimed = action.aimAtSleeper ? live.filter((p) => sleepers.has(p.pilotDir)) : [];
+        // An aimed kill waits a while for a task to be asleep (slow events come every second or two).
+        if (action.aimAtSleeper && aimed.length === 0 && Date.now() - action.dueSince < AIM_WAIT_MS) break;
+        pilotActions.shift();
         const candidates = aimed.length > 0 ? aimed : live;
         const victim = candidates[Math.floor(action.pick * candidates.length)]!;
         // The process list is up to 0.5 s old: signal only the pilot it names, never whoever has its pid now.
         if (!stillIn(victim.pid, victim.pilotDir)) continue;
         try {
           process.kill(victim.pid, action.signal);
-          kills.push({ signal: action.signal, pid: victim.pid, pilotDir: victim.pilotDir });
+          kills.push({ signal: action.signal, pid: victim.pid, pilotDir: victim.pilotDir, duringSleep: sleepers.has(victim.pilotDir) });
         } catch {
           // exited meanwhile: the action is spent
         }

@@ -33,6 +33,8 @@ export function chaosTest(broker: ChaosBrokerType): void {
     for (const reason of [/exited with code/, /malformed event/]) expect(reasons).toMatch(reason);
     // The chaos did happen.
     expect(report.sigkills).toBeGreaterThan(0);
+    // At least one kill left a running task behind for the orphan check to watch.
+    expect(report.sigkillsDuringSleep).toBeGreaterThan(0);
     expect(report.sigterms).toBeGreaterThan(0);
     expect(report.brokerDisruptions).toHaveLength(2);
     expect(report.brokerDisruptions.join('\n')).not.toMatch(/failed/);
