@@ -221,16 +221,20 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
     while (!done) {
       const progress = outcomes.size / expected;
-      while (pilotActions.length > 0 && pilotActions[0]!.at <= progress) {
+      for (let i = 0; i < pilotActions.length && pilotActions[i]!.at <= progress; ) {
         const live = procs.filter((p) => p.role === 'pilot' && !kills.some((k) => k.pid === p.pid)).sort((a, b) => pilotIndex(a) - pilotIndex(b));
         if (live.length === 0) break; // none up right now: try again on the next tick
-        const action = pilotActions[0]!;
+        const action = pilotActions[i]!;
         action.dueSince ??= Date.now();
         const sleepers = new Set(procs.filter((p) => p.role === 'task' && /^(\/bin\/)?sleep /.test(p.command)).map((p) => p.pilotDir));
         const aimed = action.aimAtSleeper ? live.filter((p) => sleepers.has(p.pilotDir)) : [];
-        // An aimed kill waits a while for a task to be asleep (slow events come every second or two).
-        if (action.aimAtSleeper && aimed.length === 0 && Date.now() - action.dueSince < AIM_WAIT_MS) break;
-        pilotActions.shift();
+        // An aimed kill waits a while for a task to be asleep (slow events come every second or two); the
+        // actions after it go ahead meanwhile.
+        if (action.aimAtSleeper && aimed.length === 0 && Date.now() - action.dueSince < AIM_WAIT_MS) {
+          i += 1;
+          continue;
+        }
+        pilotActions.splice(i, 1);
         const candidates = aimed.length > 0 ? aimed : live;
         const victim = candidates[Math.floor(action.pick * candidates.length)]!;
         // The process list is up to 0.5 s old: signal only the pilot it names, never whoever has its pid now.
