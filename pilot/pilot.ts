@@ -201,6 +201,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
       stats,
       // Per event: counters only (a snapshot sorts every duration), and nothing at all without HTChirp.
       onProgress: chirp.active ? chirpCounts : undefined,
+      version: parts.version,
     });
     if (signalled) loop.stop('signal', settings.killGraceSeconds * 1000);
     scheduleWallTime(settings, loop, timers, logger, () => chirp.status('PendingRemainingTasks'));

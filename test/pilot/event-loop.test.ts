@@ -6,6 +6,7 @@
 import { describe, expect, test } from 'vitest';
 import { pino } from 'pino';
 import type { DeadLetterReason, Delivery, OutgoingMessage, Subscription } from '../../mq-adapters/types.js';
+import { MessageTooLargeError } from '../../mq-adapters/errors.js';
 import { EventLoop, type EventProcessor, type TaskOutcome } from '../../pilot/event-loop.js';
 import { PilotStats } from '../../pilot/stats.js';
 
@@ -167,6 +168,36 @@ describe('event loop', () => {
     expect(result.stopReason).toBe('broker-error');
     // The exit summary says why ("broker failure: connection lost"), not "broker failure: undefined".
     expect(String(result.brokerError)).toMatch(/connection lost/);
+  });
+
+  test('an output the broker refuses as too large dead-letters its event at once, and the pilot carries on', async () => {
+    // Released instead, the event would come back to every pilot and stop each one with a "broker failure".
+    const sub = new FakeSubscription();
+    const big = new FakeDelivery('big');
+    const next = new FakeDelivery('next');
+    const log: string[] = [];
+    const { loop, stats } = makeLoop(
+      sub,
+      { process: async (d) => ({ kind: 'success', durationMs: 1, output: { body: d.body, eventId: `out-${d.eventId}` } }) },
+      {
+        stopOnTaskError: true,
+        version: '9.9.9',
+        publishOutput: async (m: OutgoingMessage) => {
+          if (m.eventId === 'out-big') throw new MessageTooLargeError('nats', 2_000_000, 1_048_576);
+          log.push(`publish:${m.eventId}`);
+        },
+      },
+      log,
+    );
+    sub.push(big, next);
+    const result = await loop.run();
+    expect(big.settled).toBe('dead-letter');
+    expect(big.deadLetterReason?.reason).toMatch(/output is too large for the broker: message of 2000000 bytes exceeds the nats limit of 1048576 bytes/);
+    expect(big.deadLetterReason?.details).toMatchObject({ 'error-type': 'InvalidDataFromOutfileException', attempt: '1', 'pilot-version': '9.9.9' });
+    expect(next.settled).toBe('ack');
+    // Not the node's fault: no fail-fast, no broker failure.
+    expect(result.stopReason).toBe('idle-timeout');
+    expect(stats.snapshot()).toMatchObject({ succeeded: 1, failed: 1, deadLettered: 1 });
   });
 
   test('never runs more than maxConcurrentTasks at once', async () => {
