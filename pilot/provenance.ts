@@ -2,7 +2,8 @@
  * Each output's provenance (see `common/provenance.ts`): the root event id, the chain of steps with this
  * run appended, the share and priority carried on; dead letters name the task that failed them. With filter
  * markers on, a task that wrote no outfile publishes a marker instead of nothing, and a marker received is
- * passed on without running the task.
+ * passed on without running the task; so is a dead letter that rides the queues (dead-letter route
+ * `outgoing`, as under EWMS).
  */
 import { hostname } from 'node:os';
 import { encodeEnvelope, type WireFormat } from '../common/wire.js';
@@ -30,6 +31,11 @@ export function withProvenance(processor: EventProcessor, identity: StepIdentity
   const host = hostname();
   return {
     async process(delivery: Delivery, signal: AbortSignal): Promise<TaskOutcome> {
+      if (delivery.headers[HEADERS.deadLetterReason] !== undefined) {
+        // A dead letter from upstream riding the queues (no dead-letter queue of its own, as under EWMS): it
+        // already is its event's outcome; pass it on, untouched, towards the coordinator.
+        return { kind: 'success', output: { body: delivery.body, headers: { ...delivery.headers }, eventId: delivery.eventId }, durationMs: 0 };
+      }
       if (delivery.headers[P.filtered] !== undefined) {
         // Filtered upstream: nothing for this task to do, but the coordinator must still hear of it.
         return { kind: 'success', output: identity.filterMarkers ? marker(delivery, delivery.headers[P.filtered] ?? identity.taskName, identity.wireFormat) : undefined, durationMs: 0 };

@@ -6,7 +6,7 @@
  * With one input and one output (the common case) intake is the adapter's own subscription, untouched.
  */
 import { connect, sameBroker } from '../mq-adapters/index.js';
-import type { Broker, ConnectOptions, Delivery, OutgoingMessage, Subscription } from '../mq-adapters/types.js';
+import { HEADERS, type Broker, type ConnectOptions, type Delivery, type OutgoingMessage, type Subscription } from '../mq-adapters/types.js';
 import { derivedEventId, PROVENANCE_HEADERS as P, readShare, splitShare, writeShare } from '../common/provenance.js';
 import { describeError } from '../common/redact.js';
 import type { Logger } from './logger.js';
@@ -135,11 +135,13 @@ export class PilotQueues {
    * Publish one output to every output queue and resolve once each confirmed it. Each copy gets an id of its
    * own, derived from the output's and the queue's (so two copies meeting again downstream are not taken for
    * one), and an equal part of the input's share. An urgent output goes to a queue's urgent twin where there
-   * is one. A filter marker goes to the first queue only, with the whole share.
+   * is one. A filter marker (or a dead letter passed on) goes to the first queue only, with the whole share.
    */
   async publish(message: OutgoingMessage): Promise<void> {
     const headers = message.headers ?? {};
-    const targets = headers[P.filtered] !== undefined ? this.outputs.slice(0, 1) : this.outputs;
+    // A marker or a dead letter passed on is one outcome: it must reach the coordinator once, not once per branch.
+    const passedOn = headers[P.filtered] !== undefined || headers[HEADERS.deadLetterReason] !== undefined;
+    const targets = passedOn ? this.outputs.slice(0, 1) : this.outputs;
     const urgent = headers[P.priority] === 'urgent';
     const share = targets.length > 1 ? writeShare(splitShare(readShare(headers[P.share]), targets.length)) : headers[P.share];
     await Promise.all(
