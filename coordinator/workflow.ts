@@ -24,6 +24,7 @@
  * token, so each gets a connection of its own.
  */
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import type { WireFormat } from '../common/wire.js';
 import { connect } from '../mq-adapters/index.js';
 import { DEFAULTS, defaultDeadLetterQueue, type AdapterLogger, type Broker, type ConnectOptions } from '../mq-adapters/types.js';
@@ -388,9 +389,17 @@ export class Workflow {
 
   /** One task's pilot request: as planned at create time, or from these defaults. */
   private graphTaskRequest(task: LayoutTask, given: PilotRequest | PilotDefaults): PilotRequest {
-    if (task.request && given === this.pilotDefaults) return task.request;
-    if (!task.spec) throw new CoordinatorConfigError(`task '${task.name}' has no description`, 'create the workflow with its tasks');
-    return taskPilotRequest(task.spec, withPriority(given, this.priority));
+    let request: PilotRequest;
+    if (task.request && given === this.pilotDefaults) request = task.request;
+    else if (task.spec) request = taskPilotRequest(task.spec, withPriority(given, this.priority));
+    else throw new CoordinatorConfigError(`task '${task.name}' has no description`, 'create the workflow with its tasks');
+    // A work directory given for all: each task's pilots (and condor files) in a directory of their own.
+    const own = (dir: string | undefined) => (dir === undefined ? {} : { workDir: join(dir, task.name) });
+    return {
+      ...request,
+      ...(request.local ? { local: { ...request.local, ...own(request.local.workDir) } } : {}),
+      ...(request.condor ? { condor: { ...request.condor, ...own(request.condor.workDir) } } : {}),
+    };
   }
 
   /** A task's queues as its pilots see them. */
