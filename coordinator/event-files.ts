@@ -275,10 +275,12 @@ function parseJson(text: string, where: string): JsonValue {
 
 /** One outcome as a JSON line: `{"eventId", "kind", "data"}` plus `reason`/`details` for dead letters. */
 export function outcomeLine(outcome: WorkflowOutcome): string {
+  // Provenance: the steps that made it (each naming its task by task_name), when the pilots recorded them.
+  const provenance = outcome.provenance.length > 0 ? { ...(outcome.task !== undefined ? { task: outcome.task } : {}), provenance: outcome.provenance } : {};
   const record =
     outcome.kind === 'result'
-      ? { eventId: outcome.inputEventId, kind: outcome.kind, data: outcome.data, ...(outcome.headers[TRACEPARENT_HEADER] ? { traceparent: outcome.headers[TRACEPARENT_HEADER] } : {}) }
-      : { eventId: outcome.inputEventId, kind: outcome.kind, reason: outcome.reason, details: outcome.details, data: outcome.data };
+      ? { eventId: outcome.inputEventId, kind: outcome.kind, data: outcome.data, ...(outcome.headers[TRACEPARENT_HEADER] ? { traceparent: outcome.headers[TRACEPARENT_HEADER] } : {}), ...provenance }
+      : { eventId: outcome.inputEventId, kind: outcome.kind, reason: outcome.reason, details: outcome.details, data: outcome.data, ...(outcome.task !== undefined ? { task: outcome.task } : {}), ...(outcome.provenance.length > 0 ? { provenance: outcome.provenance } : {}) };
   return `${JSON.stringify(record)}\n`;
 }
 

@@ -23,6 +23,7 @@ import { InputProblems, seconds, UsageError, wholeNumber } from './input.js';
 import { checkPilots } from './pilot-check.js';
 import { pilotOptions, readPilotRequest } from './pilot-options.js';
 import { readMonitorPort } from './monitor.js';
+import { cmdRunGraph } from './run-graph.js';
 import { brokerFromArgs, brokerOptions, checkWritable, collectOptions, defined, EXIT, readIds, secrets, type Args, type CommandContext, type EwmsCommand } from './shared.js';
 import { describeWorkflowState, inspectWorkflow, withBroker } from './workflow-state.js';
 
@@ -90,7 +91,9 @@ function lastLine(text: string | undefined): string | undefined {
 }
 
 export async function cmdRun(args: Args, logger: Logger, context: CommandContext): Promise<number> {
+  if (args['workflow-file'] !== undefined) return cmdRunGraph(args, logger, context);
   const p = new InputProblems('ewms run');
+  if (Array.isArray(args.events)) p.add('--events', `was given ${args.events.length} times`, 'give --events once; several public input queues (--events ALIAS=FILE each) need a --workflow-file');
   const cwd = process.cwd();
   const notes: string[] = [];
 
@@ -256,7 +259,8 @@ export const runCommand: EwmsCommand = {
   describe: 'Publish events, start pilots, collect every outcome, stop the pilots',
   options: (y) =>
     collectOptions(pilotOptions(brokerOptions(y, false)))
-      .option('events', { type: 'string', describe: 'Events: a .jsonl file (one JSON value per line) or a directory (one event per file); checked whole before the first is published' })
+      .option('events', { type: 'string', describe: 'Events: a .jsonl file (one JSON value per line) or a directory (one event per file); checked whole before the first is published. With --workflow-file and several public input queues: ALIAS=FILE, once per queue' })
+      .option('workflow-file', { type: 'string', describe: 'A workflow graph (JSON, the WMS request shape: tasks[] with task_name, task_args, input_queue_aliases, output_queue_aliases, …; public_queue_aliases): every task runs with its own pilots' })
       .option('write-ids', { type: 'string', describe: 'Write the published event ids here, one per line, in the order of --events' })
       .option('also-expect', { type: 'string', describe: 'How many outcomes to await besides --events (dead letters already in the queue when the run starts are not counted; --also-expect-ids is exact)' })
       .option('also-expect-ids', { type: 'string', conflicts: 'also-expect', describe: 'File of event ids to await besides --events (e.g. from ewms dlq requeue --write-ids)' })
@@ -265,4 +269,5 @@ export const runCommand: EwmsCommand = {
       .option('monitor-host', { type: 'string', default: '127.0.0.1', describe: 'Address the monitor binds (anything but loopback needs EWMS_MONITOR_TOKEN)', group: 'Monitor:' })
       .option('monitor-linger', { type: 'string', default: '0', describe: 'Keep serving the final state this many seconds after the run (Ctrl-C ends it sooner)', group: 'Monitor:' }),
   run: cmdRun,
+  repeatable: ['events'],
 };
