@@ -143,7 +143,7 @@ export async function cmdRunGraph(args: Args, logger: Logger, context: CommandCo
         tasks,
         publicQueues: description.public_queue_aliases,
         allowCycles: description.allow_cycles,
-        urgentQueues: description.urgent_queues,
+        urgentQueues: description.urgent_queues ?? (args['urgent-queues'] === true ? true : undefined),
         priority: description.priority,
         maxDeliveries,
         wireFormat,

@@ -202,6 +202,7 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
         events: eventsPath ? readEvents(eventsPath) : undefined,
         alsoExpect,
         pilots: request,
+        urgentQueues: args['urgent-queues'] === true ? true : undefined,
         idleTimeoutMs: idleTimeout * 1000,
         progress: args.progress ? {} : (false as const),
         deleteQueues: args['keep-queues'] ? false : ('if-clean' as const),
@@ -265,6 +266,7 @@ export const runCommand: EwmsCommand = {
       .option('also-expect', { type: 'string', describe: 'How many outcomes to await besides --events (dead letters already in the queue when the run starts are not counted; --also-expect-ids is exact)' })
       .option('also-expect-ids', { type: 'string', conflicts: 'also-expect', describe: 'File of event ids to await besides --events (e.g. from ewms dlq requeue --write-ids)' })
       .option('keep-queues', { type: 'boolean', default: false, describe: 'Keep the queues at the end (they are kept anyway while dead letters remain)' })
+      .option('urgent-queues', { type: 'boolean', describe: 'Give each task input queue an urgent twin the pilots drain first (ewms publish --urgent sends there); a workflow file says "urgent_queues": true' })
       .option('monitor', { type: 'string', describe: 'Serve the live page and /metrics during the run on this port (default 9464; 0: a free one)', group: 'Monitor:' })
       .option('monitor-host', { type: 'string', default: '127.0.0.1', describe: 'Address the monitor binds (anything but loopback needs EWMS_MONITOR_TOKEN)', group: 'Monitor:' })
       .option('monitor-linger', { type: 'string', default: '0', describe: 'Keep serving the final state this many seconds after the run (Ctrl-C ends it sooner)', group: 'Monitor:' }),

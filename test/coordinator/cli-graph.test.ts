@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
-import { Workflow } from '../../coordinator/index.js';
+import { connect } from '../../mq-adapters/index.js';
 import { freshId } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../../dist/coordinator/cli.js', import.meta.url));
@@ -69,9 +69,15 @@ describe('ewms run --workflow-file', () => {
     expect(JSON.parse(list.stdout.trim())).toMatchObject({ reason: 'task exited with code 3', data: { pixel: 7, poison: true } });
     const none = await ewms(['dlq', 'list', '--workflow', workflow, '--workflow-file', 'workflow.json', '--task', 'merge'], dir);
     expect(none.stderr).toMatch(/0 dead letters in ewms-.*-b\.dlq/);
-    // The queues were kept for the dead letter: delete them all (the graph's queues, by the same description).
-    const wf = await Workflow.create({ broker: { address: 'amqp://guest@127.0.0.1:5672', authToken: 'guest' }, id: workflow, tasks: WORKFLOW.tasks, publicQueues: WORKFLOW.public_queue_aliases });
-    await wf.close({ deleteQueues: true });
+    // The queues were kept for the dead letter: delete them all (the graph's queues, by its description).
+    const deleted = await ewms(['delete', '--workflow', workflow, '--workflow-file', 'workflow.json'], dir);
+    expect(deleted.code, deleted.stderr).toBe(0);
+    const broker = await connect({ address: 'amqp://guest@127.0.0.1:5672', authToken: 'guest' });
+    try {
+      await expect(broker.depth(`ewms-${workflow}-a.dlq`)).rejects.toThrow();
+    } finally {
+      await broker.close();
+    }
   }, 180_000);
 
   test('a graph error is refused (exit 2) before anything is created, naming the task and the alias', async () => {
