@@ -46,6 +46,14 @@ export interface RunWorkflowOptions extends WorkflowOptions {
    */
   deleteQueues?: boolean | 'if-clean';
   signal?: AbortSignal;
+  /**
+   * Streaming: collect every outcome as it arrives, with no expected set and no end, until `signal` aborts;
+   * then stop the pilots and keep the queues (pilots autoscaled from `min: 0` scale to zero while the feed
+   * is idle). `alsoExpect` does not apply.
+   */
+  follow?: boolean;
+  /** Outcome ids handed over before a restart (`follow`): skipped if they come again. */
+  alreadySeen?: Iterable<string>;
   /** Told once the queues exist, before anything is published (e.g. to start `ewms monitor` on the run). */
   onWorkflow?: (workflow: Workflow, progress: () => ProgressSnapshot) => void | Promise<void>;
 }
@@ -118,7 +126,7 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
     await options.onPublished?.(ids);
     const extraIds = options.alsoExpect === undefined || typeof options.alsoExpect === 'number' ? undefined : [...options.alsoExpect];
     const extra = extraIds ? extraIds.length : ((options.alsoExpect as number | undefined) ?? 0);
-    expected = ids.length + extra;
+    expected = options.follow ? undefined : ids.length + extra;
     log?.info({ workflow: workflow.id, published: ids.length, expected, pilots: cluster?.id }, 'events published; collecting');
 
     // With extra outcomes to await, ids cannot all be named: count instead.
@@ -127,15 +135,21 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
     const stageWatch = workflow.layout.isGraph ? watchStages(workflow, cluster, (s) => (stages = s)) : undefined;
     const signals = [watchdog?.signal, options.signal].filter((s): s is AbortSignal => s !== undefined);
     try {
-      const collection = workflow.collect({
-        expected: extraIds ? [...ids, ...extraIds] : extra > 0 ? expected : ids,
-        idleTimeoutMs: options.idleTimeoutMs ?? 600_000,
-        keepDeadLetters: true,
-        ignoreIds: earlierDeadLetters,
-        ...(signals.length > 0 ? { signal: AbortSignal.any(signals) } : {}),
-      });
+      const signal = signals.length > 0 ? { signal: AbortSignal.any(signals) } : {};
+      const collection = options.follow
+        ? // Streaming: every outcome as it comes (dead letters acked once handed over) until the signal.
+          workflow.collect({ follow: true, ...(options.alreadySeen ? { alreadySeen: options.alreadySeen } : {}), ...signal })
+        : workflow.collect({
+            expected: extraIds ? [...ids, ...extraIds] : extra > 0 ? expected : ids,
+            idleTimeoutMs: options.idleTimeoutMs ?? 600_000,
+            keepDeadLetters: true,
+            ignoreIds: earlierDeadLetters,
+            ...signal,
+          });
       collected = collection.stats;
       for await (const outcome of collection) await options.onOutcome(outcome);
+      // A stream ends quietly on its signal: pilots that all failed must still fail the run.
+      if (options.follow && watchdog?.signal.aborted) throw watchdog.signal.reason;
     } finally {
       watchdog?.stop();
       stageWatch?.stop();
@@ -147,7 +161,8 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
       cluster = undefined;
     }
     const stats = { ...collected };
-    const deleteQueues = options.deleteQueues ?? 'if-clean';
+    // A stream's queues outlive the collector: it resumes from them.
+    const deleteQueues = options.deleteQueues ?? (options.follow ? false : 'if-clean');
     const queuesDeleted =
       !workflow.queuesOwnedByBackend && (deleteQueues === true || (deleteQueues === 'if-clean' && (await deadLetterDepth(workflow)) === 0 && stats.deadLetters === 0));
     display?.stop();

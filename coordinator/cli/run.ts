@@ -12,7 +12,7 @@ import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { LineWriter, outcomeLine, readEvents, scanEvents, type EventsSummary } from '../event-files.js';
+import { dropPartialLastLine, LineWriter, outcomeLine, readEvents, scanEvents, writtenOutcomeIds, type EventsSummary } from '../event-files.js';
 import type { WorkflowTarget } from '../pilot-env.js';
 import { runWorkflow } from '../run-workflow.js';
 import type { PilotRequest, WireFormat, WorkflowOutcome } from '../types.js';
@@ -104,7 +104,10 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
   if (alsoExpectIds?.length === 0) p.add('--also-expect-ids', `'${idsFile}' holds no event ids`, 'give the file ewms dlq requeue --write-ids wrote');
   const alsoExpectCount = wholeNumber(p, args, 'also-expect', { min: 1, example: '5' });
   const alsoExpect: number | string[] = alsoExpectIds ?? alsoExpectCount ?? 0;
-  if (!eventsPath && idsFile === undefined && args['also-expect'] === undefined) {
+  const follow = args.follow === true;
+  if (follow && (idsFile !== undefined || args['also-expect'] !== undefined)) p.add('--follow', 'is given with --also-expect*', 'a stream waits for no expected set: leave --also-expect out');
+  if (follow && args.output !== undefined && args.output !== '-' && args.append !== true) p.add('--follow', 'needs --append to resume after a restart', 'give --append (the output keeps what earlier runs wrote, and none of it is written twice)');
+  if (!follow && !eventsPath && idsFile === undefined && args['also-expect'] === undefined) {
     p.add('--events', 'nothing to run: no events given', 'give --events FILE|DIR, or --also-expect-ids FILE (or --also-expect N) for events already queued, e.g. requeued dead letters');
   }
   if (args['write-ids'] !== undefined && !eventsPath) p.add('--write-ids', 'is given without --events: nothing is published', 'leave it out, or add --events');
@@ -123,7 +126,7 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
 
   // 2. The whole events file, before anything is published: all or nothing.
   const summary = eventsPath ? await p.absorbAsync(`--events ${eventsPath}`, () => scanEvents(eventsPath)) : undefined;
-  if (summary?.count === 0 && alsoExpect === 0) {
+  if (summary?.count === 0 && alsoExpect === 0 && !follow) {
     say(`warning: ${eventsPath} holds no events: nothing to run (nothing was changed)`);
     p.check();
     return EXIT.ok;
@@ -166,6 +169,14 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
   const pilotsLine = `${request.count}${request.autoscale ? `–${request.autoscale.max} (autoscaled)` : ''} ${request.backend} pilot${request.count === 1 && !request.autoscale ? '' : 's'}`;
   say(`workflow ${id}: ${summary ? `${summary.count} event${summary.count === 1 ? '' : 's'} from ${eventsPath}` : 'no new events'}${alsoExpect !== 0 ? `, ${typeof alsoExpect === 'number' ? alsoExpect : alsoExpect.length} more expected` : ''}; ${pilotsLine}`);
   for (const note of notes) say(note);
+  // A stream resumes: what its files already hold is not written again.
+  const alreadySeen: string[] = [];
+  if (follow) {
+    for (const path of new Set([args.output as string | undefined, args['dead-letters'] as string | undefined])) {
+      await dropPartialLastLine(path);
+      alreadySeen.push(...(await writtenOutcomeIds(path, 100_000)));
+    }
+  }
   const results = new LineWriter(args.output as string | undefined, { append: args.append as boolean });
   const dead = args['dead-letters'] ? new LineWriter(args['dead-letters'] as string, { append: args.append as boolean }) : undefined;
   const tally = new DeadLetterTally();
@@ -203,16 +214,19 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
         alsoExpect,
         pilots: request,
         urgentQueues: args['urgent-queues'] === true ? true : undefined,
+        follow: follow || undefined,
+        alreadySeen: follow ? alreadySeen : undefined,
         idleTimeoutMs: idleTimeout * 1000,
         progress: args.progress ? {} : (false as const),
         deleteQueues: args['keep-queues'] ? false : ('if-clean' as const),
         onPublished: args['write-ids'] ? (ids: readonly string[]) => writeFile(args['write-ids'] as string, ids.map((i) => `${i}\n`).join('')) : undefined,
         onOutcome: async (o: WorkflowOutcome) => {
           if (o.kind === 'result') {
-            await results.write(outcomeLine(o));
+            await results.write(outcomeLine(o, { outcomeId: follow }));
           } else {
             tally.add(o);
-            await dead?.write(outcomeLine(o));
+            // A stream acks dead letters once handed over: without --dead-letters they go with the results.
+            await (dead ?? (follow ? results : undefined))?.write(outcomeLine(o, { outcomeId: follow }));
           }
         },
         signal: stop.signal,
@@ -266,6 +280,7 @@ export const runCommand: EwmsCommand = {
       .option('also-expect', { type: 'string', describe: 'How many outcomes to await besides --events (dead letters already in the queue when the run starts are not counted; --also-expect-ids is exact)' })
       .option('also-expect-ids', { type: 'string', conflicts: 'also-expect', describe: 'File of event ids to await besides --events (e.g. from ewms dlq requeue --write-ids)' })
       .option('keep-queues', { type: 'boolean', default: false, describe: 'Keep the queues at the end (they are kept anyway while dead letters remain)' })
+      .option('follow', { type: 'boolean', describe: 'Stream: start the pilots (with --autoscale-min 0 they scale to zero while idle), write outcomes as they arrive until Ctrl-C/SIGTERM; restarted with --append it resumes without losing or repeating any' })
       .option('urgent-queues', { type: 'boolean', describe: 'Give each task input queue an urgent twin the pilots drain first (ewms publish --urgent sends there); a workflow file says "urgent_queues": true' })
       .option('monitor', { type: 'string', describe: 'Serve the live page and /metrics during the run on this port (default 9464; 0: a free one)', group: 'Monitor:' })
       .option('monitor-host', { type: 'string', default: '127.0.0.1', describe: 'Address the monitor binds (anything but loopback needs EWMS_MONITOR_TOKEN)', group: 'Monitor:' })
