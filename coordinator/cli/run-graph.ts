@@ -18,7 +18,7 @@ import { checkWorkflowId, workflowQueues } from '../workflow.js';
 import { InputProblems, seconds, wholeNumber } from './input.js';
 import { checkPilots } from './pilot-check.js';
 import { readPilotDefaults } from './pilot-options.js';
-import { brokerFromArgs, checkWritable, defined, EXIT, type Args, type CommandContext } from './shared.js';
+import { brokerFromArgs, checkWritable, defined, EXIT, stopOnSignals, type Args, type CommandContext } from './shared.js';
 
 const say = (line: string) => process.stderr.write(`ewms: ${line}\n`);
 
@@ -125,14 +125,7 @@ export async function cmdRunGraph(args: Args, logger: Logger, context: CommandCo
   await dead?.ready();
   const deadByTask = new Map<string, number>();
   const stop = new AbortController();
-  let stoppedBy: NodeJS.Signals | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    stoppedBy ??= signal;
-    process.stderr.write(`ewms: ${signal}: stopping the pilots; unfinished events stay in their queues\n`);
-    stop.abort(new Error(`stopped by ${signal}`));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const signals = stopOnSignals(stop, 'unfinished events stay in their queues');
   context.changing();
   try {
     const eventsByQueue: Record<string, AsyncIterable<EventData>> = Object.fromEntries(summaries.map((s) => [s.alias, readEvents(s.path)]));
@@ -161,10 +154,10 @@ export async function cmdRunGraph(args: Args, logger: Logger, context: CommandCo
         signal: stop.signal,
       }),
     ).catch((err: unknown) => {
-      if (stoppedBy) return undefined;
+      if (signals.signal()) return undefined;
       throw err;
     });
-    if (!report) return stoppedBy === 'SIGTERM' ? EXIT.terminated : EXIT.interrupted;
+    if (!report) return signals.signal() === 'SIGTERM' ? EXIT.terminated : EXIT.interrupted;
     process.stderr.write(
       `workflow ${report.workflowId}: ${report.settled} of ${report.published} events settled — ${report.results} results, ${report.deadLetters} dead letters, ${report.filtered} filtered out; ` +
         `${report.duplicates} duplicates dropped, ${report.seconds.toFixed(1)} s; queues ${report.queuesDeleted ? 'deleted' : 'kept'}\n`,
@@ -178,8 +171,7 @@ export async function cmdRunGraph(args: Args, logger: Logger, context: CommandCo
     p.check();
     throw err;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    signals.release();
     await results.close();
     await dead?.close();
   }

@@ -24,7 +24,7 @@ import { checkPilots } from './pilot-check.js';
 import { pilotOptions, readPilotRequest } from './pilot-options.js';
 import { readMonitorPort } from './monitor.js';
 import { cmdRunGraph } from './run-graph.js';
-import { brokerFromArgs, brokerOptions, checkWritable, collectOptions, defined, EXIT, readIds, secrets, type Args, type CommandContext, type EwmsCommand } from './shared.js';
+import { brokerFromArgs, brokerOptions, checkWritable, collectOptions, defined, EXIT, readIds, secrets, stopOnSignals, type Args, type CommandContext, type EwmsCommand } from './shared.js';
 import { describeWorkflowState, inspectWorkflow, withBroker } from './workflow-state.js';
 
 const say = (line: string) => process.stderr.write(`ewms: ${line}\n`);
@@ -190,14 +190,7 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
   }
   // Ctrl-C or a kill must not leave local pilots running (they are in process groups of their own).
   const stop = new AbortController();
-  let stoppedBy: NodeJS.Signals | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    stoppedBy ??= signal;
-    process.stderr.write(`ewms: ${signal}: stopping the pilots; unfinished events stay in the queue\n`);
-    stop.abort(new Error(`stopped by ${signal}`));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const signals = stopOnSignals(stop, 'unfinished events stay in the queue');
   let finished = false;
   const monitorCli = monitorPort !== undefined ? await import('../monitor/cli.js') : undefined;
   let monitor: Awaited<ReturnType<NonNullable<typeof monitorCli>['serveMonitor']>> | undefined;
@@ -238,10 +231,10 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
             : undefined,
       }),
     ).catch((err: unknown) => {
-      if (stoppedBy) return undefined;
+      if (signals.signal()) return undefined;
       throw err;
     });
-    if (!report) return stoppedBy === 'SIGTERM' ? EXIT.terminated : EXIT.interrupted;
+    if (!report) return signals.signal() === 'SIGTERM' ? EXIT.terminated : EXIT.interrupted;
     finished = true;
     process.stderr.write(
       `workflow ${report.workflowId}: ${report.results} results, ${report.deadLetters} dead letters, ${report.duplicates} duplicates dropped, ` +
@@ -259,8 +252,7 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
     return report.deadLetters > 0 ? EXIT.deadLetters : EXIT.ok;
   } finally {
     await (monitor as { close(): Promise<void> } | undefined)?.close();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    signals.release();
     await results.close();
     await dead?.close();
     const dir = request.local?.workDir;

@@ -61,33 +61,28 @@ export function evaluatePixel(input: PixelTaskInput): PixelResult {
 
 /** Run the task on `[infile, outfile]`; returns the exit code. */
 export function runTask(argv: readonly string[]): number {
-  const [infile, outfile] = argv;
-  if (!infile || !outfile) {
-    process.stderr.write('usage: task.js <infile.json> <outfile.json>\n');
-    return 2;
-  }
-  try {
-    const input = JSON.parse(readFileSync(infile, 'utf8')) as PixelTaskInput;
+  return runOnFiles(argv, 'task.js', (input: PixelTaskInput) => {
     if (typeof input?.pixel !== 'object' || input.pixel === null) {
       throw new EwmsError('the infile has no pixel', 'publish {"pixel": {"nside": 8, "pix": 0}, "event": {...}}');
     }
-    writeFileSync(outfile, JSON.stringify(evaluatePixel(input)));
-    return 0;
-  } catch (err) {
-    process.stderr.write(`${err instanceof EwmsError ? err.toString() : String(err)}\n`);
-    return 2;
-  }
+    return evaluatePixel(input);
+  });
 }
 
 /** Run the refinement task on `[infile, outfile]`: every finer pixel of one coarse pixel; returns the exit code. */
 export function runRefineTask(argv: readonly string[]): number {
+  return runOnFiles(argv, 'runRefineTask', evaluateRefinement);
+}
+
+/** Read the JSON infile, write `evaluate`'s answer as the JSON outfile; 0, or 2 with the reason on stderr. */
+function runOnFiles<I, O>(argv: readonly string[], name: string, evaluate: (input: I) => O): number {
   const [infile, outfile] = argv;
   if (!infile || !outfile) {
-    process.stderr.write('usage: runRefineTask <infile.json> <outfile.json>\n');
+    process.stderr.write(`usage: ${name} <infile.json> <outfile.json>\n`);
     return 2;
   }
   try {
-    writeFileSync(outfile, JSON.stringify(evaluateRefinement(JSON.parse(readFileSync(infile, 'utf8')) as RefineTaskInput)));
+    writeFileSync(outfile, JSON.stringify(evaluate(JSON.parse(readFileSync(infile, 'utf8')) as I)));
     return 0;
   } catch (err) {
     process.stderr.write(`${err instanceof EwmsError ? err.toString() : String(err)}\n`);

@@ -11,20 +11,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import { runWorkflow, Workflow, type WorkflowOutcome } from '../../coordinator/index.js';
-import { brokerOptions, freshId, startEchoPilot, type BrokerName } from './helpers.js';
+import { brokerOptions, cliEnv, freshId, startEchoPilot, type BrokerName } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../../dist/coordinator/cli.js', import.meta.url));
 const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-
-function cliEnv(name: BrokerName): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
-  if (name === 'rabbitmq') Object.assign(env, { EWMS_BROKER_URL: 'amqp://guest@127.0.0.1:5672', EWMS_BROKER_TOKEN: 'guest' });
-  else env.EWMS_BROKER_URL = 'nats://127.0.0.1:4222';
-  return env;
-}
 
 const lines = (path: string): Array<{ eventId: string; outcomeId: string; data: string }> =>
   existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as { eventId: string; outcomeId: string; data: string }) : [];
