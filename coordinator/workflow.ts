@@ -163,7 +163,7 @@ export class Workflow {
       for (const t of planned ?? []) validatePilotRequest(t.pilots);
       tasks = graph.tasks.map((t, i) => ({ name: t.task_name, inputs: t.input_queue_aliases, outputs: t.output_queue_aliases, request: planned?.[i]?.pilots, spec: t }));
       publicIO = { inputs: graph.publicInputs, outputs: graph.publicOutputs };
-      if (planned) plan = { tasks: planned, publicQueues: [...(options.publicQueues ?? [])], maxDeliveries, wireFormat, ...(options.priority !== undefined ? { priority: options.priority } : {}) };
+      if (planned) plan = { tasks: planned, publicQueues: [...(options.publicQueues ?? [])], maxDeliveries, wireFormat, graph: true, ...(options.priority !== undefined ? { priority: options.priority } : {}) };
     } else {
       if (options.pilots && !isPilotRequest(options.pilots)) throw new CoordinatorConfigError('the pilots of a single-task workflow need their task and count', 'give pilots.task.args and pilots.count, or describe a graph with tasks');
       const request = options.pilots ? withPriority(options.pilots, options.priority) : undefined;

@@ -370,13 +370,22 @@ export function workflowRequestBody(plan: PlannedWorkflow, ewms: EwmsWmsOptions,
     tasks: plan.tasks.map((task) => {
       const own = task.pilots.ewms;
       const taskLocations = own?.locations && own.locations.length > 0 ? [...new Set(own.locations)] : locations;
-      return requestTask(task.pilots, task.inputQueues, task.outputQueues, plan, own ?? ewms, taskLocations, { tag: own?.pilotTag ?? tag, imageSource: own?.imageSource ?? imageSource }, requestId);
+      const request = plan.graph ? { ...task.pilots, pilotEnv: graphPilotEnv(task.name, task.pilots.pilotEnv) } : task.pilots;
+      return requestTask(request, task.inputQueues, task.outputQueues, plan, own ?? ewms, taskLocations, { tag: own?.pilotTag ?? tag, imageSource: own?.imageSource ?? imageSource }, requestId);
     }),
     public_queue_aliases: plan.publicQueues,
   };
   const priority = plan.priority ?? ewms.priority;
   if (priority !== undefined) body.priority = integer(priority, 'priority');
   return body;
+}
+
+/**
+ * A graph task's pilots name their task (provenance, heartbeats) and publish filter markers, as the other
+ * backends' pilots do. `task_name` itself is no field of the WMS request; the pilot setting is.
+ */
+function graphPilotEnv(taskName: string, pilotEnv: Record<string, string> | undefined): Record<string, string> {
+  return { EWMS_PILOT_TASK_NAME: taskName, EWMS_PILOT_FILTER_MARKERS: 'true', ...pilotEnv };
 }
 
 function requestTask(

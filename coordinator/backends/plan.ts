@@ -25,6 +25,8 @@ export interface PlannedWorkflow {
   wireFormat: WireFormat;
   /** The workflow's priority (the WMS request's `priority`). */
   priority?: number;
+  /** A graph (not the single-task workflow): pilots name their task and publish filter markers. */
+  graph?: boolean;
 }
 
 /** The public queues events are published to (read by a task, written by none) and collected from (the reverse). */

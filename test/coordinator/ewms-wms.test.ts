@@ -118,7 +118,7 @@ describe('a workflow graph sent to the WMS', () => {
       ],
       ['in', 'out'],
     );
-    const b = workflowRequestBody({ tasks: plannedTasks(graph, { backend: 'ewms', ewms, count: 1 }), publicQueues: ['in', 'out'], maxDeliveries: 3, wireFormat: 'mqclient', priority: 9 }, ewms, 'req-2');
+    const b = workflowRequestBody({ tasks: plannedTasks(graph, { backend: 'ewms', ewms, count: 1 }), publicQueues: ['in', 'out'], maxDeliveries: 3, wireFormat: 'mqclient', priority: 9, graph: true }, ewms, 'req-2');
     expect(validate(b), JSON.stringify(validate.errors)).toBe(true);
     expect(WMS_HANDLER_CHECKS(b as unknown as { tasks: Array<Record<string, unknown>> }, ['sub-2', 'sub-3'])).toBeUndefined();
     expect(b.priority).toBe(9);
@@ -129,8 +129,10 @@ describe('a workflow graph sent to the WMS', () => {
       [['b'], ['out'], 1],
     ]);
     expect(b.tasks[1]).toMatchObject({ cluster_locations: ['sub-3'], worker_config: { n_cores: 4 } });
-    expect(b.tasks[2]?.pilot_config?.environment).toMatchObject({ EWMS_PILOT_MAX_CONCURRENT_TASKS: '2' });
-    expect(JSON.stringify(b)).not.toMatch(/task_name|autoscale|fit-a/);
+    expect(b.tasks[2]?.pilot_config?.environment).toMatchObject({ EWMS_PILOT_MAX_CONCURRENT_TASKS: '2', EWMS_PILOT_TASK_NAME: 'task-2' });
+    // The pilots name their task for provenance through their own setting; task_name is no field of the request.
+    expect(b.tasks[1]?.pilot_config?.environment).toMatchObject({ EWMS_PILOT_TASK_NAME: 'fit-a', EWMS_PILOT_FILTER_MARKERS: 'true' });
+    expect(JSON.stringify(b)).not.toMatch(/task_name|autoscale/);
   });
 });
 
