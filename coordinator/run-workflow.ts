@@ -259,13 +259,15 @@ function watchStages(workflow: Workflow, cluster: PilotCluster | undefined, upda
     }
     update(stages);
   };
-  const timer = setInterval(() => {
+  const tick = () => {
     if (busy) return;
     busy = true;
     poll()
       .catch(() => undefined)
       .finally(() => (busy = false));
-  }, STAGE_PERIOD_MS);
+  };
+  tick();
+  const timer = setInterval(tick, STAGE_PERIOD_MS);
   timer.unref();
   return { stop: () => clearInterval(timer) };
 }

@@ -327,7 +327,7 @@ export class Workflow {
 
   /** Events waiting in (or, on NATS, held from) the incoming queue — with a graph, in a task's input queues and their urgent twins. */
   async depth(task?: string): Promise<number> {
-    if (task === undefined && !this.layout.isGraph) return this.broker.depth(this.queues.incoming);
+    if (task === undefined && !this.layout.isGraph && !this.layout.urgent) return this.broker.depth(this.queues.incoming);
     const inputs = (task !== undefined ? [this.layout.task(task)] : this.layout.tasks).flatMap((t) => t.inputs);
     let total = 0;
     for (const alias of inputs) {

@@ -100,7 +100,7 @@ describe.each(brokers)('a graph on local pilots (%s)', (name) => {
       },
       idleTimeoutMs: 60_000,
       deleteQueues: true,
-      progress: { stream: Object.assign(new PassThrough(), { isTTY: false }).on('data', (b: Buffer) => (progress += b.toString())), logIntervalMs: 2_500 },
+      progress: { stream: Object.assign(new PassThrough(), { isTTY: false }).on('data', (b: Buffer) => (progress += b.toString())), logIntervalMs: 500 },
     });
     expect(report).toMatchObject({ published: 22, settled: 22, results: 41, deadLetters: 1, filtered: 1, duplicates: 0 });
     const results = outcomes.filter((o) => o.kind === 'result');
@@ -127,5 +127,7 @@ describe.each(brokers)('a graph on local pilots (%s)', (name) => {
     expect(dead).toMatchObject({ kind: 'dead-letter', task: 'left', data: 'POISON me' });
     expect(dead?.provenance.map((s) => s.task_name)).toEqual(['split']);
     expect(progress).toMatch(/settled 22\/22/);
+    // A line per stage: each task's queued events and running pilots.
+    expect(progress).toMatch(/split: \d+ queued, \d+ pilots? · left: \d+ queued, \d+ pilots? · merge: \d+ queued/);
   }, 180_000);
 });
