@@ -22,6 +22,8 @@ export interface WorkflowTarget {
   depth(): Promise<number>;
   /** One task of a graph (or a single task with urgent twins): its queues, which `queues` then does not name. */
   task?: TaskQueues;
+  /** The workflow's priority (a shared local pilot budget grants the higher first). */
+  priority?: number;
 }
 
 /** The queues of one task of a graph, as its pilots see them. */

@@ -6,6 +6,7 @@ import type { JsonValue, WireFormat } from '../common/wire.js';
 import type { ProvenanceStep } from '../common/provenance.js';
 import type { AdapterLogger, ConnectOptions } from '../mq-adapters/types.js';
 import type { WorkflowTask } from './graph.js';
+import type { LocalPilotBudget } from './backends/local-budget.js';
 
 export type { ProvenanceStep } from '../common/provenance.js';
 export type { WorkflowTask, WorkflowDescription } from './graph.js';
@@ -320,6 +321,11 @@ export interface LocalOptions {
   pilotCommand?: string[];
   /** SIGTERM, then SIGKILL after this long (default 10 s). */
   killGraceMs?: number;
+  /**
+   * A pilot budget shared with other workflows (or tasks) on this machine: pilots are granted by the
+   * workflow's `priority`, higher first (see `LocalPilotBudget`).
+   */
+  budget?: LocalPilotBudget;
 }
 
 /** Autoscaling: `clamp(ceil(depth / eventsPerPilot), min, max)` pilots, re-evaluated every `periodSeconds`. */

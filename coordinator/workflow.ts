@@ -371,6 +371,7 @@ export class Workflow {
             wireFormat: this.wireFormat,
             depth: () => this.depth(this.layout.isGraph ? task.name : undefined),
             ...(this.layout.isGraph || this.layout.urgent ? { task: this.taskQueues(task) } : {}),
+            ...(this.priority !== undefined ? { priority: this.priority } : {}),
           },
           taskRequest,
           provisioned,
