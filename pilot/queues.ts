@@ -51,9 +51,9 @@ export class PilotQueues {
     return this.outputs[0]!.broker;
   }
 
-  /** Every queue name, for logs. */
-  describe(): { incoming: string[]; outgoing: string[] } {
-    return { incoming: this.inputs.map((i) => i.queue), outgoing: this.outputs.map((o) => o.endpoint.queue) };
+  /** Every queue name, for logs (`;`-separated as in the configuration, urgent twins included). */
+  describe(): { incoming: string; outgoing: string } {
+    return { incoming: this.inputs.map((i) => i.queue).join(';'), outgoing: this.outputs.map((o) => o.endpoint.queue).join(';') };
   }
 
   /** Connect to every distinct broker the settings name; on failure what was opened is closed again. */
