@@ -211,7 +211,8 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
         alreadySeen: follow ? alreadySeen : undefined,
         idleTimeoutMs: idleTimeout * 1000,
         progress: args.progress ? {} : (false as const),
-        deleteQueues: args['keep-queues'] ? false : ('if-clean' as const),
+        // A stream's queues outlive the collector: a restart resumes from them.
+        deleteQueues: args['keep-queues'] || follow ? false : ('if-clean' as const),
         onPublished: args['write-ids'] ? (ids: readonly string[]) => writeFile(args['write-ids'] as string, ids.map((i) => `${i}\n`).join('')) : undefined,
         onOutcome: async (o: WorkflowOutcome) => {
           if (o.kind === 'result') {

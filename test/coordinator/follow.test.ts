@@ -5,7 +5,7 @@
  * back to zero when the feed is idle. Real brokers.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -141,3 +141,35 @@ test('runWorkflow({ follow }) with pilots autoscaled from zero: they come when e
   expect(report).toMatchObject({ results: 60, deadLetters: 0, published: 60 });
   expect(new Set(outcomes.map((o) => o.inputEventId)).size).toBe(60);
 }, 180_000);
+
+test('ewms run --follow: publishes, starts the pilots, writes outcomes as they come until Ctrl-C (exit 0), pilots stopped, queues kept', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ewms-run-follow-'));
+  dirs.push(dir);
+  writeFileSync(join(dir, 'events.jsonl'), `${Array.from({ length: 25 }, (_, i) => JSON.stringify(`event ${i}`)).join('\n')}\n`);
+  const id = freshId('rflw');
+  const child = spawn(
+    process.execPath,
+    [CLI, 'run', '--workflow', id, '--follow', '--events', 'events.jsonl', '--output', 'out.jsonl', '--append', '--no-progress', '--pilots', '1', '--task-args', 'cp {{INFILE}} {{OUTFILE}}', '--local-work-dir', join(dir, 'pilots'),
+      '--pilot-env', 'EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE=30', '--pilot-env', 'EWMS_PILOT_TIMEOUT_QUEUE_INCOMING=30'],
+    { cwd: dir, env: cliEnv('rabbitmq'), stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const out = join(dir, 'out.jsonl');
+  try {
+    await until(() => lines(out).length >= 25, 60_000, `25 outcomes (${stderr})`);
+    expect(processesIn(join(dir, 'pilots'))).toBeGreaterThan(0);
+    child.kill('SIGINT');
+    expect(await exited, stderr).toBe(0);
+    const got = lines(out);
+    expect(got).toHaveLength(25);
+    expect(new Set(got.map((l) => l.outcomeId)).size).toBe(25);
+    expect(processesIn(join(dir, 'pilots'))).toBe(0);
+    expect(stderr).toMatch(/queues kept/);
+  } finally {
+    child.kill('SIGKILL');
+    const wf = await Workflow.create({ broker: brokerOptions('rabbitmq'), id });
+    await wf.close({ deleteQueues: true });
+  }
+}, 120_000);

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { runWorkflow, Workflow, WorkflowGraphError, checkGraph, type WorkflowOutcome, type WorkflowTask } from '../../coordinator/index.js';
+import { runWorkflow, Workflow, WorkflowGraphError, WorkflowPilots, checkGraph, type WorkflowOutcome, type WorkflowTask } from '../../coordinator/index.js';
 import { brokerOptions, freshId, type BrokerName } from './helpers.js';
 
 const task = (name: string, inputs: string[], outputs: string[], args = 'cp {{INFILE}} {{OUTFILE}}'): WorkflowTask => ({
@@ -131,3 +131,34 @@ describe.each(brokers)('a graph on local pilots (%s)', (name) => {
     expect(progress).toMatch(/split: \d+ queued, \d+ pilots? · left: \d+ queued, \d+ pilots? · merge: \d+ queued/);
   }, 180_000);
 });
+
+test('autoscaling per task, from its own queue depth: the slow stage grows, the fast one stays as it is', async () => {
+  const wf = await Workflow.create({
+    broker: brokerOptions('rabbitmq'),
+    id: freshId('gscale'),
+    tasks: [
+      { ...task('slow', ['in'], ['mid'], `sh -c 'sleep 0.2; cp {{INFILE}} {{OUTFILE}}'`), n_workers: 1, autoscale: { min: 1, max: 3, eventsPerPilot: 10, periodSeconds: 1 } },
+      { ...task('fast', ['mid'], ['out']), n_workers: 1 },
+    ],
+    publicQueues: ['in', 'out'],
+    pilots: { backend: 'local', local: { workDir }, pilotEnv: { EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE: '30', EWMS_PILOT_TIMEOUT_QUEUE_INCOMING: '30' } },
+  });
+  try {
+    const ids = await wf.publish(Array.from({ length: 80 }, (_, i) => `event ${i}`));
+    const pilots = await wf.startPilots();
+    try {
+      let outcomes = 0;
+      for await (const _ of wf.collect({ expected: ids, idleTimeoutMs: 60_000 })) outcomes += 1;
+      expect(outcomes).toBe(80);
+      expect(pilots).toBeInstanceOf(WorkflowPilots);
+      const byTask = pilots as WorkflowPilots;
+      // Pilots ever started per task (status counts the ones that ended too).
+      expect((await byTask.clusterOf('slow').status()).total).toBeGreaterThan(1);
+      expect((await byTask.clusterOf('fast').status()).total).toBe(1);
+    } finally {
+      await pilots.remove();
+    }
+  } finally {
+    await wf.close({ deleteQueues: true });
+  }
+}, 120_000);
