@@ -163,7 +163,7 @@ export function jsonErrorAt(text: string): { offset: number; expected: string } 
 }
 
 /** Where a malformed JSON text goes wrong, as `line:column` within it, and what was expected there. */
-function jsonProblem(text: string): { line: number; column: number; problem: string } {
+export function jsonProblem(text: string): { line: number; column: number; problem: string } {
   const { offset, expected } = jsonErrorAt(text);
   const before = text.slice(0, offset);
   const line = before.split('\n').length;

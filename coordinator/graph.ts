@@ -14,8 +14,10 @@
  * ```
  */
 import { readFile } from 'node:fs/promises';
+import { LineCounter, parseDocument } from 'yaml';
 import type { JsonValue } from '../common/wire.js';
 import { CoordinatorConfigError } from './errors.js';
+import { jsonProblem } from './event-files.js';
 import type { PlannedTask } from './backends/plan.js';
 import type { AutoscaleOptions, PilotDefaults, PilotRequest } from './types.js';
 
@@ -225,27 +227,54 @@ export function taskPilotRequest(task: WorkflowTask & { task_name: string }, def
   return request;
 }
 
-/** Read a workflow file (JSON), checking its shape enough to name what is missing. */
+/** How a workflow file is written: by its extension, `.yaml`/`.yml` for YAML, anything else JSON. */
+export type WorkflowFileFormat = 'json' | 'yaml';
+
+/** The format `path`'s extension names. */
+export function workflowFileFormat(path: string): WorkflowFileFormat {
+  return /\.ya?ml$/i.test(path) ? 'yaml' : 'json';
+}
+
+/** Read a workflow file (JSON, or YAML by its extension), checking its shape enough to name what is missing. */
 export async function readWorkflowFile(path: string): Promise<WorkflowDescription> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new CoordinatorConfigError(`cannot read the workflow file '${path}'`, 'give the path of a JSON file with tasks and public_queue_aliases', { cause: err });
+    throw new CoordinatorConfigError(`cannot read the workflow file '${path}'`, 'give the path of a JSON file (or a .yaml/.yml file) with tasks and public_queue_aliases', { cause: err });
   }
-  return parseWorkflowDescription(text, path);
+  return parseWorkflowDescription(text, path, workflowFileFormat(path));
 }
 
-/** Parse a workflow description from JSON text. */
-export function parseWorkflowDescription(text: string, where = 'the workflow file'): WorkflowDescription {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw new CoordinatorConfigError(`${where} is not valid JSON (${(err as Error).message.slice(0, 120)})`, 'write it in the WMS request shape: {"tasks": [...], "public_queue_aliases": [...]}');
+const SHAPE_HINT = 'write it in the WMS request shape: {"tasks": [...], "public_queue_aliases": [...]} (in YAML: tasks: and public_queue_aliases: at the top)';
+
+/** The parsed text; a malformed one is refused naming its line and column. */
+function parseText(text: string, where: string, format: WorkflowFileFormat): unknown {
+  if (format === 'json') {
+    try {
+      return JSON.parse(text);
+    } catch {
+      const { line, column, problem } = jsonProblem(text);
+      throw new CoordinatorConfigError(`${where}:${line}:${column} is not valid JSON: ${problem}`, SHAPE_HINT);
+    }
   }
+  // Duplicate keys are errors (the default), as a silently dropped task setting would be worse.
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter: lines });
+  const first = doc.errors[0];
+  if (first) {
+    const at = lines.linePos(first.pos[0]);
+    throw new CoordinatorConfigError(`${where}:${at.line}:${at.col} is not valid YAML: ${first.message.split('\n')[0]}`, SHAPE_HINT);
+  }
+  // Plain data (anchors resolved, their expansion bounded); the schema checks below apply as for JSON.
+  return doc.toJS({ maxAliasCount: 100 });
+}
+
+/** Parse a workflow description from JSON (or YAML) text; `where` names it in errors. */
+export function parseWorkflowDescription(text: string, where = 'the workflow file', format: WorkflowFileFormat = 'json'): WorkflowDescription {
+  const parsed = parseText(text, where, format);
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new CoordinatorConfigError(`${where} is not a JSON object`, 'write it in the WMS request shape: {"tasks": [...], "public_queue_aliases": [...]}');
+    throw new CoordinatorConfigError(`${where} is not ${format === 'json' ? 'a JSON object' : 'a YAML mapping'}`, SHAPE_HINT);
   }
   const d = parsed as Record<string, unknown>;
   if (!Array.isArray(d.tasks)) throw new CoordinatorConfigError(`${where} has no "tasks" list`, 'each task: {"task_name", "task_args", "input_queue_aliases", "output_queue_aliases", ...}');

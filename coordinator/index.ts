@@ -18,7 +18,7 @@
 export * from './types.js';
 export * from './errors.js';
 export { Workflow, workflowQueues } from './workflow.js';
-export { checkGraph, parseWorkflowDescription, readWorkflowFile, WorkflowGraphError, type CheckedGraph, type GraphProblem } from './graph.js';
+export { checkGraph, parseWorkflowDescription, readWorkflowFile, workflowFileFormat, type WorkflowFileFormat, WorkflowGraphError, type CheckedGraph, type GraphProblem } from './graph.js';
 export { WorkflowPilots } from './backends/workflow-pilots.js';
 export { LocalPilotBudget } from './backends/local-budget.js';
 export { PROVENANCE_HEADERS } from '../common/provenance.js';

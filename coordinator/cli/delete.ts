@@ -42,6 +42,6 @@ export async function cmdDelete(args: Args, logger: Logger, context: CommandCont
 export const deleteCommand: EwmsCommand = {
   name: 'delete',
   describe: "Delete a workflow's queues and everything in them",
-  options: (y) => brokerOptions(y, true).option('workflow-file', { type: 'string', describe: 'A workflow graph (JSON): delete every queue of the graph' }),
+  options: (y) => brokerOptions(y, true).option('workflow-file', { type: 'string', describe: 'A workflow graph (JSON or YAML): delete every queue of the graph' }),
   run: cmdDelete,
 };

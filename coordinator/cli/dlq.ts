@@ -95,7 +95,7 @@ export async function cmdDlqRequeue(args: Args, logger: Logger, context: Command
 function taskOptions<T>(y: Argv<T>) {
   return y
     .option('task', { type: 'string', describe: 'The dead letters of this task of a workflow graph (its task_name; needs --workflow-file)' })
-    .option('workflow-file', { type: 'string', describe: 'The workflow graph (JSON) --task refers to' });
+    .option('workflow-file', { type: 'string', describe: 'The workflow graph (JSON or YAML) --task refers to' });
 }
 
 export const dlqCommand: EwmsCommand = {

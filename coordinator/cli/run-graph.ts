@@ -1,5 +1,5 @@
 /**
- * `ewms run --workflow-file FILE`: a workflow graph in the WMS request's shape (JSON). Everything is checked
+ * `ewms run --workflow-file FILE`: a workflow graph in the WMS request's shape (JSON, or YAML by extension). Everything is checked
  * before anything changes — the graph (errors name the task and the alias), every events file, every task's
  * pilot settings with the pilot's own rules, the output paths — then events are published to the public
  * input queues (`--events FILE` for the only one, `--events ALIAS=FILE` for each of several), every task's

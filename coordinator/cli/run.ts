@@ -268,7 +268,7 @@ export const runCommand: EwmsCommand = {
   options: (y) =>
     collectOptions(pilotOptions(brokerOptions(y, false)))
       .option('events', { type: 'string', describe: 'Events: a .jsonl file (one JSON value per line) or a directory (one event per file); checked whole before the first is published. With --workflow-file and several public input queues: ALIAS=FILE, once per queue' })
-      .option('workflow-file', { type: 'string', describe: 'A workflow graph (JSON, the WMS request shape: tasks[] with task_name, task_args, input_queue_aliases, output_queue_aliases, …; public_queue_aliases): every task runs with its own pilots' })
+      .option('workflow-file', { type: 'string', describe: 'A workflow graph (JSON, or YAML when it ends in .yaml/.yml; the WMS request shape: tasks[] with task_name, task_args, input_queue_aliases, output_queue_aliases, …; public_queue_aliases): every task runs with its own pilots' })
       .option('write-ids', { type: 'string', describe: 'Write the published event ids here, one per line, in the order of --events' })
       .option('also-expect', { type: 'string', describe: 'How many outcomes to await besides --events (dead letters already in the queue when the run starts are not counted; --also-expect-ids is exact)' })
       .option('also-expect-ids', { type: 'string', conflicts: 'also-expect', describe: 'File of event ids to await besides --events (e.g. from ewms dlq requeue --write-ids)' })

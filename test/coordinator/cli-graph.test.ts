@@ -1,7 +1,8 @@
 /**
  * `ewms run --workflow-file` end to end: a graph described in the WMS request's shape, local pilots per task,
  * every outcome in the output file with its provenance, dead letters listed per task; a bad graph refused
- * (exit 2) naming the task and the alias before anything is created.
+ * (exit 2) naming the task and the alias before anything is created. A YAML workflow file runs the same, on
+ * both brokers; a malformed one is refused naming its line and column.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import { connect } from '../../mq-adapters/index.js';
-import { freshId } from './helpers.js';
+import { cliEnv, freshId, type BrokerName } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../../dist/coordinator/cli.js', import.meta.url));
 const dirs: string[] = [];
@@ -18,8 +19,7 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function ewms(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = { PATH: process.env.PATH, HOME: process.env.HOME, EWMS_BROKER_URL: 'amqp://guest@127.0.0.1:5672', EWMS_BROKER_TOKEN: 'guest' };
+function ewms(args: string[], cwd: string, env: NodeJS.ProcessEnv = cliEnv('rabbitmq')): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(process.execPath, [CLI, ...args], { cwd, env, maxBuffer: 16 * 1024 * 1024, timeout: 150_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
@@ -36,6 +36,27 @@ const WORKFLOW = {
   ],
   public_queue_aliases: ['in', 'out'],
 };
+
+
+// A filter then a transform, in YAML (block and flow styles, a comment, a folded string, an anchor).
+const WORKFLOW_YAML = `# drop what is marked, then tag the rest
+tasks:
+  - task_name: keep
+    task_args: >-
+      sh -c 'grep -q drop {{INFILE}} || cp {{INFILE}} {{OUTFILE}}'
+    input_queue_aliases: [in]
+    output_queue_aliases: [kept]
+    pilot_config: &settings
+      environment:
+        EWMS_PILOT_MAX_CONCURRENT_TASKS: 2
+  - task_name: tag
+    task_args: "sh -c 'sed s/pixel/tagged/ {{INFILE}} > {{OUTFILE}}'"
+    input_queue_aliases:
+      - kept
+    output_queue_aliases: [out]
+    pilot_config: *settings
+public_queue_aliases: [in, out]
+`;
 
 describe('ewms run --workflow-file', () => {
   test('a three-task graph on local pilots: outcomes with provenance, dead letters listed by task', async () => {
@@ -79,6 +100,39 @@ describe('ewms run --workflow-file', () => {
       await broker.close();
     }
   }, 180_000);
+
+  test.each<BrokerName>(['rabbitmq', 'nats'])('a YAML workflow file on %s: every event settled once, the filtered ones counted', async (name) => {
+    const dir = mkdtempSync(join(tmpdir(), 'ewms-cli-graph-'));
+    dirs.push(dir);
+    writeFileSync(join(dir, 'workflow.yml'), WORKFLOW_YAML);
+    writeFileSync(join(dir, 'events.jsonl'), `${Array.from({ length: 12 }, (_, i) => JSON.stringify(i % 3 === 0 ? { pixel: i, drop: true } : { pixel: i })).join('\n')}\n`);
+    const workflow = freshId('cliy');
+    const run = await ewms(
+      ['run', '--workflow', workflow, '--workflow-file', 'workflow.yml', '--events', 'events.jsonl', '--output', 'out.jsonl', '--backend', 'local', '--no-progress',
+        '--pilot-env', 'EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE=30', '--pilot-env', 'EWMS_PILOT_TIMEOUT_QUEUE_INCOMING=30'],
+      dir,
+      cliEnv(name),
+    );
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(/12 of 12 events settled — 8 results/);
+    const lines = readFileSync(join(dir, 'out.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { data: { tagged: number }; provenance: Array<{ task_name: string }> });
+    expect(lines.map((l) => l.data.tagged).sort((x, y) => x - y)).toEqual([1, 2, 4, 5, 7, 8, 10, 11]);
+    for (const line of lines) expect(line.provenance.map((s) => s.task_name)).toEqual(['keep', 'tag']);
+  }, 180_000);
+
+  test('a malformed workflow file is refused (exit 2) naming its line and column, YAML or JSON', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ewms-cli-graph-'));
+    dirs.push(dir);
+    writeFileSync(join(dir, 'bad.yaml'), WORKFLOW_YAML.replace('output_queue_aliases: [kept]', 'output_queue_aliases: [kept'));
+    writeFileSync(join(dir, 'bad.json'), JSON.stringify(WORKFLOW, null, 2).replace('"in"', 'in'));
+    writeFileSync(join(dir, 'events.jsonl'), '"x"\n');
+    const yaml = await ewms(['run', '--workflow', freshId('clibad'), '--workflow-file', 'bad.yaml', '--events', 'events.jsonl', '--backend', 'local', '--no-progress'], dir);
+    expect(yaml.code).toBe(2);
+    expect(yaml.stderr).toMatch(/bad\.yaml:\d+:\d+ is not valid YAML: /);
+    const json = await ewms(['run', '--workflow', freshId('clibad'), '--workflow-file', 'bad.json', '--events', 'events.jsonl', '--backend', 'local', '--no-progress'], dir);
+    expect(json.code).toBe(2);
+    expect(json.stderr).toMatch(/bad\.json:7:9 is not valid JSON: expected a JSON value/);
+  }, 60_000);
 
   test('a graph error is refused (exit 2) before anything is created, naming the task and the alias', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ewms-cli-graph-'));

@@ -3,12 +3,12 @@
  * end on local pilots against the real brokers — a fan-out to two tasks, then a merge — with every input's
  * outcomes once, each with its provenance chain, filtered and failed branches counted so the run ends.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { runWorkflow, Workflow, WorkflowGraphError, WorkflowPilots, checkGraph, type WorkflowOutcome, type WorkflowTask } from '../../coordinator/index.js';
+import { runWorkflow, Workflow, WorkflowGraphError, WorkflowPilots, checkGraph, parseWorkflowDescription, workflowFileFormat, type WorkflowOutcome, type WorkflowTask } from '../../coordinator/index.js';
 import { brokerOptions, freshId, type BrokerName } from './helpers.js';
 
 const task = (name: string, inputs: string[], outputs: string[], args = 'cp {{INFILE}} {{OUTFILE}}'): WorkflowTask => ({
@@ -53,6 +53,23 @@ describe('graph checks, before anything starts', () => {
     const err = await Workflow.create({ broker: { address: 'amqp://127.0.0.1:1' }, tasks: [task('fit', ['in'], ['out']), task('merge', ['fitz'], ['out'])], publicQueues: ['in', 'out'] }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkflowGraphError);
     expect((err as WorkflowGraphError).alias).toBe('fitz');
+  });
+
+  test('workflow files: YAML by extension, the same description as JSON; a malformed file named by line and column', () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const json = /```json\n(\{\n {2}"tasks"[\s\S]*?)```/.exec(readme)?.[1];
+    const yaml = /The same workflow as `workflow\.yaml`:\n\n```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(json && yaml).toBeTruthy();
+    expect(parseWorkflowDescription(yaml!, 'workflow.yaml', 'yaml')).toEqual(parseWorkflowDescription(json!, 'workflow.json'));
+    expect([workflowFileFormat('w.yaml'), workflowFileFormat('w.YML'), workflowFileFormat('w.json'), workflowFileFormat('w')]).toEqual(['yaml', 'yaml', 'json', 'json']);
+
+    expect(() => parseWorkflowDescription('tasks:\n  - task_name: a\n    input_queue_aliases: [in\n  - task_name: b\n', 'w.yaml', 'yaml')).toThrow(/^w\.yaml:\d+:\d+ is not valid YAML: /);
+    expect(() => parseWorkflowDescription('tasks: []\ntasks: []\npublic_queue_aliases: []\n', 'w.yaml', 'yaml')).toThrow(/^w\.yaml:2:1 is not valid YAML: Map keys must be unique/);
+    expect(() => parseWorkflowDescription('{\n  "tasks": [,]\n}', 'w.json')).toThrow(/^w\.json:2:13 is not valid JSON: expected a JSON value, found ','/);
+    // The schema checks after parsing are the format's own no more: the same messages for both.
+    expect(() => parseWorkflowDescription('- a\n- b\n', 'w.yml', 'yaml')).toThrow('w.yml is not a YAML mapping');
+    expect(() => parseWorkflowDescription('tasks: []\n', 'w.yml', 'yaml')).toThrow('w.yml has no "public_queue_aliases" list of strings');
+    expect(() => parseWorkflowDescription('tasks: []\npublic_queue_aliases: [in]\npriorty: 3\n', 'w.yml', 'yaml')).toThrow('w.yml has unknown field priorty');
   });
 
   test('default task names are task-<index>', () => {
