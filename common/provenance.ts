@@ -126,6 +126,10 @@ function gcd(a: number, b: number): number {
 export function derivedEventId(...parts: string[]): string {
   const hash = createHash('sha256');
   for (const part of parts) hash.update(part).update('\0');
-  const h = hash.digest('hex');
+  return uuidShaped(hash.digest('hex'));
+}
+
+/** A hex digest (32 digits or more) written as a UUID. */
+export function uuidShaped(h: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }

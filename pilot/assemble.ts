@@ -63,6 +63,7 @@ export async function runConfiguredPilot(config: PilotConfig, options: AssembleO
           wireFormat: config.wireFormat,
           infileExt: config.infileExt,
           outfileExt: config.outfileExt,
+          outfileEvents: config.outfileEvents,
           killGraceSeconds,
           okayErrors: config.okayErrors,
           keepAllTaskFiles: config.keepAllTaskFiles,

@@ -18,6 +18,7 @@ import type { LevelWithSilent } from 'pino';
 import type { PilotSettings, QueueEndpoint } from './pilot.js';
 import type { RuntimeName } from './runtime/types.js';
 import { ShellWordsError, splitShellWords } from './shell-words.js';
+import type { OutfileEvents } from './task-io.js';
 
 /** One problem with one variable, and its fix (never carrying a secret). */
 export interface ConfigProblem {
@@ -68,6 +69,8 @@ export interface PilotConfig {
   dataDir: string;
   infileExt: string;
   outfileExt: string;
+  /** How many output events an outfile holds: one, or one per line (`jsonl`). */
+  outfileEvents: OutfileEvents;
   keepAllTaskFiles: boolean;
   dumpTaskOutput: boolean;
   wireFormat: WireFormat;
@@ -425,6 +428,7 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
   }
 
   const wireFormat = r.choice<WireFormat>('EWMS_PILOT_WIRE_FORMAT') ?? 'mqclient';
+  const outfileEvents = r.choice<OutfileEvents>('EWMS_PILOT_OUTFILE_EVENTS') ?? 'one';
   const okayErrors = r.list('EWMS_PILOT_OKAY_ERRORS', /[\s,]+/);
   const containerGpus = r.boolean('EWMS_PILOT_CONTAINER_GPUS');
   const containerDebug = r.boolean('EWMS_PILOT_CONTAINER_DEBUG');
@@ -488,6 +492,7 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
     dataDir,
     infileExt,
     outfileExt,
+    outfileEvents,
     keepAllTaskFiles,
     dumpTaskOutput,
     wireFormat,

@@ -2,7 +2,7 @@
  * One pilot's consume → run → publish → ack loop: the event lifecycle of DESIGN.md, top to bottom.
  *
  * Invariants this file keeps:
- * - ack-last: an input is acked only after its output (if any) is confirmed by the broker;
+ * - ack-last: an input is acked only after its outputs (none, one or several) are confirmed by the broker;
  * - at most `maxConcurrentTasks` tasks run at once, and the subscription's prefetch bounds what is held;
  * - a failed attempt is nacked (redelivered, to any pilot) until the last allowed one, which is
  *   dead-lettered with its reason; nothing is ever dropped;
@@ -20,7 +20,8 @@ import type { PilotStats } from './stats.js';
 
 /** What running one event's task produced. */
 export type TaskOutcome =
-  | { kind: 'success'; output: OutgoingMessage | undefined; durationMs: number }
+  /** `outputs`: what to publish for the event, in order (none: the task had nothing to say). */
+  | { kind: 'success'; outputs: readonly OutgoingMessage[]; durationMs: number }
   | {
       kind: 'failure';
       reason: DeadLetterReason;
@@ -275,10 +276,12 @@ export class EventLoop {
 
     switch (outcome.kind) {
       case 'success': {
-        if (outcome.output) {
+        if (outcome.outputs.length > 0) {
           try {
-            await this.opts.publishOutput(outcome.output);
-            log.debug('output published');
+            // Every output confirmed before the ack: a redelivered event publishes them all again, under the
+            // same ids, so what an interrupted attempt had published is deduplicated downstream.
+            await Promise.all(outcome.outputs.map((output) => this.opts.publishOutput(output)));
+            log.debug({ outputs: outcome.outputs.length }, 'output published');
           } catch (err) {
             if (err instanceof MessageTooLargeError) {
               // No pilot could publish this output: the event failed, not the broker. Released, it would come
@@ -300,7 +303,7 @@ export class EventLoop {
           log.info('task succeeded without writing an outfile: nothing published for this event');
         }
         await this.settle(delivery, 'ack', 'task succeeded', log);
-        stats.recordSuccess(outcome.durationMs, outcome.output !== undefined);
+        stats.recordSuccess(outcome.durationMs, outcome.outputs.length > 0);
         break;
       }
       case 'failure':

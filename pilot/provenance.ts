@@ -1,13 +1,13 @@
 /**
  * Each output's provenance (see `common/provenance.ts`): the root event id, the chain of steps with this
- * run appended, the share and priority carried on; dead letters name the task that failed them. With filter
+ * run appended, the share and priority carried on (split equally between several outputs of one input); dead letters name the task that failed them. With filter
  * markers on, a task that wrote no outfile publishes a marker instead of nothing, and a marker received is
  * passed on without running the task; so is a dead letter that rides the queues (dead-letter route
  * `outgoing`, as under EWMS).
  */
 import { hostname } from 'node:os';
 import { encodeEnvelope, type WireFormat } from '../common/wire.js';
-import { PROVENANCE_HEADERS as P, readProvenance, writeProvenance, type ProvenanceStep } from '../common/provenance.js';
+import { PROVENANCE_HEADERS as P, readProvenance, readShare, splitShare, writeProvenance, writeShare, type ProvenanceStep } from '../common/provenance.js';
 import { HEADERS, type Delivery, type OutgoingMessage } from '../mq-adapters/types.js';
 import type { EventProcessor, TaskOutcome } from './event-loop.js';
 import { outputEventId } from './task-io.js';
@@ -34,11 +34,11 @@ export function withProvenance(processor: EventProcessor, identity: StepIdentity
       if (delivery.headers[HEADERS.deadLetterReason] !== undefined) {
         // A dead letter from upstream riding the queues (no dead-letter queue of its own, as under EWMS): it
         // already is its event's outcome; pass it on, untouched, towards the coordinator.
-        return { kind: 'success', output: { body: delivery.body, headers: { ...delivery.headers }, eventId: delivery.eventId }, durationMs: 0 };
+        return { kind: 'success', outputs: [{ body: delivery.body, headers: { ...delivery.headers }, eventId: delivery.eventId }], durationMs: 0 };
       }
       if (delivery.headers[P.filtered] !== undefined) {
         // Filtered upstream: nothing for this task to do, but the coordinator must still hear of it.
-        return { kind: 'success', output: identity.filterMarkers ? marker(delivery, delivery.headers[P.filtered] ?? identity.taskName, identity.wireFormat) : undefined, durationMs: 0 };
+        return { kind: 'success', outputs: identity.filterMarkers ? [marker(delivery, delivery.headers[P.filtered] ?? identity.taskName, identity.wireFormat)] : [], durationMs: 0 };
       }
       const start = new Date();
       const outcome = await processor.process(delivery, signal);
@@ -57,14 +57,13 @@ export function withProvenance(processor: EventProcessor, identity: StepIdentity
         end: new Date().toISOString(),
         duration_s: Math.round(outcome.durationMs) / 1000,
       };
-      const output = outcome.output ?? (identity.filterMarkers ? marker(delivery, identity.taskName, identity.wireFormat) : undefined);
-      if (!output) return outcome;
-      const headers: Record<string, string> = {
-        ...output.headers,
-        ...carried(delivery),
-        [P.provenance]: writeProvenance([...readProvenance(delivery.headers[P.provenance]), step]),
-      };
-      return { ...outcome, output: { ...output, headers } };
+      const outputs = outcome.outputs.length > 0 ? outcome.outputs : identity.filterMarkers ? [marker(delivery, identity.taskName, identity.wireFormat)] : [];
+      if (outputs.length === 0) return outcome;
+      const provenance = writeProvenance([...readProvenance(delivery.headers[P.provenance]), step]);
+      // Several outputs of one input (EWMS_PILOT_OUTFILE_EVENTS=jsonl) share its part of the root equally, so
+      // the coordinator counts the root done once all of them (or their descendants) arrived.
+      const share: Record<string, string> = outputs.length > 1 ? { [P.share]: writeShare(splitShare(readShare(delivery.headers[P.share]), outputs.length)) } : {};
+      return { ...outcome, outputs: outputs.map((output) => ({ ...output, headers: { ...output.headers, ...carried(delivery), ...share, [P.provenance]: provenance } })) };
     },
   };
 }

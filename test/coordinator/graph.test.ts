@@ -147,6 +147,43 @@ describe.each(brokers)('a graph on local pilots (%s)', (name) => {
     // A line per stage: each task's queued events and running pilots.
     expect(progress).toMatch(/split: \d+ queued, \d+ pilots? · left: \d+ queued, \d+ pilots? · merge: \d+ queued/);
   }, 180_000);
+
+  test('a task with 0, 1 or 3 outputs per input (EWMS_PILOT_OUTFILE_EVENTS=jsonl), fanned out: every root settled once', async () => {
+    // pieces → a, b (its n outputs, each to both queues: 1/(2n) of the root apiece);  left: a → joined;
+    // merge: b, joined → out.  An input n gives 2n results; n = 0 writes an empty outfile: filtered.
+    const pieces = `sh -c 'n=$(cat {{INFILE}}); i=0; : > {{OUTFILE}}; while [ $i -lt $n ]; do echo "\\"$n-$i\\"" >> {{OUTFILE}}; i=$((i+1)); done'`;
+    const tasks: WorkflowTask[] = [
+      { ...task('pieces', ['in'], ['a', 'b'], pieces), pilot_config: { environment: { EWMS_PILOT_OUTFILE_EVENTS: 'jsonl' } } },
+      task('left', ['a'], ['joined']),
+      task('merge', ['b', 'joined'], ['out']),
+    ];
+    const events = ['0', '1', '3', '3', '1', '0', '1', '3', '0'];
+    const outcomes: WorkflowOutcome[] = [];
+    const report = await runWorkflow({
+      broker: brokerOptions(name),
+      id: freshId('gpieces'),
+      tasks,
+      publicQueues: ['in', 'out'],
+      maxDeliveries: 1,
+      events,
+      pilots: { backend: 'local', count: 1, pilotEnv: { EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE: '30', EWMS_PILOT_TIMEOUT_QUEUE_INCOMING: '30' }, local: { workDir } },
+      onOutcome: (o) => {
+        outcomes.push(o);
+      },
+      idleTimeoutMs: 60_000,
+      deleteQueues: true,
+    });
+    expect(report).toMatchObject({ published: 9, settled: 9, results: 24, deadLetters: 0, filtered: 3, duplicates: 0 });
+    expect(new Set(outcomes.map((o) => o.outcomeId)).size).toBe(24);
+    const byRoot = new Map<string, string[]>();
+    for (const o of outcomes) byRoot.set(o.inputEventId, [...(byRoot.get(o.inputEventId) ?? []), `${String(o.data)} ${o.provenance.map((s) => s.task_name).join('>')}`]);
+    expect([...byRoot.values()].map((r) => r.length).sort()).toEqual([2, 2, 2, 6, 6, 6]);
+    for (const results of byRoot.values()) {
+      const n = results.length / 2;
+      const expected = Array.from({ length: n }, (_, i) => [`${n}-${i} pieces>left>merge`, `${n}-${i} pieces>merge`]).flat().sort();
+      expect(results.sort()).toEqual(expected);
+    }
+  }, 180_000);
 });
 
 test('autoscaling per task, from its own queue depth: the slow stage grows, the fast one stays as it is', async () => {

@@ -116,7 +116,7 @@ describe('event loop', () => {
     const log: string[] = [];
     const sub = new FakeSubscription();
     const processor: EventProcessor = {
-      process: async (d) => ({ kind: 'success', durationMs: 1, output: { body: d.body, eventId: `out-${d.eventId}` } }),
+      process: async (d) => ({ kind: 'success', durationMs: 1, outputs: [{ body: d.body, eventId: `out-${d.eventId}` }] }),
     };
     const { loop, stats } = makeLoop(sub, processor, {}, log);
     sub.push(new FakeDelivery('a', 1, log), new FakeDelivery('b', 1, log));
@@ -132,7 +132,7 @@ describe('event loop', () => {
     const sub = new FakeSubscription();
     const processor: EventProcessor = {
       process: async (d) =>
-        d.eventId === 'quiet' ? { kind: 'success', durationMs: 1, output: undefined } : { kind: 'success', durationMs: 1, output: { body: d.body, eventId: `out-${d.eventId}` } },
+        d.eventId === 'quiet' ? { kind: 'success', durationMs: 1, outputs: [] } : { kind: 'success', durationMs: 1, outputs: [{ body: d.body, eventId: `out-${d.eventId}` }] },
     };
     const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
     const { loop, stats } = makeLoop(sub, processor, { logger }, log);
@@ -152,7 +152,7 @@ describe('event loop', () => {
       publishOutput: async () => {
         throw new Error('connection lost');
       },
-      processor: { process: async () => ({ kind: 'success', durationMs: 1, output: { body: new Uint8Array(1) } }) },
+      processor: { process: async () => ({ kind: 'success', durationMs: 1, outputs: [{ body: new Uint8Array(1) }] }) },
       maxConcurrentTasks: 1,
       maxDeliveries: 3,
       stopOnTaskError: false,
@@ -178,7 +178,7 @@ describe('event loop', () => {
     const log: string[] = [];
     const { loop, stats } = makeLoop(
       sub,
-      { process: async (d) => ({ kind: 'success', durationMs: 1, output: { body: d.body, eventId: `out-${d.eventId}` } }) },
+      { process: async (d) => ({ kind: 'success', durationMs: 1, outputs: [{ body: d.body, eventId: `out-${d.eventId}` }] }) },
       {
         stopOnTaskError: true,
         version: '9.9.9',
@@ -210,7 +210,7 @@ describe('event loop', () => {
         peak = Math.max(peak, running);
         await sleep(15);
         running -= 1;
-        return { kind: 'success', durationMs: 15, output: undefined };
+        return { kind: 'success', durationMs: 15, outputs: [] };
       },
     };
     const { loop, stats } = makeLoop(sub, processor, { maxConcurrentTasks: 3 });
@@ -248,7 +248,7 @@ describe('event loop', () => {
       process: async (d) => {
         if (d.eventId === 'bad') return failure('boom');
         await sleep(50);
-        return { kind: 'success', durationMs: 50, output: undefined };
+        return { kind: 'success', durationMs: 50, outputs: [] };
       },
     };
     const { loop } = makeLoop(sub, processor, { stopOnTaskError: true, maxConcurrentTasks: 2 });
@@ -270,7 +270,7 @@ describe('event loop', () => {
     const sub = new FakeSubscription();
     const { loop, stats } = makeLoop(
       sub,
-      { process: async (d) => (d.eventId === 'x' ? failure('known flake', true) : { kind: 'success', durationMs: 1, output: undefined }) },
+      { process: async (d) => (d.eventId === 'x' ? failure('known flake', true) : { kind: 'success', durationMs: 1, outputs: [] }) },
       { stopOnTaskError: true },
     );
     sub.push(new FakeDelivery('x'), new FakeDelivery('y'));
@@ -301,7 +301,7 @@ describe('event loop', () => {
       // Ends once renewed three times; a loop that never renews leaves the task running until the test times out.
       process: async () => {
         while (d.leaseRenewals < 3) await sleep(10);
-        return { kind: 'success', durationMs: 110, output: undefined };
+        return { kind: 'success', durationMs: 110, outputs: [] };
       },
     });
     sub.push(d);
@@ -336,7 +336,7 @@ describe('event loop with a slot-aware processor (slot held around the task proc
         track.running -= 1;
         slots?.release();
         await sleep(5);
-        return { kind: 'success', durationMs: 20, output: { body: d.body, eventId: `out-${d.eventId}` } };
+        return { kind: 'success', durationMs: 20, outputs: [{ body: d.body, eventId: `out-${d.eventId}` }] };
       },
     };
   }
@@ -407,7 +407,7 @@ describe('a processor that throws (its contract says it never does)', () => {
     const processor: EventProcessor = {
       process: async (d) => {
         if (d.eventId === 'bad') throw new Error('disk on fire');
-        return { kind: 'success', durationMs: 1, output: undefined };
+        return { kind: 'success', durationMs: 1, outputs: [] };
       },
     };
     const logger = pino({ level: 'error' }, { write: (line: string) => lines.push(line) });
