@@ -8,8 +8,9 @@
  *   `PROVENANCE_MAX_BYTES`: past it the oldest steps after the first are dropped and the first kept step
  *   says how many (`dropped_before`).
  * - `x-ewms-share` — the part of its root this event stands for, `n/d` (absent: all of it). A pilot that
- *   publishes one output to k queues gives each 1/k of its input's share; the coordinator counts a root as
- *   done when the shares of its outcomes (results, dead letters, filter markers) add up to 1.
+ *   publishes n outputs for one input gives each 1/n of its input's share, and one output to k queues gives each
+ *   copy 1/k; the coordinator counts a root as done when the shares of its outcomes (results, dead letters,
+ *   filter markers) add up to 1.
  * - `x-ewms-filtered` — a marker for an event a task filtered out (no outfile): no data, its share, the task.
  * - `x-ewms-priority` — `urgent` on events published ahead of the rest; carried to outputs.
  */

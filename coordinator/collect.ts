@@ -7,9 +7,10 @@
  *   are acked and dropped, and counted.
  * - Done counting: each outcome names its root (the published event, `x-ewms-root-event-id`; for a
  *   single task the input itself) and the share of it that it stands for (`x-ewms-share`: an input published
- *   to k queues gives each copy 1/k). A root is settled when its shares add up to 1 — a plain result or a
- *   dead letter counts whole, a fan-out to two branches counts two halves, an event a task filtered out
- *   arrives as a marker carrying its share (counted, never yielded). Done when `expected` roots are settled.
+ *   to k queues gives each copy 1/k, a task's n outputs for one input 1/n each). A root is settled when its
+ *   shares add up to 1 — a plain result or a dead letter counts whole, a fan-out to two branches counts two
+ *   halves, an event a task filtered out arrives as a marker carrying its share (counted, never yielded). Done
+ *   when `expected` roots are settled.
  * - Ack-after-take: an outcome is acked only when the caller asks for the next one, so a caller that
  *   crashes while handling it gets it again next time. One that stops early (`break`) has its last outcome
  *   released, not acked.

@@ -62,6 +62,7 @@ const EVERY_VARIABLE: Record<string, [string, (c: PilotConfig) => unknown, unkno
   EWMS_PILOT_DATA_DIR_PARENT_PATH_ON_HOST: ['scratch/', (c) => c.dataDir, '/work/scratch/ewms-pilot-data'],
   EWMS_PILOT_INFILE_EXT: ['json', (c) => c.infileExt, '.json'],
   EWMS_PILOT_OUTFILE_EXT: ['.txt', (c) => c.outfileExt, '.txt'],
+  EWMS_PILOT_OUTFILE_EVENTS: ['JSONL', (c) => c.outfileEvents, 'jsonl'],
   EWMS_PILOT_EXTERNAL_DIRECTORIES: ['/cvmfs, /data/sim,', (c) => c.externalDirectories, ['/cvmfs', '/data/sim']],
   EWMS_PILOT_KEEP_ALL_TASK_FILES: ['yes', (c) => c.keepAllTaskFiles, true],
   EWMS_PILOT_DUMP_TASK_OUTPUT: ['True', (c) => c.dumpTaskOutput, true],
