@@ -126,6 +126,30 @@ describe('event loop', () => {
     expect(stats.snapshot().succeeded).toBe(2);
   });
 
+  test('several outputs: every one confirmed before the ack; one not confirmed releases the event, unacked', async () => {
+    const log: string[] = [];
+    const sub = new FakeSubscription();
+    const processor: EventProcessor = {
+      process: async (d) => ({ kind: 'success', durationMs: 1, outputs: [0, 1, 2].map((i) => ({ body: d.body, eventId: `${d.eventId}-${i}` })) }),
+    };
+    // Confirms come back in reverse order, the first output's last.
+    const publishOutput = async (m: OutgoingMessage) => {
+      const i = Number(m.eventId?.slice(-1));
+      await sleep(30 - 10 * i);
+      if (m.eventId === 'b-1') throw new Error('connection lost');
+      log.push(`confirmed:${m.eventId}`);
+    };
+    const { loop, stats } = makeLoop(sub, processor, { publishOutput }, log);
+    const a = new FakeDelivery('a', 1, log);
+    const b = new FakeDelivery('b', 1, log);
+    sub.push(a, b);
+    const result = await loop.run();
+    expect(log.slice(0, 4)).toEqual(['confirmed:a-2', 'confirmed:a-1', 'confirmed:a-0', 'ack:a']);
+    expect(b.settled).toBe('release');
+    expect(result.stopReason).toBe('broker-error');
+    expect(stats.snapshot().succeeded).toBe(1);
+  });
+
   test('a task that writes no outfile is a success with nothing published, counted and logged as such', async () => {
     const log: string[] = [];
     const lines: string[] = [];
