@@ -1,9 +1,9 @@
 /**
  * Each output's provenance (see `common/provenance.ts`): the root event id, the chain of steps with this
- * run appended, the share and priority carried on (split equally between several outputs of one input); dead letters name the task that failed them. With filter
- * markers on, a task that wrote no outfile publishes a marker instead of nothing, and a marker received is
- * passed on without running the task; so is a dead letter that rides the queues (dead-letter route
- * `outgoing`, as under EWMS).
+ * run appended, the share and priority carried on (split equally between several outputs of one input); dead
+ * letters name the task that failed them. With filter markers on, a task that wrote no outfile publishes a
+ * marker instead of nothing, and a marker received is passed on without running the task; so is a dead letter
+ * that rides the queues (dead-letter route `outgoing`, as under EWMS).
  */
 import { hostname } from 'node:os';
 import { encodeEnvelope, type WireFormat } from '../common/wire.js';

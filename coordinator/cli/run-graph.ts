@@ -1,9 +1,10 @@
 /**
- * `ewms run --workflow-file FILE`: a workflow graph in the WMS request's shape (JSON, or YAML by extension). Everything is checked
- * before anything changes — the graph (errors name the task and the alias), every events file, every task's
- * pilot settings with the pilot's own rules, the output paths — then events are published to the public
- * input queues (`--events FILE` for the only one, `--events ALIAS=FILE` for each of several), every task's
- * pilots start, and outcomes are collected from the public output queues and every task's dead-letter queue.
+ * `ewms run --workflow-file FILE`: a workflow graph in the WMS request's shape (JSON, or YAML by its extension).
+ * Everything is checked before anything changes — the graph (errors name the task and the alias), every events
+ * file, every task's pilot settings with the pilot's own rules, the output paths — then events are published
+ * to the public input queues (`--events FILE` for the only one, `--events ALIAS=FILE` for each of several),
+ * every task's pilots start, and outcomes are collected from the public output queues and every task's
+ * dead-letter queue.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
