@@ -43,7 +43,7 @@ export function printRows(rows: BenchRow[]): void {
   const width = Math.max(...rows.map((r) => r.name.length), 10);
   console.log(`${'benchmark'.padEnd(width)}  ${'baseline'.padStart(12)}  ${'ours'.padStart(12)}  ratio`);
   for (const r of rows) {
-    const fmt = (v: number) => `${Math.round(v).toLocaleString('en-US')} ${r.unit}`.padStart(12);
+    const fmt = (v: number) => `${r.unit === 'MB' ? v.toFixed(1) : Math.round(v).toLocaleString('en-US')} ${r.unit}`.padStart(12);
     console.log(`${r.name.padEnd(width)}  ${fmt(r.baseline)}  ${fmt(r.ours)}  ${(r.ours / r.baseline).toFixed(2)}`);
   }
 }

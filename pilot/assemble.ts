@@ -6,8 +6,11 @@
 import type { PilotConfig } from './config.js';
 import type { Logger } from './logger.js';
 import { runPilot, type PilotOutcome } from './pilot.js';
+import { DEFAULT_TASK_NAME } from '../common/heartbeat.js';
 import { runInit, TaskProcessor } from './processor.js';
+import { withProvenance } from './provenance.js';
 import { createRuntime } from './runtime/index.js';
+import { createSpawner, type SpawnerChoice } from './spawn/index.js';
 import { TaskFiles } from './task-files.js';
 
 /** What the caller provides besides the configuration. */
@@ -16,6 +19,8 @@ export interface AssembleOptions {
   version: string;
   /** The environment tasks start from (the pilot's own secrets already removed). */
   baseEnv: Record<string, string>;
+  /** How task processes start (default `auto`: the posix_spawn helper when Python can run it). */
+  spawner?: SpawnerChoice;
 }
 
 /**
@@ -41,26 +46,33 @@ export async function runConfiguredPilot(config: PilotConfig, options: AssembleO
   const init = config.init;
   const initImage = init && init.image !== config.task.image ? await runtime.prepare(init.image) : taskImage;
   const killGraceSeconds = config.settings.killGraceSeconds;
+  // Started once, before init: tasks never fork the pilot, and they end with it however it ends.
+  const spawner = await createSpawner(options.spawner ?? 'auto', { killGraceMs: killGraceSeconds * 1000, logger });
 
-  return runPilot(config.settings, {
-    logger,
-    version,
-    runInit: init ? (signal) => runInit({ init, runtime, image: initImage, files, killGraceSeconds, keepFiles: config.keepAllTaskFiles, logger, signal }) : undefined,
-    makeProcessor: () =>
-      new TaskProcessor({
-        task: config.task,
-        runtime,
-        image: taskImage,
-        files,
-        wireFormat: config.wireFormat,
-        infileExt: config.infileExt,
-        outfileExt: config.outfileExt,
-        killGraceSeconds,
-        okayErrors: config.okayErrors,
-        keepAllTaskFiles: config.keepAllTaskFiles,
-        dumpTaskOutput: config.dumpTaskOutput,
-        version,
-        logger,
-      }),
-  });
+  try {
+    return await runPilot(config.settings, {
+      logger,
+      version,
+      runInit: init ? (signal) => runInit({ init, runtime, image: initImage, files, killGraceSeconds, keepFiles: config.keepAllTaskFiles, logger, signal, spawner }) : undefined,
+      makeProcessor: () =>
+        withProvenance(new TaskProcessor({
+          task: config.task,
+          runtime,
+          image: taskImage,
+          files,
+          wireFormat: config.wireFormat,
+          infileExt: config.infileExt,
+          outfileExt: config.outfileExt,
+          killGraceSeconds,
+          okayErrors: config.okayErrors,
+          keepAllTaskFiles: config.keepAllTaskFiles,
+          dumpTaskOutput: config.dumpTaskOutput,
+          version,
+          logger,
+          spawner,
+        }), { taskName: config.settings.taskName ?? DEFAULT_TASK_NAME, version, image: config.task.image, wireFormat: config.wireFormat, filterMarkers: config.settings.filterMarkers ?? false }),
+    });
+  } finally {
+    await spawner.close();
+  }
 }

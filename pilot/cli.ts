@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2 --optimize-for-size
 /**
  * `ewms-pilot`: what every HTCondor job runs. Configured by `EWMS_PILOT_*` variables (as the Python
  * ewms-pilot is) or the matching flags; `ewms-pilot --help` lists them all.
@@ -7,7 +7,6 @@
  * (fail-fast) or broker failure, 2 bad configuration or an unusable runtime/image, 128+N stopped by signal N.
  * A broker that cannot be reached at start is exit 1 (HTCondor may simply run the job again).
  */
-import yargs from 'yargs';
 import { EwmsError } from '../common/errors.js';
 import { PACKAGE_VERSION } from '../common/version.js';
 import { describeError, redact } from '../common/redact.js';
@@ -35,8 +34,13 @@ a command line is visible to every user of the machine.`;
 /** This package's version, as the `--version` flag and dead-letter headers report it. */
 export const PILOT_VERSION: string = PACKAGE_VERSION;
 
-/** Parse flags; `--help`/`--version` print and exit here. */
+/**
+ * Parse flags; `--help`/`--version` print and exit here. A pilot configured by its environment alone (as
+ * HTCondor runs it) has no arguments: the parser, a sizeable module, is then not loaded at all.
+ */
 async function parseFlags(argv: string[]): Promise<FlagValues> {
+  if (argv.length === 0) return {};
+  const { default: yargs } = await import('yargs');
   let parser = yargs(argv)
     .scriptName('ewms-pilot')
     .usage(

@@ -63,7 +63,14 @@ const queueVars = (direction: 'INCOMING' | 'OUTGOING'): VariableDefinition[] => 
   const which = direction.toLowerCase();
   const fallback = direction === 'OUTGOING' ? { defaultText: "the incoming queue's" } : {};
   return [
-    v(`EWMS_PILOT_QUEUE_${direction}`, 'string', undefined, `Name of the ${which} queue (required).`),
+    v(
+      `EWMS_PILOT_QUEUE_${direction}`,
+      'string',
+      undefined,
+      direction === 'INCOMING'
+        ? 'Name of the incoming queue (required); several separated by `;`, as the EWMS TMS writes them for a task with several input queues: the pilot reads them all. Each `_AUTH_TOKEN`, `_BROKER_TYPE`, `_BROKER_ADDRESS`, `_BROKER_MANAGEMENT_URL` then holds one value for all queues, or one per queue in the same order, `;`-separated.'
+        : 'Name of the outgoing queue (required); several separated by `;` (the TMS\'s form): every output is published to each of them (fan-out), with per-queue settings as for the incoming queues.',
+    ),
     v(
       `EWMS_PILOT_QUEUE_${direction}_AUTH_TOKEN`,
       'secret',
@@ -112,12 +119,15 @@ export const VARIABLES: readonly VariableDefinition[] = [
   // queues
   ...queueVars('INCOMING'),
   ...queueVars('OUTGOING'),
-  v('EWMS_PILOT_QUEUE_DEAD_LETTER', 'string', undefined, 'Where events go after their last failed attempt, with the reason in headers.', { origin: 'ours', defaultText: '`<incoming>.dlq`' }),
+  v('EWMS_PILOT_QUEUE_INCOMING_URGENT', 'string', undefined, 'Urgent twin of each incoming queue (`;`-separated, in the order of EWMS_PILOT_QUEUE_INCOMING; an empty entry: none), on the same broker. The pilot takes what waits there before anything from the ordinary queues. Set by the coordinator for workflows with urgent events.', { origin: 'ours' }),
+  v('EWMS_PILOT_QUEUE_OUTGOING_URGENT', 'string', undefined, 'Urgent twin of each outgoing queue (`;`-separated, in the order of EWMS_PILOT_QUEUE_OUTGOING; an empty entry: none): outputs of urgent events (`x-ewms-priority: urgent`) go there, so they stay ahead downstream too.', { origin: 'ours' }),
+  v('EWMS_PILOT_QUEUE_DEAD_LETTER', 'string', undefined, 'Where events go after their last failed attempt, with the reason in headers. With several incoming queues: one for all, or one per queue (`;`-separated, same order).', { origin: 'ours', defaultText: '`<incoming>.dlq`' }),
+  v('EWMS_PILOT_FILTER_MARKERS', 'boolean', 'false', 'A task that writes no outfile (a filter) still publishes a small marker (`x-ewms-filtered`, no data) to its first outgoing queue, and a pilot passes markers it receives on without running its task, so the coordinator can tell a filtered event from a lost one. Set by the coordinator for workflow graphs.', { origin: 'ours' }),
   v('EWMS_PILOT_DEAD_LETTER', 'choice', 'queue', '`queue`: dead letters go to EWMS_PILOT_QUEUE_DEAD_LETTER, which the pilot declares; `outgoing`: they go to the outgoing queue, marked by their reason headers, and no dead-letter queue is declared (nor a broker policy installed) — for brokers where each token covers only its own queue, as under EWMS (the coordinator sets it there).', { origin: 'ours', choices: ['queue', 'outgoing'] }),
   v('EWMS_PILOT_QUEUE_MONITOR', 'string', undefined, 'The workflow\'s monitoring queue, on the outgoing broker: heartbeats go there (declared bounded: the newest 20,000, none older than an hour; never dead-lettered). Set by the coordinator; unset: no heartbeats.', { origin: 'ours' }),
   v('EWMS_PILOT_MAX_DELIVERIES', 'integer', '3', 'Attempts an event gets before it is dead-lettered (>= 1).', { origin: 'ours' }),
   v('EWMS_PILOT_WIRE_FORMAT', 'choice', 'mqclient', '`mqclient`: zstd-compressed JSON envelope, interoperable with the Python MQClient; `raw`: bodies are the files\' bytes as they are.', { origin: 'ours', choices: ['mqclient', 'raw'] }),
-  v('EWMS_PILOT_PREFETCH', 'integer', '1', 'Events the broker may push ahead of need; the pilot holds at most max(prefetch, concurrent tasks) unacked.'),
+  v('EWMS_PILOT_PREFETCH', 'integer', '1', 'Events the broker may push ahead of need: at least 3 × concurrent tasks + 2, so the next event is in hand (prepared) when a task slot frees while finished ones are published and acked.'),
   v('EWMS_PILOT_LEASE_TIMEOUT', 'seconds', '60', 'How long the broker waits for an ack before it gives an event to another pilot: NATS AckWait, renewed every third of it while a task runs, so long tasks keep their events. Not applied on RabbitMQ (no per-message lease: `consumer_timeout` on the server) nor on Pulsar (its ack timeout cannot be renewed, so it stays off and an event returns when its pilot disconnects).', { origin: 'ours' }),
   v('EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE', 'seconds', undefined, 'Seconds to wait for the first event before ending with exit 0.', { defaultText: 'EWMS_PILOT_TIMEOUT_QUEUE_INCOMING' }),
   v('EWMS_PILOT_TIMEOUT_QUEUE_INCOMING', 'seconds', '1', 'Seconds with nothing to do, once events have flowed, before the pilot ends with exit 0 (the queue has drained).'),

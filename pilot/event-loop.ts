@@ -13,6 +13,7 @@
  */
 import { MessageTooLargeError } from '../mq-adapters/errors.js';
 import type { DeadLetterReason, Delivery, OutgoingMessage, Subscription } from '../mq-adapters/types.js';
+import { describeError } from '../common/redact.js';
 import { deadLetterReason } from './failure.js';
 import type { Logger } from './logger.js';
 import type { PilotStats } from './stats.js';
@@ -32,9 +33,25 @@ export type TaskOutcome =
   /** The task was stopped by the pilot (shutdown); the event goes back untouched by blame. */
   | { kind: 'aborted'; durationMs: number | undefined };
 
+/**
+ * The task slots: at most `maxConcurrentTasks` task processes at once. A slot-aware processor holds one
+ * only while its process runs, so preparing the next event and publishing/acking the last overlap tasks.
+ */
+export interface TaskSlots {
+  /** Wait for a free slot; false when intake stopped (or `signal` aborted) meanwhile: release the event. */
+  acquire(signal: AbortSignal): Promise<boolean>;
+  /** Give back a slot acquired with `acquire`. */
+  release(): void;
+}
+
 /** Runs one event's task: files, process, output. Never throws; failures are outcomes. */
 export interface EventProcessor {
-  process(delivery: Delivery, signal: AbortSignal): Promise<TaskOutcome>;
+  /**
+   * True when `process` takes a slot from `slots` itself, around the task process only. Otherwise the loop
+   * holds a slot for the whole call.
+   */
+  readonly slotAware?: boolean;
+  process(delivery: Delivery, signal: AbortSignal, slots?: TaskSlots): Promise<TaskOutcome>;
 }
 
 /** Why intake stopped. */
@@ -52,6 +69,12 @@ export interface EventLoopOptions {
   publishOutput(message: OutgoingMessage): Promise<void>;
   processor: EventProcessor;
   maxConcurrentTasks: number;
+  /**
+   * Events taken beyond the running tasks, to be prepared and wait for a slot (default 0). Only with a
+   * slot-aware processor; an event whose task has ended (being published and acked) no longer counts, so the
+   * subscription's prefetch should leave room for those too (see `pilot.ts`).
+   */
+  lookahead?: number;
   maxDeliveries: number;
   stopOnTaskError: boolean;
   /** End if no event arrives this long after start (undefined: wait forever). */
@@ -78,6 +101,8 @@ export interface EventLoopResult {
 
 interface InFlight {
   delivery: Delivery;
+  /** Its task process has ended (slot-aware processors): it no longer counts against the window. */
+  taskEnded: boolean;
   abort: AbortController;
   done: Promise<void>;
 }
@@ -89,9 +114,17 @@ export class EventLoop {
   private brokerError: unknown;
   private receivedAny = false;
   private idleTimer: NodeJS.Timeout | undefined;
-  private freeSlot: (() => void) | undefined;
+  private freeRoom: (() => void) | undefined;
+  private readonly slots: Semaphore;
+  /** Most events in hand at once whose task has not ended. */
+  private readonly window: number;
+  /** In-flight events whose task has not ended. */
+  private beforeTaskEnd = 0;
 
-  constructor(private readonly opts: EventLoopOptions) {}
+  constructor(private readonly opts: EventLoopOptions) {
+    this.slots = new Semaphore(opts.maxConcurrentTasks, () => this.stopReason !== undefined);
+    this.window = opts.maxConcurrentTasks + (opts.processor.slotAware ? (opts.lookahead ?? 0) : 0);
+  }
 
   /** Consume until intake stops, then wait for in-flight events to settle. */
   async run(): Promise<EventLoopResult> {
@@ -106,7 +139,7 @@ export class EventLoop {
           continue;
         }
         this.start(delivery);
-        await this.waitForSlot();
+        await this.waitForRoom();
         if (this.stopReason) break;
       }
     } catch (err) {
@@ -136,7 +169,9 @@ export class EventLoop {
       this.opts.subscription.close().catch((err: unknown) => {
         this.opts.logger.warn({ err: String(err) }, 'closing the subscription failed');
       });
-      this.freeSlot?.();
+      this.freeRoom?.();
+      // Events waiting for a slot are not started: they go back to the queue.
+      this.slots.wakeAll();
     }
     if (abortAfterMs !== undefined) {
       const timer = setTimeout(() => this.abortAll(), abortAfterMs);
@@ -155,25 +190,63 @@ export class EventLoop {
 
   private start(delivery: Delivery): void {
     const abort = new AbortController();
-    const item: InFlight = { delivery, abort, done: Promise.resolve() };
-    item.done = this.handle(delivery, abort.signal).finally(() => {
+    const item: InFlight = { delivery, abort, taskEnded: false, done: Promise.resolve() };
+    this.beforeTaskEnd += 1;
+    item.done = this.handle(item).finally(() => {
+      this.taskEnded(item);
       this.inFlight.delete(item);
-      this.freeSlot?.();
+      this.freeRoom?.();
       if (this.inFlight.size === 0) this.armIdleTimer();
     });
     this.inFlight.add(item);
   }
 
-  private waitForSlot(): Promise<void> {
-    if (this.inFlight.size < this.opts.maxConcurrentTasks || this.stopReason) return Promise.resolve();
+  /** The event's task is over (its slot given back): reporting it does not hold up taking the next. */
+  private taskEnded(item: InFlight): void {
+    if (item.taskEnded) return;
+    item.taskEnded = true;
+    this.beforeTaskEnd -= 1;
+    this.freeRoom?.();
+  }
+
+  private waitForRoom(): Promise<void> {
+    if (this.beforeTaskEnd < this.window || this.stopReason) return Promise.resolve();
     return new Promise((resolve) => {
-      this.freeSlot = () => {
-        if (this.inFlight.size < this.opts.maxConcurrentTasks || this.stopReason) {
-          this.freeSlot = undefined;
+      this.freeRoom = () => {
+        if (this.beforeTaskEnd < this.window || this.stopReason) {
+          this.freeRoom = undefined;
           resolve();
         }
       };
     });
+  }
+
+  /** The processor's outcome; a processor that throws (its contract says it never does) releases the event. */
+  private async runProcessor(item: InFlight, log: Logger): Promise<TaskOutcome> {
+    const { processor } = this.opts;
+    const { delivery } = item;
+    const signal = item.abort.signal;
+    try {
+      if (processor.slotAware) {
+        return await processor.process(delivery, signal, {
+          acquire: (s) => this.slots.acquire(s),
+          release: () => {
+            this.slots.release();
+            this.taskEnded(item);
+          },
+        });
+      }
+      if (!(await this.slots.acquire(signal))) return { kind: 'aborted', durationMs: undefined };
+      // The whole call holds the slot and the event its place in the window, reporting included.
+      try {
+        return await processor.process(delivery, signal);
+      } finally {
+        this.slots.release();
+      }
+    } catch (err) {
+      log.error({ err: describeError(err) }, 'the task processor failed unexpectedly; releasing the event');
+      return { kind: 'aborted', durationMs: undefined };
+    }
   }
 
   private async drain(): Promise<void> {
@@ -183,7 +256,8 @@ export class EventLoop {
   }
 
   /** One event, start to settle. */
-  private async handle(delivery: Delivery, signal: AbortSignal): Promise<void> {
+  private async handle(item: InFlight): Promise<void> {
+    const { delivery } = item;
     const { logger, stats } = this.opts;
     const log = logger.child({ eventId: delivery.eventId, attempt: delivery.deliveryCount });
     log.debug('event received');
@@ -194,7 +268,7 @@ export class EventLoop {
 
     let outcome: TaskOutcome;
     try {
-      outcome = await this.opts.processor.process(delivery, signal);
+      outcome = await this.runProcessor(item, log);
     } finally {
       clearInterval(lease);
     }
@@ -249,15 +323,17 @@ export class EventLoop {
       { reason: outcome.reason.reason, final: last, okay: outcome.okay },
       last ? 'task failed; dead-lettering the event' : 'task failed; releasing the event for another attempt',
     );
+    // Fail-fast stops intake before the nack: the event's next attempt must not come back to this pilot
+    // (with room in its prefetch, the broker would hand it straight back).
+    if (this.opts.stopOnTaskError && !outcome.okay) {
+      this.fatalTaskError ??= outcome.reason.reason;
+      this.stop('task-error');
+    }
     if (last) {
       await this.settle(delivery, 'dead-letter', outcome.reason.reason, log, outcome.reason);
       stats.recordDeadLetter();
     } else {
       await this.settle(delivery, 'nack', 'task failed', log, outcome.reason);
-    }
-    if (this.opts.stopOnTaskError && !outcome.okay) {
-      this.fatalTaskError ??= outcome.reason.reason;
-      this.stop('task-error');
     }
   }
 
@@ -304,5 +380,51 @@ export class EventLoop {
   private disarmIdleTimer(): void {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
+  }
+}
+
+/** Counting semaphore whose waiters give up once `stopped()` holds (intake ended) or their signal aborts. */
+class Semaphore {
+  private free: number;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(
+    size: number,
+    private readonly stopped: () => boolean,
+  ) {
+    this.free = size;
+  }
+
+  async acquire(signal: AbortSignal): Promise<boolean> {
+    while (this.free === 0) {
+      if (this.stopped() || signal.aborted) return false;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          this.waiters.delete(wake);
+          signal.removeEventListener('abort', wake);
+          resolve();
+        };
+        this.waiters.add(wake);
+        signal.addEventListener('abort', wake, { once: true });
+      });
+    }
+    if (this.stopped() || signal.aborted) return false;
+    this.free -= 1;
+    return true;
+  }
+
+  release(): void {
+    this.free += 1;
+    this.wakeOne();
+  }
+
+  /** Let every waiter look again (after a stop: they give up). */
+  wakeAll(): void {
+    for (const wake of [...this.waiters]) wake();
+  }
+
+  private wakeOne(): void {
+    const first = this.waiters.values().next();
+    if (!first.done) first.value();
   }
 }

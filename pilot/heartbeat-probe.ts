@@ -9,7 +9,7 @@
 import { redact } from '../common/redact.js';
 import { clip, DurationHistogram, HEARTBEAT_LIMITS, OTHER_REASON, type DeadLetterGroup, type DurationCounts, type InFlightEvent } from '../common/heartbeat.js';
 import type { DeadLetterReason, Delivery, Subscription } from '../mq-adapters/types.js';
-import type { EventProcessor, TaskOutcome } from './event-loop.js';
+import type { EventProcessor, TaskOutcome, TaskSlots } from './event-loop.js';
 
 /** Observes task runs and dead letters for the heartbeat. */
 export class TaskProbe {
@@ -24,11 +24,12 @@ export class TaskProbe {
   /** The processor, timed: in-flight while `process` runs; its duration and failures recorded after. */
   wrapProcessor(processor: EventProcessor): EventProcessor {
     return {
-      process: async (delivery: Delivery, signal: AbortSignal): Promise<TaskOutcome> => {
+      slotAware: processor.slotAware,
+      process: async (delivery: Delivery, signal: AbortSignal, slots?: TaskSlots): Promise<TaskOutcome> => {
         const token = {};
         this.running.set(token, { eventId: clip(delivery.eventId, HEARTBEAT_LIMITS.idChars), attempt: delivery.deliveryCount, startedAt: Date.now() });
         try {
-          const outcome = await processor.process(delivery, signal);
+          const outcome = await processor.process(delivery, signal, slots);
           if (outcome.durationMs !== undefined && outcome.kind !== 'aborted') this.histogram.observe(outcome.durationMs / 1000);
           if (outcome.kind === 'failure') this.noteError(outcome.reason.reason);
           return outcome;

@@ -8,13 +8,14 @@ import type { WireFormat } from '../common/wire.js';
 import { describeError } from '../common/redact.js';
 import type { Delivery } from '../mq-adapters/types.js';
 import type { CommandSpec } from './config.js';
-import type { EventProcessor, TaskOutcome } from './event-loop.js';
+import type { EventProcessor, TaskOutcome, TaskSlots } from './event-loop.js';
 import { deadLetterReason, isOkayError, processFailure, STDERR_TAIL_BYTES, type Failure } from './failure.js';
 import type { Logger } from './logger.js';
 import { removeLaunchFiles, writeLaunchFiles } from './runtime/launch-files.js';
 import type { ContainerRuntime, LaunchCommand, PreparedImage } from './runtime/types.js';
 import { copyFileTo, safeDirName, tailOf, type RunDir, type TaskFiles } from './task-files.js';
 import { decodePayload, InvalidDataForInfileException, InvalidDataFromOutfileException, readOutfile, writeInfile, type Payload } from './task-io.js';
+import type { Spawner } from './spawn/index.js';
 import { runProcess, type ProcessResult } from './task-process.js';
 
 /** Everything a task processor needs, prepared once per pilot. */
@@ -34,6 +35,8 @@ export interface TaskProcessorOptions {
   logger: Logger;
   /** Where task output dumps go (the pilot's stdout). */
   dumpTo?: NodeJS.WritableStream;
+  /** What starts task processes (default: `child_process.spawn` in the pilot). */
+  spawner?: Spawner;
 }
 
 /** Runs each event's task in its own directory. */
@@ -42,7 +45,10 @@ export class TaskProcessor implements EventProcessor {
 
   constructor(private readonly opts: TaskProcessorOptions) {}
 
-  async process(delivery: Delivery, signal: AbortSignal): Promise<TaskOutcome> {
+  /** The task slot is held only while the task process runs (see `EventProcessor.slotAware`). */
+  readonly slotAware = true;
+
+  async process(delivery: Delivery, signal: AbortSignal, slots?: TaskSlots): Promise<TaskOutcome> {
     const { opts } = this;
     let payload: Payload;
     try {
@@ -55,7 +61,8 @@ export class TaskProcessor implements EventProcessor {
 
     let dir: RunDir;
     try {
-      dir = await opts.files.create(safeDirName(delivery.eventId));
+      // Kept files need a directory per event (named after it, as the Python pilot's); else one is reused.
+      dir = opts.keepAllTaskFiles ? await opts.files.create(safeDirName(delivery.eventId)) : await opts.files.reusable();
     } catch (err) {
       return this.failed({ kind: 'TaskStartError', message: `cannot create the task's directory: ${describeError(err)}` }, delivery, '', undefined);
     }
@@ -74,13 +81,26 @@ export class TaskProcessor implements EventProcessor {
         opts.image,
       );
       await writeLaunchFiles(command);
-      const result = await this.run(command, dir, signal).finally(() => removeLaunchFiles(command));
+      let result: ProcessResult;
+      try {
+        // Everything before is preparation and everything after is reporting: only the process holds a slot.
+        if (slots && !(await slots.acquire(signal))) return { kind: 'aborted', durationMs: undefined };
+        try {
+          result = await this.run(command, dir, signal);
+        } finally {
+          slots?.release();
+        }
+      } finally {
+        await removeLaunchFiles(command);
+      }
       if (result.aborted) return { kind: 'aborted', durationMs: result.durationMs };
 
       const failure = processFailure(result, opts.task.timeoutSeconds);
-      if (failure || opts.dumpTaskOutput) await dumpRunOutput(dir, `task (event ${JSON.stringify(delivery.eventId)})`, opts.dumpTo);
+      // A process that never started wrote nothing (what a reused directory holds is an earlier event's).
+      const ran = result.spawnError === undefined;
+      if (ran && (failure || opts.dumpTaskOutput)) await dumpRunOutput(dir, `task (event ${JSON.stringify(delivery.eventId)})`, opts.dumpTo);
       if (failure) {
-        return this.failed(failure, delivery, await tailOf(dir.stderr, STDERR_TAIL_BYTES), result.durationMs);
+        return this.failed(failure, delivery, ran ? await tailOf(dir.stderr, STDERR_TAIL_BYTES) : '', result.durationMs);
       }
 
       try {
@@ -98,7 +118,7 @@ export class TaskProcessor implements EventProcessor {
     } finally {
       // Failed or not, the stdout/stderr went to the log when it mattered; files stay only when asked.
       if (!opts.keepAllTaskFiles) {
-        await opts.files.remove(dir).catch((err: unknown) => opts.logger.warn({ err: describeError(err), dir: dir.root }, 'cannot remove a task directory'));
+        await opts.files.recycle(dir).catch((err: unknown) => opts.logger.warn({ err: describeError(err), dir: dir.root }, 'cannot remove a task directory'));
       }
     }
   }
@@ -113,6 +133,7 @@ export class TaskProcessor implements EventProcessor {
       killGraceMs: killGraceSeconds * 1000,
       signal,
       onStop: () => runtime.stop(command),
+      spawner: this.opts.spawner,
     });
   }
 
@@ -158,6 +179,7 @@ export async function runInit(opts: {
   dumpTo?: NodeJS.WritableStream;
   /** Stops the init command (TERM, then KILL after the grace). */
   signal?: AbortSignal;
+  spawner?: Spawner;
 }): Promise<void> {
   const dir = await opts.files.create('init');
   const command = opts.runtime.command(
@@ -174,6 +196,7 @@ export async function runInit(opts: {
     killGraceMs: opts.killGraceSeconds * 1000,
     signal: opts.signal,
     onStop: () => opts.runtime.stop(command),
+    spawner: opts.spawner,
   }).finally(() => removeLaunchFiles(command));
   if (result.aborted) throw new InitCommandError('init command stopped by the pilot', 'nothing to fix: the pilot was told to stop (SIGTERM/SIGINT) while init ran');
   const failure = processFailure(result, opts.init.timeoutSeconds, 'init command');

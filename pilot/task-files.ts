@@ -10,9 +10,12 @@
  * ```
  *
  * Event ids come from the broker, i.e. from whoever published: they are never trusted as paths.
+ *
+ * Unless every task's files are kept (`EWMS_PILOT_KEEP_ALL_TASK_FILES`), events do not get a directory of
+ * their own: each running slot reuses `slot-<n>/` (same inside), which saves the directory calls per event.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readdirSync, unlinkSync } from 'node:fs';
 import { mkdir, open, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -46,10 +49,13 @@ export function safeDirName(eventId: string): string {
   return readable ? `${readable}-${hash}` : `id-${hash}`;
 }
 
-/** Makes and removes run directories under one data directory. */
+/** Makes, reuses and removes run directories under one data directory. */
 export class TaskFiles {
   /** The shared data hub (host path). */
   readonly dataHub: string;
+  /** Slot directories free for the next event. */
+  private readonly idle: RunDir[] = [];
+  private slots = 0;
 
   constructor(
     /** `<parent>/ewms-pilot-data`. */
@@ -89,6 +95,40 @@ export class TaskFiles {
         stdout: join(outputs, 'stdoutfile'),
         stderr: join(outputs, 'stderrfile'),
       };
+    }
+  }
+
+  /**
+   * A run directory for one event, reused from event to event: `slot-<n>/` with the same inside as an
+   * event's own. Five directory calls fewer per event than a fresh directory made and removed (see
+   * README, "Task files"); `recycle` makes it ready for the next event.
+   */
+  async reusable(): Promise<RunDir> {
+    const dir = this.idle.pop();
+    if (dir) return dir;
+    this.slots += 1;
+    return this.create(`slot-${this.slots}`);
+  }
+
+  /**
+   * Make a reusable directory ready for the next event: everything in task-io goes, and stdout/stderr too.
+   * Files are unlinked rather than left to be truncated by the next event: on ext4 rewriting a truncated file
+   * makes its close wait for the data to reach the disk (`auto_da_alloc`), 1.5 ms per event measured here.
+   * A directory that cannot be cleaned is removed instead of reused.
+   */
+  async recycle(dir: RunDir): Promise<void> {
+    const own = new Set([dir.infile, dir.outfile].map((path) => path.slice(dir.taskIo.length + 1)));
+    try {
+      // Synchronous, as the infile and outfile are (see task-io.ts): a readdir and four unlinks per event.
+      for (const name of readdirSync(dir.taskIo)) {
+        // The pilot's own files are plain files; anything else the task left may be a tree.
+        if (own.has(name)) unlinkSync(join(dir.taskIo, name));
+        else await rm(join(dir.taskIo, name), { recursive: true, force: true });
+      }
+      for (const path of [dir.stdout, dir.stderr]) unlinkQuietly(path);
+      this.idle.push(dir);
+    } catch {
+      await this.remove(dir);
     }
   }
 
@@ -142,5 +182,18 @@ async function unlinkIfPresent(path: string): Promise<void> {
     await unlink(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+/** Unlink a file that may be missing (a task that never started), without the cost of an error's stack. */
+function unlinkQuietly(path: string): void {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  } finally {
+    Error.stackTraceLimit = limit;
   }
 }

@@ -3,12 +3,12 @@
  * A timeout or an abort stops the whole group — the task and everything it started — with SIGTERM, then
  * SIGKILL after the grace.
  *
- * `node:child_process.spawn` is used directly rather than execa: on this project's 2-core machines it
- * starts `/bin/true` about twice as fast, and the pilot's hot path is one spawn per event.
+ * Processes are started by a `Spawner` (the pilot's posix_spawn helper, or `child_process.spawn` in
+ * process); this module owns what happens after the start, whichever started it. Neither is execa: on this
+ * project's 2-core machines execa starts `/bin/true` about half as fast, and the hot path is one per event.
  */
-import { spawn } from 'node:child_process';
-import { open } from 'node:fs/promises';
 import type { LaunchCommand } from './runtime/types.js';
+import { inlineSpawner, SpawnFailure, signalGroup, type SpawnedProcess, type Spawner } from './spawn/index.js';
 
 /** How one process ended. */
 export interface ProcessResult {
@@ -41,6 +41,8 @@ export interface RunProcessOptions {
    * outlive its client process, so the run is reported finished only after this has settled.
    */
   onStop?: () => Promise<void> | void;
+  /** What starts the process (default: `child_process.spawn` in this process). */
+  spawner?: Spawner;
 }
 
 /** How often to look whether a stopped group is gone, during the grace only. */
@@ -60,83 +62,61 @@ export async function runProcess(command: LaunchCommand, options: RunProcessOpti
   });
   if (options.signal?.aborted) return result({ aborted: true });
 
-  const opened = await Promise.allSettled([open(options.stdoutPath, 'w'), open(options.stderrPath, 'w')]);
-  if (opened[0].status === 'rejected' || opened[1].status === 'rejected') {
-    for (const o of opened) if (o.status === 'fulfilled') await o.value.close();
-    const reason = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected')?.reason as Error;
-    return result({ spawnError: `cannot create the output files: ${reason.message}` });
-  }
-  const stdout = opened[0].value;
-  const stderr = opened[1].value;
-
+  const spawner = options.spawner ?? inlineSpawner;
+  let spawned: SpawnedProcess;
   try {
-    return await new Promise<ProcessResult>((resolve) => {
-      let stopping: 'timeout' | 'abort' | undefined;
-      let killDeadline = Infinity;
-      let killTimer: NodeJS.Timeout | undefined;
-      let timeoutTimer: NodeJS.Timeout | undefined;
-      let stopped: Promise<void> = Promise.resolve();
-      // detached: the child leads a new process group (setsid), so the whole tree can be signalled at once.
-      const child = spawn(command.file, command.args, {
-        cwd: options.cwd,
-        env: command.env,
-        stdio: ['ignore', stdout.fd, stderr.fd],
-        detached: true,
-      });
-      const pid = child.pid;
+    spawned = await spawner.spawn({ file: command.file, args: command.args, env: command.env, cwd: options.cwd, stdoutPath: options.stdoutPath, stderrPath: options.stderrPath });
+  } catch (err) {
+    return result({ spawnError: err instanceof SpawnFailure ? err.message : String(err) });
+  }
+  const { pid } = spawned;
 
-      const stop = (why: 'timeout' | 'abort') => {
-        if (stopping || pid === undefined) return;
-        stopping = why;
-        killDeadline = performance.now() + options.killGraceMs;
-        signalGroup(pid, 'SIGTERM');
-        stopped = Promise.resolve()
-          .then(() => options.onStop?.())
-          .catch(() => undefined);
-        killTimer = setTimeout(() => signalGroup(pid, 'SIGKILL'), options.killGraceMs);
-      };
-      const onAbort = () => stop('abort');
-      if (options.timeoutMs !== undefined) timeoutTimer = setTimeout(() => stop('timeout'), options.timeoutMs);
-      options.signal?.addEventListener('abort', onAbort, { once: true });
-      // Aborted while the output files were being opened: the listener above came too late to hear it.
-      if (options.signal?.aborted) onAbort();
+  return new Promise<ProcessResult>((resolve) => {
+    let stopping: 'timeout' | 'abort' | undefined;
+    let killDeadline = Infinity;
+    let killTimer: NodeJS.Timeout | undefined;
+    let timeoutTimer: NodeJS.Timeout | undefined;
+    let stopped: Promise<void> = Promise.resolve();
 
-      const finish = (partial: Partial<ProcessResult>) => {
-        if (timeoutTimer) clearTimeout(timeoutTimer);
-        if (killTimer) clearTimeout(killTimer);
-        options.signal?.removeEventListener('abort', onAbort);
-        const outcome = result({ timedOut: stopping === 'timeout', aborted: stopping === 'abort', ...partial });
-        void stopped.then(() => resolve(outcome));
-      };
+    const stop = (why: 'timeout' | 'abort') => {
+      if (stopping) return;
+      stopping = why;
+      killDeadline = performance.now() + options.killGraceMs;
+      signalGroup(pid, 'SIGTERM');
+      stopped = Promise.resolve()
+        .then(() => options.onStop?.())
+        .catch(() => undefined);
+      killTimer = setTimeout(() => signalGroup(pid, 'SIGKILL'), options.killGraceMs);
+    };
+    const onAbort = () => stop('abort');
+    if (options.timeoutMs !== undefined) timeoutTimer = setTimeout(() => stop('timeout'), options.timeoutMs);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    // Aborted while the process was being started: the listener above came too late to hear it.
+    if (options.signal?.aborted) onAbort();
 
-      child.once('error', (err) => finish({ spawnError: err.message }));
-      child.once('exit', (exitCode, signal) => {
-        if (pid === undefined) return;
-        if (!stopping) {
-          // Leftovers the task started and left running belong to no one: end them with the task.
-          signalGroup(pid, 'SIGKILL');
-          finish({ exitCode, signal });
-          return;
-        }
-        // Stopping: the leader is gone, but its children may still be within their grace.
-        void waitForGroupExit(pid, killDeadline).then(() => {
-          signalGroup(pid, 'SIGKILL');
-          finish({ exitCode, signal });
-        });
+    const finish = (partial: Partial<ProcessResult>) => {
+      if (timeoutTimer) clearTimeout(timeoutTimer);
+      if (killTimer) clearTimeout(killTimer);
+      options.signal?.removeEventListener('abort', onAbort);
+      const outcome = result({ timedOut: stopping === 'timeout', aborted: stopping === 'abort', ...partial });
+      void stopped.then(() => resolve(outcome));
+    };
+
+    void spawned.exit.then(({ exitCode, signal, lost }) => {
+      const ended = lost === undefined ? { exitCode, signal } : { spawnError: lost };
+      if (!stopping) {
+        // Leftovers the task started and left running belong to no one: end them with the task.
+        signalGroup(pid, 'SIGKILL');
+        finish(ended);
+        return;
+      }
+      // Stopping: the leader is gone, but its children may still be within their grace.
+      void waitForGroupExit(pid, killDeadline).then(() => {
+        signalGroup(pid, 'SIGKILL');
+        finish(ended);
       });
     });
-  } finally {
-    await Promise.all([stdout.close(), stderr.close()]);
-  }
-}
-
-/** Signal a whole process group; a group that is already gone is fine. */
-function signalGroup(pgid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pgid, signal);
-  } catch {
-    // ESRCH: nothing left in the group.
-  }
+  });
 }
 
 /** Resolve once no process of the group is left (checked by signal 0) or `deadline` has passed. */

@@ -55,15 +55,17 @@ export async function startTracer(options: { serviceVersion: string; env?: Reado
 export function withTraceContext(processor: EventProcessor, tracer: TaskTracer | undefined, attributes: () => TaskRunAttributes): EventProcessor {
   if (!tracer) {
     return {
-      process: async (delivery, signal) => carry(await processor.process(delivery, signal), delivery.headers[TRACEPARENT_HEADER]),
+      slotAware: processor.slotAware,
+      process: async (delivery, signal, slots) => carry(await processor.process(delivery, signal, slots), delivery.headers[TRACEPARENT_HEADER]),
     };
   }
   return {
-    process: async (delivery, signal) => {
+    slotAware: processor.slotAware,
+    process: async (delivery, signal, slots) => {
       const span = tracer.startTaskRun(delivery, attributes());
       let outcome: TaskOutcome | undefined;
       try {
-        outcome = await processor.process(delivery, signal);
+        outcome = await processor.process(delivery, signal, slots);
         return carry(outcome, span.traceparent);
       } finally {
         span.end(outcome ?? { kind: 'aborted', durationMs: undefined });

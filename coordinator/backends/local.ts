@@ -4,7 +4,9 @@
  * working directory, stdout/stderr to files in it — so what works here works on the pool.
  *
  * Stopping sends SIGTERM to the pilot (it stops intake, lets in-flight tasks finish within its grace and
- * releases the rest), then SIGKILL to its whole process group after `killGraceMs`.
+ * releases the rest), then SIGKILL to its whole process group after `killGraceMs` — by default long enough
+ * for the pilot's own shutdown (twice its task kill grace, plus a margin) — and then to every process the pilot
+ * left anywhere (its session, or carrying its marker variable): `remove()` returns only when none is left.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -12,8 +14,10 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync } from 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PILOT_NODE_FLAGS } from '../../common/pilot-node-flags.js';
 import type { AdapterLogger } from '../../mq-adapters/types.js';
 import { PilotBackendError } from '../errors.js';
+import { LOCAL_PILOT_MARKER, pilotProcesses } from './pilot-processes.js';
 import type { PilotEnvironment } from '../pilot-env.js';
 import type { ClusterStatus, LocalOptions, PilotCluster, RemoveOptions } from '../types.js';
 
@@ -62,9 +66,9 @@ export class LocalPilotCluster implements PilotCluster {
     this.ownsWorkDir = options.workDir === undefined;
     this.workDir = options.workDir ?? mkdtempSync(join(tmpdir(), 'ewms-local-pilots-'));
     mkdirSync(this.workDir, { recursive: true });
-    this.command = options.pilotCommand ?? [process.execPath, DEFAULT_PILOT_CLI];
+    this.command = options.pilotCommand ?? [process.execPath, ...PILOT_NODE_FLAGS, DEFAULT_PILOT_CLI];
     if (this.command.length === 0) throw new PilotBackendError('the local pilot command is empty', 'give local.pilotCommand as [executable, ...args]');
-    this.killGraceMs = options.killGraceMs ?? 10_000;
+    this.killGraceMs = options.killGraceMs ?? pilotShutdownMs(pilotEnv.env.EWMS_PILOT_TASK_KILL_GRACE);
   }
 
   /** Pilots not yet exited and not being stopped. */
@@ -122,6 +126,9 @@ export class LocalPilotCluster implements PilotCluster {
       if (value !== undefined) env[key] = value;
     }
     Object.assign(env, this.pilotEnv.env);
+    // Inherited by the pilot's tasks (pilots pass on all but their own EWMS_PILOT_* variables): how the
+    // processes it leaves are found, whatever session they are in.
+    env[LOCAL_PILOT_MARKER] = this.marker(index);
     const out = openSync(join(dir, 'pilot.out'), 'a');
     const err = openSync(join(dir, 'pilot.err'), 'a');
     const [file, ...args] = this.command as [string, ...string[]];
@@ -159,9 +166,43 @@ export class LocalPilotCluster implements PilotCluster {
     }, this.killGraceMs);
     await pilot.exited;
     clearTimeout(timer);
-    // Anything the pilot left running in its group goes too.
-    if (pilot.child.pid !== undefined) signal(-pilot.child.pid, 'SIGKILL');
+    // Anything the pilot left running in its group goes too, and then anything of it anywhere else.
+    if (pilot.child.pid !== undefined) {
+      signal(-pilot.child.pid, 'SIGKILL');
+      await this.killLeftovers(pilot.child.pid, this.marker(pilot.index));
+    }
   }
+
+  private marker(index: number): string {
+    return `${this.id}/${index}`;
+  }
+
+  /** SIGKILL whatever is left of a pilot that has exited, until nothing is (or give up after a while, saying so). */
+  private async killLeftovers(sessionId: number, marker: string): Promise<void> {
+    const deadline = Date.now() + LEFTOVER_WAIT_MS;
+    for (;;) {
+      const left = pilotProcesses(sessionId, marker);
+      if (left.length === 0) return;
+      if (Date.now() > deadline) {
+        this.logger?.warn({ pids: left }, 'processes of a stopped local pilot would not die');
+        return;
+      }
+      for (const pid of left) signal(pid, 'SIGKILL');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+}
+
+/** How long a killed process may take to disappear (a process in uninterruptible I/O takes a moment). */
+const LEFTOVER_WAIT_MS = 10_000;
+
+/**
+ * How long a pilot may take to stop after SIGTERM: its tasks' grace to finish, then the grace between their
+ * TERM and KILL (`EWMS_PILOT_TASK_KILL_GRACE` each, default 10 s), plus 5 s to release events and close.
+ */
+export function pilotShutdownMs(killGraceSeconds: string | undefined): number {
+  const grace = killGraceSeconds === undefined ? 10 : Number(killGraceSeconds);
+  return (Number.isFinite(grace) && grace >= 0 ? 2 * grace : 20) * 1000 + 5_000;
 }
 
 function signal(pid: number | undefined, sig: NodeJS.Signals): void {

@@ -14,8 +14,8 @@ import type { WorkflowOutcome } from '../../coordinator/types.js';
 const line = (msg: string, eventId: string) => JSON.stringify({ level: 'debug', eventId, attempt: 1, msg });
 const good: PlannedEvent = { n: 7, kind: 'good', id: 'e7', data: 'good 7' };
 const poison: PlannedEvent = { n: 8, kind: 'poison', id: 'e8', data: 'poison 8' };
-const result = (data: string): WorkflowOutcome => ({ kind: 'result', inputEventId: 'x', data, headers: {} });
-const deadLetter = (reason: string, details: Record<string, string> = {}): WorkflowOutcome => ({ kind: 'dead-letter', inputEventId: 'x', reason, details, data: '' });
+const result = (data: string): WorkflowOutcome => ({ kind: 'result', inputEventId: 'x', data, headers: {}, provenance: [], outcomeId: 'x' });
+const deadLetter = (reason: string, details: Record<string, string> = {}): WorkflowOutcome => ({ kind: 'dead-letter', inputEventId: 'x', reason, details, data: '', provenance: [], outcomeId: 'x.dlq' });
 const once = (outcome: WorkflowOutcome) => ({ times: 1, outcome });
 
 describe('chaos accounting', () => {

@@ -45,8 +45,9 @@ describe.each([
         EWMS_PILOT_QUEUE_OUTGOING_BROKER_ADDRESS: address,
         EWMS_PILOT_TASK_ARGS: `sh -c 'sleep 0.05; cp "$EWMS_TASK_INFILE" "$EWMS_TASK_OUTFILE"'`,
         EWMS_PILOT_MAX_CONCURRENT_TASKS: '2',
-        // Long enough to outlast a leader election without a task in hand.
-        EWMS_PILOT_TIMEOUT_QUEUE_INCOMING: '15',
+        // Long enough to outlast a leader election without a task in hand, and the redelivery of the
+        // deliveries whose acks died with the leader (lease 5 s), on a loaded machine.
+        EWMS_PILOT_TIMEOUT_QUEUE_INCOMING: '30',
         EWMS_PILOT_LEASE_TIMEOUT: '5',
       }),
     );

@@ -319,3 +319,107 @@ describe('event loop', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(190);
   });
 });
+
+describe('event loop with a slot-aware processor (slot held around the task process only)', () => {
+  /** Prepares (5 ms), runs its "process" in a slot (20 ms), reports (5 ms); logs each step. */
+  function slotAware(log: string[], track: { running: number; peak: number }): EventProcessor {
+    return {
+      slotAware: true,
+      process: async (d, signal, slots) => {
+        await sleep(5);
+        log.push(`prepared:${d.eventId}`);
+        if (slots && !(await slots.acquire(signal))) return { kind: 'aborted', durationMs: undefined };
+        track.running += 1;
+        track.peak = Math.max(track.peak, track.running);
+        log.push(`run:${d.eventId}`);
+        await sleep(20);
+        track.running -= 1;
+        slots?.release();
+        await sleep(5);
+        return { kind: 'success', durationMs: 20, output: { body: d.body, eventId: `out-${d.eventId}` } };
+      },
+    };
+  }
+
+  test('at most maxConcurrentTasks processes; the next event is prepared, and the last acked, while a task runs', async () => {
+    const log: string[] = [];
+    const track = { running: 0, peak: 0 };
+    const sub = new FakeSubscription();
+    const { loop, stats } = makeLoop(sub, slotAware(log, track), { maxConcurrentTasks: 1, lookahead: 2 }, log);
+    sub.push(...['a', 'b', 'c', 'd'].map((id) => new FakeDelivery(id, 1, log)));
+    await loop.run();
+    expect(track.peak).toBe(1);
+    expect(stats.snapshot().succeeded).toBe(4);
+    // b was prepared while a ran; a was acked while b ran.
+    expect(log.indexOf('prepared:b')).toBeLessThan(log.indexOf('run:b'));
+    expect(log.indexOf('prepared:b')).toBeLessThan(log.indexOf('ack:a'));
+    expect(log.indexOf('ack:a')).toBeLessThan(log.indexOf('ack:b'));
+    expect(log.indexOf('run:b')).toBeLessThan(log.indexOf('ack:a'));
+    // ack-last per event.
+    for (const id of ['a', 'b', 'c', 'd']) expect(log.indexOf(`publish:out-${id}`)).toBeLessThan(log.indexOf(`ack:${id}`));
+  });
+
+  test('peak concurrency holds at 2 slots too, with more events in hand', async () => {
+    const track = { running: 0, peak: 0 };
+    const sub = new FakeSubscription();
+    const { loop, stats } = makeLoop(sub, slotAware([], track), { maxConcurrentTasks: 2, lookahead: 3 });
+    sub.push(...Array.from({ length: 12 }, (_, i) => new FakeDelivery(`e${i}`)));
+    await loop.run();
+    expect(track.peak).toBe(2);
+    expect(stats.snapshot().succeeded).toBe(12);
+  });
+
+  test('events being published and acked do not hold up the next: a slow confirm overlaps several tasks', async () => {
+    const log: string[] = [];
+    const sub = new FakeSubscription();
+    const { loop, stats } = makeLoop(sub, slotAware(log, { running: 0, peak: 0 }), {
+      maxConcurrentTasks: 1,
+      lookahead: 1,
+      publishOutput: async (m: OutgoingMessage) => {
+        await sleep(80); // a confirm far slower than a task
+        log.push(`publish:${m.eventId}`);
+      },
+    }, log);
+    sub.push(...['a', 'b', 'c', 'd'].map((id) => new FakeDelivery(id, 1, log)));
+    await loop.run();
+    expect(stats.snapshot().succeeded).toBe(4);
+    expect(log.indexOf('run:c')).toBeLessThan(log.indexOf('ack:a'));
+    for (const id of ['a', 'b', 'c', 'd']) expect(log.indexOf(`publish:out-${id}`)).toBeLessThan(log.indexOf(`ack:${id}`));
+  });
+
+  test('events waiting for a slot when intake stops are released, not run', async () => {
+    const log: string[] = [];
+    const sub = new FakeSubscription();
+    const { loop } = makeLoop(sub, slotAware(log, { running: 0, peak: 0 }), { maxConcurrentTasks: 1, lookahead: 2, idleTimeoutMs: undefined }, log);
+    const events = ['a', 'b', 'c'].map((id) => new FakeDelivery(id, 1, log));
+    sub.push(...events);
+    setTimeout(() => loop.stop('signal'), 12); // a runs, b and c wait for the slot
+    await loop.run();
+    expect(events.map((e) => e.settled)).toEqual(['ack', 'release', 'release']);
+    expect(log).not.toContain('run:b');
+  });
+});
+
+describe('a processor that throws (its contract says it never does)', () => {
+  test('the event is released and logged, and the loop goes on', async () => {
+    const lines: string[] = [];
+    const sub = new FakeSubscription();
+    const processor: EventProcessor = {
+      process: async (d) => {
+        if (d.eventId === 'bad') throw new Error('disk on fire');
+        return { kind: 'success', durationMs: 1, output: undefined };
+      },
+    };
+    const logger = pino({ level: 'error' }, { write: (line: string) => lines.push(line) });
+    const { loop, stats } = makeLoop(sub, processor, { logger });
+    const bad = new FakeDelivery('bad');
+    const good = new FakeDelivery('good');
+    sub.push(bad, good);
+    const result = await loop.run();
+    expect(bad.settled).toBe('release');
+    expect(good.settled).toBe('ack');
+    expect(result.stopReason).toBe('idle-timeout');
+    expect(stats.snapshot().succeeded).toBe(1);
+    expect(lines.join('')).toMatch(/processor failed unexpectedly.*disk on fire|disk on fire.*processor failed unexpectedly/);
+  });
+});

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { decodeEnvelope, encodeEnvelope, type JsonValue, type WireFormat } from '../../common/wire.js';
 import { HEADERS, type Delivery } from '../../mq-adapters/types.js';
 import type { TaskOutcome } from '../../pilot/event-loop.js';
@@ -15,8 +15,18 @@ import { isOkayError } from '../../pilot/failure.js';
 import { TaskProcessor, type TaskProcessorOptions } from '../../pilot/processor.js';
 import { createHostRuntime } from '../../pilot/runtime/none.js';
 import { splitShellWords } from '../../pilot/shell-words.js';
+import { HelperSpawner } from '../../pilot/spawn/index.js';
 import { TaskFiles } from '../../pilot/task-files.js';
 import { outputEventId } from '../../pilot/task-io.js';
+
+// Tasks start as a pilot starts them: through the spawn helper.
+let spawner: HelperSpawner;
+beforeAll(async () => {
+  spawner = await HelperSpawner.start({ killGraceMs: 1000 });
+});
+afterAll(async () => {
+  await spawner.close();
+});
 
 function delivery(body: Uint8Array, eventId = 'ev-1', deliveryCount = 1): Delivery {
   const fail = async () => {
@@ -51,6 +61,7 @@ async function processOne(
     version: '9.9.9',
     logger: pino({ level: 'silent' }),
     dumpTo: new Writable({ write: (chunk: Buffer, _e, cb) => ((dumped += chunk.toString()), cb()) }),
+    spawner,
     ...options,
   });
   const outcome = await processor.process(delivery(body), new AbortController().signal);
@@ -64,6 +75,33 @@ function outputData(outcome: TaskOutcome): JsonValue | undefined {
 }
 
 describe('TaskProcessor', () => {
+  test('a reused slot directory carries nothing of the last event into the next: no outfile, no files the task left', async () => {
+    const dataDir = join(mkdtempSync(join(tmpdir(), 'ewms-proc-')), 'ewms-pilot-data');
+    const files = new TaskFiles(dataDir, '.in', '.out');
+    await files.prepare();
+    const processor = new TaskProcessor({
+      task: { args: splitShellWords('sh -c \'if [ "$(cat {{INFILE}})" = first ]; then cp {{INFILE}} {{OUTFILE}}; mkdir "$(dirname {{INFILE}})/sub"; touch "$(dirname {{INFILE}})/left-over"; fi\''), image: undefined, env: {}, timeoutSeconds: undefined },
+      runtime: createHostRuntime({ baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }),
+      image: { reference: undefined, runnable: undefined },
+      files,
+      wireFormat: 'mqclient',
+      infileExt: '.in',
+      outfileExt: '.out',
+      killGraceSeconds: 1,
+      okayErrors: [],
+      keepAllTaskFiles: false,
+      dumpTaskOutput: false,
+      version: '9.9.9',
+      logger: pino({ level: 'silent' }),
+      spawner,
+    });
+    const first = await processor.process(delivery(mq('first'), 'a'), new AbortController().signal);
+    expect(outputData(first)).toBe('first');
+    const second = await processor.process(delivery(mq('second'), 'b'), new AbortController().signal);
+    expect(second).toMatchObject({ kind: 'success', output: undefined }); // not the first event's outfile
+    expect(readdirSync(join(dataDir, 'slot-1', 'task-io'))).toEqual([]);
+  });
+
   test('text in, text out; the output answers the input with a derived, stable event id', async () => {
     const { outcome, dataDir } = await processOne('sh -c \'printf "%s %s" "$GREETING" "$(cat {{INFILE}})" > {{OUTFILE}}\'', mq('world'));
     expect(outputData(outcome)).toBe('hi world');
@@ -71,7 +109,9 @@ describe('TaskProcessor', () => {
     expect(outcome.output?.headers).toEqual({ [HEADERS.inputEventId]: 'ev-1' });
     expect(outcome.output?.eventId).toBe(outputEventId('ev-1'));
     expect(outputEventId('ev-1')).not.toBe(outputEventId('ev-2'));
-    expect(readdirSync(dataDir)).toEqual(['data-hub']); // the event's directory is removed
+    // No directory of the event's own: a reused slot directory, left empty for the next event.
+    expect(readdirSync(dataDir).sort()).toEqual(['data-hub', 'slot-1']);
+    expect(readdirSync(join(dataDir, 'slot-1', 'task-io'))).toEqual([]);
   });
 
   test('EWMS_TASK_* variables point at the files and the data hub', async () => {

@@ -2,17 +2,33 @@
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { HelperSpawner, inlineSpawner, type Spawner } from '../../pilot/spawn/index.js';
 import { runProcess, type RunProcessOptions } from '../../pilot/task-process.js';
 import { alive } from '../helpers/processes.js';
 
+/** Both ways of starting tasks keep the same guarantees. */
+const spawners: Record<Spawner['kind'], Spawner | undefined> = { inline: inlineSpawner, helper: undefined };
+let spawner: Spawner = inlineSpawner;
+
+beforeAll(async () => {
+  spawners.helper = await HelperSpawner.start({ killGraceMs: 500 });
+});
+afterAll(async () => {
+  await spawners.helper?.close();
+});
+
 function setup(overrides: Partial<RunProcessOptions> = {}): RunProcessOptions {
   const dir = mkdtempSync(join(tmpdir(), 'ewms-proc-'));
-  return { cwd: dir, stdoutPath: join(dir, 'out'), stderrPath: join(dir, 'err'), timeoutMs: undefined, killGraceMs: 500, ...overrides };
+  return { cwd: dir, stdoutPath: join(dir, 'out'), stderrPath: join(dir, 'err'), timeoutMs: undefined, killGraceMs: 500, spawner, ...overrides };
 }
 const sh = (script: string, ...args: string[]) => ({ file: 'sh', args: ['-c', script, 'task', ...args], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
 
-describe('runProcess', () => {
+describe.each(['inline', 'helper'] as const)('runProcess (%s spawner)', (kind) => {
+  beforeAll(() => {
+    spawner = spawners[kind]!;
+  });
+
   test('an abort that arrives while the output files are being opened still stops the process', async () => {
     const abort = new AbortController();
     const started = Date.now();
@@ -90,6 +106,11 @@ describe('runProcess', () => {
     const pid = Number(readFileSync(pids, 'utf8'));
     await new Promise((res) => setTimeout(res, 100));
     expect(alive(pid)).toBe(false);
+  });
+
+  test('a task killed by a signal says which', async () => {
+    const r = await runProcess(sh('kill -USR1 $$'), setup());
+    expect(r).toMatchObject({ exitCode: null, signal: 'SIGUSR1', timedOut: false });
   });
 
   test('a missing executable is a start error, not a crash', async () => {
