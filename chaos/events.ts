@@ -5,7 +5,7 @@
  */
 import { Rng } from './rng.js';
 
-/** What the task (chaos/task.sh) does with an event, and what outcome the suite expects for it. */
+/** What the task (`TASK_SCRIPT`, chaos/task.ts) does with an event, and what outcome the suite expects for it. */
 export type EventKind =
   /** Writes `ok <n>`: a result. */
   | 'good'
@@ -107,11 +107,4 @@ function padding(rng: Rng, bytes: number): string {
 /** The result text the task writes for an event that succeeds. */
 export function expectedResult(event: PlannedEvent): string {
   return event.kind === 'large' ? `ok ${event.n} ${Buffer.byteLength(event.data)}` : `ok ${event.n}`;
-}
-
-/** The event number an outcome's data names (`<kind> <n> ...` or `ok <n> ...`); undefined when it names none. */
-export function eventNumber(data: unknown): number | undefined {
-  if (typeof data !== 'string') return undefined;
-  const n = Number(/^\S+ (\d+)/.exec(data)?.[1]);
-  return Number.isInteger(n) ? n : undefined;
 }

@@ -5,24 +5,31 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
+/** Log lines that end a delivery's stay in a pilot (the broker has it back, or it is settled). */
+const LET_GO = new Set(['event settled', 'delivery dropped: its channel died', 'delivery over the limit dead-lettered']);
+
 /**
- * Events a pilot had received and not settled when its log ends, with how many such deliveries each (an
- * event can come back to the same pilot). Reads the pilot's debug lines `event received` / `event settled`.
+ * Events a pilot had received and not let go of when its log ends, with how many such deliveries each (an
+ * event can come back to the same pilot). Counts the adapter's `delivery received` debug lines — every
+ * delivery in hand, one still in the prefetch buffer too — or, in the log of a pilot without them, the event
+ * loop's `event received`; a delivery is let go by `event settled`, or dropped with its dead channel (the
+ * broker took it back then, not because the pilot died), or dead-lettered over the limit.
  */
 export function heldAtEnd(logText: string): Map<string, number> {
+  const received = logText.includes('"delivery received"') ? 'delivery received' : 'event received';
   const held = new Map<string, number>();
   for (const line of logText.split('\n')) {
-    if (!line.includes('"event received"') && !line.includes('"event settled"')) continue;
+    if (!line.includes('"msg":"')) continue;
     let record: { msg?: unknown; eventId?: unknown };
     try {
       record = JSON.parse(line) as { msg?: unknown; eventId?: unknown };
     } catch {
       continue; // a line cut by the kill
     }
-    if (typeof record.eventId !== 'string') continue;
+    if (typeof record.eventId !== 'string' || typeof record.msg !== 'string') continue;
     const n = held.get(record.eventId) ?? 0;
-    if (record.msg === 'event received') held.set(record.eventId, n + 1);
-    else if (record.msg === 'event settled' && n > 0) held.set(record.eventId, n - 1);
+    if (record.msg === received) held.set(record.eventId, n + 1);
+    else if (LET_GO.has(record.msg) && n > 0) held.set(record.eventId, n - 1);
   }
   for (const [id, n] of held) if (n === 0) held.delete(id);
   return held;

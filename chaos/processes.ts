@@ -109,11 +109,6 @@ export class OrphanWatch {
     return procs;
   }
 
-  /** Task processes without a pilot that have not yet outlived the grace. */
-  get pending(): number {
-    return [...this.pilotlessSince.keys()].filter((pid) => !this.orphans.has(pid)).length;
-  }
-
   /** Orphans found so far. */
   found(): Orphan[] {
     return [...this.orphans.values()];

@@ -211,9 +211,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       pick: rng.next(),
       aimAtSleeper: signal === 'SIGKILL' && rng.next() < 0.5,
     }));
-    const kills: Array<{ signal: NodeJS.Signals; pid: number; pilotDir: string; duringSleep: boolean }> = [];
+    const kills: Array<{ signal: NodeJS.Signals; pid: number; pilotDir: string; duringSleep: boolean; at: string }> = [];
     const disruptions = options.brokerDisruptions === false ? [] : [...DISRUPTIONS];
     const disruptionLog: string[] = [];
+    const disruptionStarts: Array<{ signal: DisruptionSignal; at: string }> = [];
     let lateIndex = 0;
     let lastProgress = 0;
     let done = false;
@@ -241,13 +242,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         if (!stillIn(victim.pid, victim.pilotDir)) continue;
         try {
           process.kill(victim.pid, action.signal);
-          kills.push({ signal: action.signal, pid: victim.pid, pilotDir: victim.pilotDir, duringSleep: sleepers.has(victim.pilotDir) });
+          kills.push({ signal: action.signal, pid: victim.pid, pilotDir: victim.pilotDir, duringSleep: sleepers.has(victim.pilotDir), at: new Date().toISOString() });
         } catch {
           // exited meanwhile: the action is spent
         }
       }
       if (!disrupting && disruptions.length > 0 && disruptions[0]!.at <= progress) {
         const d = disruptions.shift()!;
+        disruptionStarts.push({ signal: d.signal, at: new Date().toISOString() });
         log(`[chaos] broker disruption (${d.signal}) at ${(progress * 100).toFixed(0)}%`);
         disrupting = target
           .disrupt(d.signal, workflow.queues.incoming, BROKER_DOWN_MS)
@@ -308,6 +310,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       disruptions: disruptionLog,
       durationMs: Date.now() - started,
     });
+    // What was done when, beside the pilots' logs, for a look at a failed run.
+    writeFileSync(join(runDir, 'actions.json'), `${JSON.stringify({ kills, disruptions: disruptionStarts, holds: Object.fromEntries(holds) }, null, 1)}\n`);
     keep = options.keepFiles === true || report.failures.length > 0;
     report.keptDir = keep ? runDir : undefined;
     return report;

@@ -35,6 +35,25 @@ describe('chaos accounting', () => {
     ]);
   });
 
+  test("with the adapter's lines, a delivery still in the prefetch buffer is held too; one dropped with its channel is not", () => {
+    const log = [
+      line('delivery received', 'a'),
+      line('event received', 'a'),
+      line('event settled', 'a'),
+      line('delivery received', 'b'),
+      line('event received', 'b'),
+      line('delivery received', 'c'),
+      line('delivery received', 'd'),
+      line('delivery dropped: its channel died', 'd'),
+      line('delivery received', 'e'),
+      line('delivery over the limit dead-lettered', 'e'),
+    ].join('\n');
+    expect([...heldAtEnd(log)].sort()).toEqual([
+      ['b', 1],
+      ['c', 1],
+    ]);
+  });
+
   test('outcomes: right results and reasons pass; a good event dead-lettered passes only when SIGKILLed pilots held every attempt', () => {
     expect(classify(good, once(result('ok 7\n')), 0, 3)).toEqual({ verdict: 'ok' });
     expect(classify(good, once(result('ok 8')), 0, 3).verdict).toBe('wrong');
