@@ -103,6 +103,8 @@ const DISRUPTIONS: ReadonlyArray<{ at: number; signal: DisruptionSignal }> = [
   { at: 0.3, signal: 'SIGKILL' },
   { at: 0.6, signal: 'SIGTERM' },
 ];
+/** Least time between two pilot actions. */
+const ACTION_SPACING_MS = 300;
 /** How long an aimed SIGKILL waits for a pilot whose task sleeps before it takes any pilot. */
 const AIM_WAIT_MS = 5_000;
 /** How long a disrupted broker (or node) stays down. */
@@ -215,6 +217,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const disruptions = options.brokerDisruptions === false ? [] : [...DISRUPTIONS];
     const disruptionLog: string[] = [];
     const disruptionStarts: Array<{ signal: DisruptionSignal; at: string }> = [];
+    let lastActionAt = 0;
     let lateIndex = 0;
     let lastProgress = 0;
     let done = false;
@@ -222,7 +225,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
     while (!done) {
       const progress = outcomes.size / expected;
-      for (let i = 0; i < pilotActions.length && pilotActions[i]!.at <= progress; ) {
+      // After a stall (a broker down) several actions fall due at once: fire them apart, not in one burst.
+      for (let i = 0; i < pilotActions.length && pilotActions[i]!.at <= progress && Date.now() - lastActionAt >= ACTION_SPACING_MS; ) {
         const live = procs.filter((p) => p.role === 'pilot' && !kills.some((k) => k.pid === p.pid)).sort((a, b) => pilotIndex(a) - pilotIndex(b));
         if (live.length === 0) break; // none up right now: try again on the next tick
         const action = pilotActions[i]!;
@@ -240,6 +244,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         const victim = candidates[Math.floor(action.pick * candidates.length)]!;
         // The process list is up to 0.5 s old: signal only the pilot it names, never whoever has its pid now.
         if (!stillIn(victim.pid, victim.pilotDir)) continue;
+        lastActionAt = Date.now();
         try {
           process.kill(victim.pid, action.signal);
           kills.push({ signal: action.signal, pid: victim.pid, pilotDir: victim.pilotDir, duringSleep: sleepers.has(victim.pilotDir), at: new Date().toISOString() });
