@@ -1,17 +1,19 @@
 /**
  * Is an event's outcome the right one? Results for events that succeed (with the right text), dead letters
  * with the right reason for events that fail. One exception is allowed, and counted: a good event
- * dead-lettered for the delivery limit after as many SIGKILLed pilots held it as there are attempts — a crash
- * is indistinguishable from a task that kills its pilot, so it counts as an attempt.
+ * dead-lettered for the delivery limit after at least as many of its deliveries as there are attempts were
+ * ended by SIGKILLed holders or cut by a broker disruption while held. Both count as attempts: a crash is
+ * indistinguishable from a task that kills its pilot, and a lost broker connection from a crash.
  */
 import type { WorkflowOutcome } from '../coordinator/types.js';
+import type { EndedDeliveries } from './pilot-logs.js';
 import { RESULT_KINDS, expectedResult, type EventKind, type PlannedEvent } from './events.js';
 
 export type Classification =
   | { verdict: 'ok' }
   | { verdict: 'lost' }
   | { verdict: 'duplicate'; times: number }
-  | { verdict: 'limit-after-kills'; holds: number }
+  | { verdict: 'limit-expected'; killed: number; cut: number }
   | { verdict: 'wrong'; problem: string };
 
 /** The dead-letter reasons each failing kind may carry (besides the delivery limit). */
@@ -27,11 +29,11 @@ export function byDeliveryLimit(outcome: WorkflowOutcome & { kind: 'dead-letter'
   return /delivery limit/i.test(outcome.reason) || outcome.details['delivery-limit'] !== undefined;
 }
 
-/** `holds`: how many deliveries of the event SIGKILLed pilots held when they died. */
+/** `ended`: the event's deliveries ended by SIGKILLed holders and cut by broker disruptions (log evidence). */
 export function classify(
   event: PlannedEvent,
   seen: { times: number; outcome: WorkflowOutcome } | undefined,
-  holds: number,
+  ended: EndedDeliveries,
   maxDeliveries: number,
 ): Classification {
   if (!seen) return { verdict: 'lost' };
@@ -43,8 +45,12 @@ export function classify(
       const want = expectedResult(event);
       return text === want ? { verdict: 'ok' } : { verdict: 'wrong', problem: `result '${text.slice(0, 80)}', expected '${want}'` };
     }
-    if (byDeliveryLimit(outcome) && holds >= maxDeliveries) return { verdict: 'limit-after-kills', holds };
-    return { verdict: 'wrong', problem: `a ${event.kind} event dead-lettered (${outcome.reason}; held by ${holds} SIGKILLed pilot(s))` };
+    const { killed, cut } = ended;
+    if (byDeliveryLimit(outcome) && killed + cut >= maxDeliveries) return { verdict: 'limit-expected', killed, cut };
+    return {
+      verdict: 'wrong',
+      problem: `a ${event.kind} event dead-lettered (${outcome.reason}; deliveries ended by SIGKILLed holders ${killed}, cut by a broker disruption ${cut})`,
+    };
   }
   if (outcome.kind === 'result') return { verdict: 'wrong', problem: `a ${event.kind} event has a result` };
   const reason = EXPECTED_REASONS[event.kind];

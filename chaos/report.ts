@@ -31,12 +31,16 @@ export function buildReport(input: ReportInput): ChaosReport {
   const lost: string[] = [];
   const duplicatesToUser: string[] = [];
   const wrong: ChaosReport['wrongOutcomes'] = [...input.extraWrong];
-  let limitAfterKills = 0;
+  const limitExpected = { events: 0, killed: 0, cut: 0 };
   queued.forEach((event, i) => {
     const v = input.verdicts[i]!;
     if (v.verdict === 'lost') lost.push(event.id);
     else if (v.verdict === 'duplicate') duplicatesToUser.push(event.id);
-    else if (v.verdict === 'limit-after-kills') limitAfterKills += 1;
+    else if (v.verdict === 'limit-expected') {
+      limitExpected.events += 1;
+      limitExpected.killed += v.killed;
+      limitExpected.cut += v.cut;
+    }
     else if (v.verdict === 'wrong') wrong.push({ id: event.id, kind: event.kind, problem: v.problem });
   });
   let results = 0;
@@ -76,7 +80,7 @@ export function buildReport(input: ReportInput): ChaosReport {
     orphans: input.orphans,
     leaks: input.leaks,
     wrongOutcomes: wrong,
-    deliveryLimitAfterKills: limitAfterKills,
+    deliveryLimitExpected: limitExpected,
     sigkills: input.kills.filter((k) => k.signal === 'SIGKILL').length,
     sigkillsDuringSleep: input.kills.filter((k) => k.signal === 'SIGKILL' && k.duringSleep).length,
     sigterms: input.kills.filter((k) => k.signal === 'SIGTERM').length,
@@ -112,7 +116,8 @@ export function formatReport(r: ChaosReport): string {
     `  orphaned task processes ${r.orphans.length}`,
     `  secret leaks ${r.leaks === undefined ? 'not checked (this broker runs without a password)' : r.leaks.length}`,
     `  wrong outcomes ${r.wrongOutcomes.length}`,
-    `  good events dead-lettered after SIGKILLed pilots held every attempt (expected) ${r.deliveryLimitAfterKills}`,
+    `  good events dead-lettered for the delivery limit after every attempt was ended by a SIGKILLed holder or cut by the broker (expected) ${r.deliveryLimitExpected.events}` +
+      (r.deliveryLimitExpected.events === 0 ? '' : `: their deliveries ended by SIGKILL ${r.deliveryLimitExpected.killed}, cut by a broker disruption ${r.deliveryLimitExpected.cut}`),
     ...r.failures.map((f) => `  FAILED: ${f}`),
     ...(r.keptDir ? [`  run directory kept: ${r.keptDir}`] : []),
   ];

@@ -22,7 +22,7 @@ import { describeError } from '../common/redact.js';
 import { classify, type Classification } from './classify.js';
 import { buildReport } from './report.js';
 import { planEvents, type PlannedEvent } from './events.js';
-import { findLeaks, heldAtEnd, type Leak } from './pilot-logs.js';
+import { endedDeliveries, findLeaks, type CutWindow, type Leak } from './pilot-logs.js';
 import { OrphanWatch, stillIn, type Orphan, type RunProcess } from './processes.js';
 import { Rng } from './rng.js';
 import { TASK_SCRIPT } from './task.js';
@@ -82,8 +82,12 @@ export interface ChaosReport {
   /** Files holding the broker password; undefined when the broker ran without one (nothing to look for). */
   leaks: Leak[] | undefined;
   wrongOutcomes: Array<{ id: string; kind: string; problem: string }>;
-  /** Good events dead-lettered for the delivery limit after as many SIGKILLed pilots held them (expected). */
-  deliveryLimitAfterKills: number;
+  /**
+   * Good events dead-lettered for the delivery limit after at least as many of their deliveries as there are
+   * attempts were ended by SIGKILLed holders (`killed`) or cut by a broker disruption (`cut`): expected.
+   * `killed` and `cut` sum those events' deliveries of each kind.
+   */
+  deliveryLimitExpected: { events: number; killed: number; cut: number };
   sigkills: number;
   /** SIGKILLs that hit a pilot while one of its tasks slept: each should leave a task to be cleaned up. */
   sigkillsDuringSleep: number;
@@ -217,6 +221,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const disruptions = options.brokerDisruptions === false ? [] : [...DISRUPTIONS];
     const disruptionLog: string[] = [];
     const disruptionStarts: Array<{ signal: DisruptionSignal; at: string }> = [];
+    const cutWindows: CutWindow[] = [];
     let lastActionAt = 0;
     let lateIndex = 0;
     let lastProgress = 0;
@@ -258,9 +263,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         log(`[chaos] broker disruption (${d.signal}) at ${(progress * 100).toFixed(0)}%`);
         disrupting = target
           .disrupt(d.signal, workflow.queues.incoming, BROKER_DOWN_MS)
-          .then((what) => {
-            disruptionLog.push(what);
-            log(`[chaos] ${what}`);
+          .then((d) => {
+            disruptionLog.push(d.description);
+            cutWindows.push(d.cut);
+            log(`[chaos] ${d.description}`);
           })
           .catch((err: unknown) => {
             disruptionLog.push(`${d.signal} disruption failed: ${describeError(err)}`);
@@ -295,8 +301,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     watch.killLeftovers();
 
     // --- accounting ------------------------------------------------------------------------------------
-    const holds = sigkillHolds(kills);
-    const verdicts: Classification[] = queued.map((e) => classify(e, outcomes.get(e.id), holds.get(e.id) ?? 0, maxDeliveries));
+    const ended = endedDeliveries(pilotLogs(workDir, kills), cutWindows);
+    const none = { killed: 0, cut: 0 };
+    const verdicts: Classification[] = queued.map((e) => classify(e, outcomes.get(e.id), ended.get(e.id) ?? none, maxDeliveries));
     const oversizeAccepted = refused.accepted.map((e) => ({ id: e.id, kind: e.kind, problem: 'the broker accepted an event over its size limit' }));
     const report = buildReport({
       target,
@@ -316,7 +323,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       durationMs: Date.now() - started,
     });
     // What was done when, beside the pilots' logs, for a look at a failed run.
-    writeFileSync(join(runDir, 'actions.json'), `${JSON.stringify({ kills, disruptions: disruptionStarts, holds: Object.fromEntries(holds) }, null, 1)}\n`);
+    const cutWindowsIso = cutWindows.map((w) => ({ from: new Date(w.from).toISOString(), until: new Date(w.until).toISOString() }));
+    writeFileSync(join(runDir, 'actions.json'), `${JSON.stringify({ kills, disruptions: disruptionStarts, cutWindows: cutWindowsIso, ended: Object.fromEntries(ended) }, null, 1)}\n`);
     keep = options.keepFiles === true || report.failures.length > 0;
     report.keptDir = keep ? runDir : undefined;
     return report;
@@ -415,20 +423,19 @@ class Publisher {
   }
 }
 
-/** For each event, how many deliveries of it SIGKILLed pilots held when they died. */
-function sigkillHolds(kills: Array<{ signal: NodeJS.Signals; pilotDir: string }>): Map<string, number> {
-  const holds = new Map<string, number>();
-  for (const kill of kills) {
-    if (kill.signal !== 'SIGKILL') continue;
-    let text = '';
+/** Every pilot's log (its stderr), marked when the suite SIGKILLed that pilot. */
+function pilotLogs(workDir: string, kills: Array<{ signal: NodeJS.Signals; pilotDir: string }>): Array<{ text: string; sigkilled: boolean }> {
+  const killed = new Set(kills.filter((k) => k.signal === 'SIGKILL').map((k) => k.pilotDir));
+  const logs: Array<{ text: string; sigkilled: boolean }> = [];
+  for (const name of readdirSync(workDir).filter((d) => d.startsWith('pilot-'))) {
+    const pilotDir = join(workDir, name);
     try {
-      text = readFileSync(join(kill.pilotDir, 'pilot.err'), 'utf8');
+      logs.push({ text: readFileSync(join(pilotDir, 'pilot.err'), 'utf8'), sigkilled: killed.has(pilotDir) });
     } catch {
-      continue;
+      // a pilot that never wrote a log held nothing
     }
-    for (const [id, n] of heldAtEnd(text)) holds.set(id, (holds.get(id) ?? 0) + n);
   }
-  return holds;
+  return logs;
 }
 
 function pilotIndex(p: RunProcess): number {

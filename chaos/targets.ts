@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ConnectOptions } from '../mq-adapters/types.js';
+import type { CutWindow } from './pilot-logs.js';
 import { startPrivateNats, startPrivateRabbitMQ, type PrivateBroker } from '../test/helpers/brokers.js';
 import { startNatsCluster, startRabbitMQCluster, type BrokerCluster } from '../test/helpers/clusters.js';
 
@@ -28,10 +29,21 @@ export interface ChaosTarget {
   readonly maxMessageBytes: number | undefined;
   /**
    * Stop the broker (single) or the node leading `queue` (cluster) with `signal`, keep it down `downMs`,
-   * start it again; resolves with what was done once it serves again.
+   * start it again; resolves once it serves again with what was done and the window in which deliveries in
+   * hand were cut.
    */
-  disrupt(signal: DisruptionSignal, queue: string, downMs: number): Promise<string>;
+  disrupt(signal: DisruptionSignal, queue: string, downMs: number): Promise<Disruption>;
   dispose(): Promise<void>;
+}
+
+/** A disruption done. */
+export interface Disruption {
+  description: string;
+  /**
+   * From just before the signal until the node was down (single) or a new leader was elected (cluster):
+   * a delivery held at any moment of it lost its channel or its queue leader, and counts as an attempt.
+   */
+  cut: CutWindow;
 }
 
 /** The limit the suite gives its single brokers: small enough that oversize events are cheap. */
@@ -82,9 +94,11 @@ function single(broker: PrivateBroker, label: string, options: ConnectOptions, p
     disrupt: async (signal, _queue, downMs) => {
       const t0 = Date.now();
       await (signal === 'SIGKILL' ? broker.kill() : broker.stop());
+      const cut = { from: t0, until: Date.now() };
       await sleep(downMs);
       await broker.start();
-      return `broker ${signal === 'SIGKILL' ? 'SIGKILLed' : 'stopped (SIGTERM)'} and restarted: down ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+      const description = `broker ${signal === 'SIGKILL' ? 'SIGKILLed' : 'stopped (SIGTERM)'} and restarted: down ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+      return { description, cut };
     },
     dispose: () => broker.dispose(),
   };
@@ -122,13 +136,14 @@ function clustered(cluster: BrokerCluster, label: string, options: ConnectOption
       const t0 = Date.now();
       await (signal === 'SIGKILL' ? leader.kill() : leader.stop());
       const successor = await cluster.leaderOf(queue, 60_000).catch(() => undefined);
-      const electedMs = Date.now() - t0;
+      const cut = { from: t0, until: Date.now() };
+      const electedMs = cut.until - t0;
       await sleep(Math.max(0, downMs - electedMs));
       await leader.start();
-      return (
+      const description =
         `leader ${leader.name} of the queue ${signal === 'SIGKILL' ? 'SIGKILLed' : 'stopped (SIGTERM)'}; new leader ${successor?.name ?? 'none'} ` +
-        `after ${(electedMs / 1000).toFixed(1)} s; ${leader.name} back after ${((Date.now() - t0) / 1000).toFixed(1)} s`
-      );
+        `after ${(electedMs / 1000).toFixed(1)} s; ${leader.name} back after ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+      return { description, cut };
     },
     dispose: () => cluster.dispose(),
   };

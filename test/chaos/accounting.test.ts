@@ -1,6 +1,6 @@
 /**
- * The chaos suite's own accounting, without brokers: which events a SIGKILLed pilot held (from its log), which
- * outcomes are right, that the seed fixes the event mix, and that a secret is found in any file.
+ * The chaos suite's own accounting, without brokers: which deliveries a SIGKILLed pilot held or a broker
+ * disruption cut (from the pilots' logs and the disruption windows), which outcomes are right, that the seed fixes the event mix, and that a secret is found in any file.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,10 +8,19 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { classify } from '../../chaos/classify.js';
 import { planEvents, type PlannedEvent } from '../../chaos/events.js';
-import { findLeaks, heldAtEnd } from '../../chaos/pilot-logs.js';
+import { deliveryStays, endedDeliveries, findLeaks } from '../../chaos/pilot-logs.js';
 import type { WorkflowOutcome } from '../../coordinator/types.js';
 
-const line = (msg: string, eventId: string) => JSON.stringify({ level: 'debug', eventId, attempt: 1, msg });
+const line = (msg: string, eventId: string, second = 0) =>
+  JSON.stringify({ level: 'debug', time: new Date(T0 + second * 1000).toISOString(), eventId, attempt: 1, msg });
+const T0 = Date.parse('2026-01-01T00:00:00Z');
+const at = (second: number) => T0 + second * 1000;
+/** Events held when the log ends, with how many deliveries each. */
+const heldAtEnd = (log: string) => {
+  const held = new Map<string, number>();
+  for (const s of deliveryStays(log)) if (s.until === undefined) held.set(s.eventId, (held.get(s.eventId) ?? 0) + 1);
+  return held;
+};
 const good: PlannedEvent = { n: 7, kind: 'good', id: 'e7', data: 'good 7' };
 const poison: PlannedEvent = { n: 8, kind: 'poison', id: 'e8', data: 'poison 8' };
 const result = (data: string): WorkflowOutcome => ({ kind: 'result', inputEventId: 'x', data, headers: {}, provenance: [], outcomeId: 'x' });
@@ -54,20 +63,66 @@ describe('chaos accounting', () => {
     ]);
   });
 
-  test('outcomes: right results and reasons pass; a good event dead-lettered passes only when SIGKILLed pilots held every attempt', () => {
-    expect(classify(good, once(result('ok 7\n')), 0, 3)).toEqual({ verdict: 'ok' });
-    expect(classify(good, once(result('ok 8')), 0, 3).verdict).toBe('wrong');
-    expect(classify(good, undefined, 0, 3)).toEqual({ verdict: 'lost' });
-    expect(classify(good, { times: 2, outcome: result('ok 7') }, 0, 3)).toEqual({ verdict: 'duplicate', times: 2 });
-    const limit = deadLetter('delivery limit exceeded: attempt 4 of 3 (a consumer died or lost its connection while holding it)');
-    expect(classify(good, once(limit), 3, 3)).toEqual({ verdict: 'limit-after-kills', holds: 3 });
-    expect(classify(good, once(limit), 2, 3).verdict).toBe('wrong');
-    expect(classify(good, once(deadLetter('task exited with code 3')), 5, 3).verdict).toBe('wrong');
+  test('a delivery has its times; two deliveries of one event in one pilot are let go oldest first', () => {
+    const log = [line('delivery received', 'a', 1), line('delivery received', 'a', 2), line('event settled', 'a', 3)].join('\n');
+    expect(deliveryStays(log)).toEqual([
+      { eventId: 'a', from: at(1), until: at(3) },
+      { eventId: 'a', from: at(2), until: undefined },
+    ]);
+  });
 
-    expect(classify(poison, once(deadLetter('task exited with code 3')), 0, 3)).toEqual({ verdict: 'ok' });
-    expect(classify(poison, once(deadLetter('task timed out after 2 s and was stopped', { 'delivery-limit': 'exceeded' })), 0, 3)).toEqual({ verdict: 'ok' });
-    expect(classify(poison, once(deadLetter('task timed out after 2 s and was stopped')), 0, 3).verdict).toBe('wrong');
-    expect(classify(poison, once(result('ok 8')), 0, 3).verdict).toBe('wrong');
+  test("deliveries ended: held when a SIGKILLed pilot's log ends, or held at some moment of a disruption's window; each once", () => {
+    const killedPilot = [
+      line('delivery received', 'a', 1), // held at the end: killed (also inside the window, counted once)
+      line('delivery received', 'b', 1),
+      line('event settled', 'b', 2), // let go before the window: neither
+    ].join('\n');
+    const livePilot = [
+      line('delivery received', 'a', 4), // received in the window, settled after it: cut
+      line('event settled', 'a', 12),
+      line('delivery received', 'c', 3),
+      line('delivery dropped: its channel died', 'c', 6), // dropped with its channel in the window: cut
+      line('delivery received', 'd', 11), // received after the window (from the new leader): neither
+      line('delivery received', 'e', 1),
+      line('event settled', 'e', 5), // settled exactly as the window opened: neither
+      line('delivery received', 'f', 2), // still held when a pilot that was not SIGKILLed ends: cut (held through the window)
+    ].join('\n');
+    const ended = endedDeliveries(
+      [
+        { text: killedPilot, sigkilled: true },
+        { text: livePilot, sigkilled: false },
+      ],
+      [{ from: at(5), until: at(10) }],
+    );
+    expect(Object.fromEntries(ended)).toEqual({ a: { killed: 1, cut: 1 }, c: { killed: 0, cut: 1 }, f: { killed: 0, cut: 1 } });
+    // Without a disruption, only the SIGKILLed pilot's held delivery counts; a live pilot's held ones do not.
+    expect(Object.fromEntries(endedDeliveries([{ text: killedPilot, sigkilled: true }, { text: livePilot, sigkilled: false }], []))).toEqual({ a: { killed: 1, cut: 0 } });
+    // A log line without a time cannot show a delivery inside a window.
+    const untimed = JSON.stringify({ level: 'debug', eventId: 'g', msg: 'delivery received' });
+    expect(endedDeliveries([{ text: untimed, sigkilled: false }], [{ from: at(5), until: at(10) }]).size).toBe(0);
+  });
+
+  test('outcomes: right results and reasons pass; a good event dead-lettered for the limit passes only when SIGKILLs and broker cuts ended every attempt', () => {
+    const none = { killed: 0, cut: 0 };
+    expect(classify(good, once(result('ok 7\n')), none, 3)).toEqual({ verdict: 'ok' });
+    expect(classify(good, once(result('ok 8')), none, 3).verdict).toBe('wrong');
+    expect(classify(good, undefined, none, 3)).toEqual({ verdict: 'lost' });
+    expect(classify(good, { times: 2, outcome: result('ok 7') }, none, 3)).toEqual({ verdict: 'duplicate', times: 2 });
+    const limit = deadLetter('delivery limit exceeded: attempt 4 of 3 (a consumer died or lost its connection while holding it)');
+    expect(classify(good, once(limit), { killed: 3, cut: 0 }, 3)).toEqual({ verdict: 'limit-expected', killed: 3, cut: 0 });
+    // The case a queue-leader failover makes: two pilots SIGKILLed, the third delivery cut by the failover.
+    expect(classify(good, once(limit), { killed: 2, cut: 1 }, 3)).toEqual({ verdict: 'limit-expected', killed: 2, cut: 1 });
+    expect(classify(good, once(limit), { killed: 0, cut: 3 }, 3)).toEqual({ verdict: 'limit-expected', killed: 0, cut: 3 });
+    const short = classify(good, once(limit), { killed: 1, cut: 1 }, 3);
+    expect(short.verdict).toBe('wrong');
+    expect(short.verdict === 'wrong' && short.problem).toMatch(/SIGKILLed holders 1, cut by a broker disruption 1/);
+    // Only the delivery limit is excused: another reason stays wrong however many deliveries were cut.
+    expect(classify(good, once(deadLetter('task exited with code 3')), { killed: 3, cut: 2 }, 3).verdict).toBe('wrong');
+
+    expect(classify(poison, once(deadLetter('task exited with code 3')), none, 3)).toEqual({ verdict: 'ok' });
+    expect(classify(poison, once(deadLetter('task timed out after 2 s and was stopped', { 'delivery-limit': 'exceeded' })), none, 3)).toEqual({ verdict: 'ok' });
+    expect(classify(poison, once(deadLetter('task timed out after 2 s and was stopped')), none, 3).verdict).toBe('wrong');
+    expect(classify(poison, once(result('ok 8')), none, 3).verdict).toBe('wrong');
   });
 
   test('the seed fixes the event mix; every kind is planned, oversize ones only where the broker limit is known', () => {
