@@ -40,8 +40,8 @@ export interface ChaosTarget {
 export interface Disruption {
   description: string;
   /**
-   * From just before the signal until the node was down (single) or a new leader was elected (cluster):
-   * a delivery held at any moment of it lost its channel or its queue leader, and counts as an attempt.
+   * From just before the signal until the broker (or node) serves again: a pilot losing its connection or
+   * channel in it lost it to the disruption, and the deliveries it held then count as attempts.
    */
   cut: CutWindow;
 }
@@ -94,9 +94,9 @@ function single(broker: PrivateBroker, label: string, options: ConnectOptions, p
     disrupt: async (signal, _queue, downMs) => {
       const t0 = Date.now();
       await (signal === 'SIGKILL' ? broker.kill() : broker.stop());
-      const cut = { from: t0, until: Date.now() };
       await sleep(downMs);
       await broker.start();
+      const cut = { from: t0, until: Date.now() };
       const description = `broker ${signal === 'SIGKILL' ? 'SIGKILLed' : 'stopped (SIGTERM)'} and restarted: down ${((Date.now() - t0) / 1000).toFixed(1)} s`;
       return { description, cut };
     },
@@ -136,10 +136,10 @@ function clustered(cluster: BrokerCluster, label: string, options: ConnectOption
       const t0 = Date.now();
       await (signal === 'SIGKILL' ? leader.kill() : leader.stop());
       const successor = await cluster.leaderOf(queue, 60_000).catch(() => undefined);
-      const cut = { from: t0, until: Date.now() };
-      const electedMs = cut.until - t0;
+      const electedMs = Date.now() - t0;
       await sleep(Math.max(0, downMs - electedMs));
       await leader.start();
+      const cut = { from: t0, until: Date.now() };
       const description =
         `leader ${leader.name} of the queue ${signal === 'SIGKILL' ? 'SIGKILLed' : 'stopped (SIGTERM)'}; new leader ${successor?.name ?? 'none'} ` +
         `after ${(electedMs / 1000).toFixed(1)} s; ${leader.name} back after ${((Date.now() - t0) / 1000).toFixed(1)} s`;

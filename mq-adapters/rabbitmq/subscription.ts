@@ -132,6 +132,8 @@ export class RabbitSubscription implements Subscription {
     this.active = undefined;
     // Closed by us, or while still opening (whoever opens it handles that failure).
     if (this.intake.stopped || cc.closing || cc.consumerTag === undefined) return;
+    // One line per lost channel: the deliveries it held go back to the broker, which counts each as an attempt.
+    this.ctx.logger?.info({ queue: this.queue, held: cc.outstanding }, 'rabbitmq consumer channel lost; its deliveries go back to the broker');
     // If the connection went down with it, the reconnect resumes us; if it is up, resume here.
     this.scheduleResume(RESUME_FIRST_MS);
   }

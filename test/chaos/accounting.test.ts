@@ -1,6 +1,7 @@
 /**
  * The chaos suite's own accounting, without brokers: which deliveries a SIGKILLed pilot held or a broker
- * disruption cut (from the pilots' logs and the disruption windows), which outcomes are right, that the seed fixes the event mix, and that a secret is found in any file.
+ * disruption cut (the pilots' delivery and lost-connection lines against the disruption windows), which
+ * outcomes are right, that the seed fixes the event mix, and that a secret is found in any file.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,17 +9,18 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { classify } from '../../chaos/classify.js';
 import { planEvents, type PlannedEvent } from '../../chaos/events.js';
-import { deliveryStays, endedDeliveries, findLeaks } from '../../chaos/pilot-logs.js';
+import { endedDeliveries, findLeaks, readPilotLog } from '../../chaos/pilot-logs.js';
 import type { WorkflowOutcome } from '../../coordinator/types.js';
 
-const line = (msg: string, eventId: string, second = 0) =>
-  JSON.stringify({ level: 'debug', time: new Date(T0 + second * 1000).toISOString(), eventId, attempt: 1, msg });
+const line = (msg: string, eventId: string, second = 0, brokerDeliveries?: number) =>
+  JSON.stringify({ level: 'debug', time: new Date(T0 + second * 1000).toISOString(), eventId, attempt: 1, brokerDeliveries, msg });
+const lost = (msg: string, second: number) => JSON.stringify({ level: 'warn', time: new Date(T0 + second * 1000).toISOString(), msg });
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 const at = (second: number) => T0 + second * 1000;
 /** Events held when the log ends, with how many deliveries each. */
 const heldAtEnd = (log: string) => {
   const held = new Map<string, number>();
-  for (const s of deliveryStays(log)) if (s.until === undefined) held.set(s.eventId, (held.get(s.eventId) ?? 0) + 1);
+  for (const s of readPilotLog(log).stays) if (s.until === undefined) held.set(s.eventId, (held.get(s.eventId) ?? 0) + 1);
   return held;
 };
 const good: PlannedEvent = { n: 7, kind: 'good', id: 'e7', data: 'good 7' };
@@ -65,41 +67,60 @@ describe('chaos accounting', () => {
 
   test('a delivery has its times; two deliveries of one event in one pilot are let go oldest first', () => {
     const log = [line('delivery received', 'a', 1), line('delivery received', 'a', 2), line('event settled', 'a', 3)].join('\n');
-    expect(deliveryStays(log)).toEqual([
-      { eventId: 'a', from: at(1), until: at(3) },
-      { eventId: 'a', from: at(2), until: undefined },
+    expect(readPilotLog(log).stays).toEqual([
+      { eventId: 'a', from: at(1), until: at(3), brokerDeliveries: undefined },
+      { eventId: 'a', from: at(2), until: undefined, brokerDeliveries: undefined },
     ]);
   });
 
-  test("deliveries ended: held when a SIGKILLed pilot's log ends, or held at some moment of a disruption's window; each once", () => {
+  test("deliveries ended: held when a SIGKILLed pilot's log ends, or held when its pilot lost its connection or channel in a disruption; each once", () => {
     const killedPilot = [
-      line('delivery received', 'a', 1), // held at the end: killed (also inside the window, counted once)
+      line('delivery received', 'a', 1), // held at the end: killed (held at its pilot's loss too; counted once)
       line('delivery received', 'b', 1),
-      line('event settled', 'b', 2), // let go before the window: neither
+      line('event settled', 'b', 2), // let go before the loss: neither
+      lost('rabbitmq connection lost; reconnecting', 6),
     ].join('\n');
     const livePilot = [
-      line('delivery received', 'a', 4), // received in the window, settled after it: cut
+      line('delivery received', 'a', 4), // held at the loss at 7 s, settled (its ack in vain) after: cut
       line('event settled', 'a', 12),
       line('delivery received', 'c', 3),
-      line('delivery dropped: its channel died', 'c', 6), // dropped with its channel in the window: cut
-      line('delivery received', 'd', 11), // received after the window (from the new leader): neither
+      lost('rabbitmq consumer channel lost; its deliveries go back to the broker', 7),
+      line('delivery dropped: its channel died', 'c', 7), // dropped with its channel: cut
+      line('delivery received', 'd', 8), // received after the loss: neither
       line('delivery received', 'e', 1),
-      line('event settled', 'e', 5), // settled exactly as the window opened: neither
-      line('delivery received', 'f', 2), // still held when a pilot that was not SIGKILLed ends: cut (held through the window)
+      line('event settled', 'e', 6), // settled before the loss: neither
+      lost('nats connection lost; reconnecting', 30), // outside every disruption: excuses nothing
     ].join('\n');
-    const ended = endedDeliveries(
-      [
-        { text: killedPilot, sigkilled: true },
-        { text: livePilot, sigkilled: false },
-      ],
-      [{ from: at(5), until: at(10) }],
-    );
-    expect(Object.fromEntries(ended)).toEqual({ a: { killed: 1, cut: 1 }, c: { killed: 0, cut: 1 }, f: { killed: 0, cut: 1 } });
-    // Without a disruption, only the SIGKILLed pilot's held delivery counts; a live pilot's held ones do not.
-    expect(Object.fromEntries(endedDeliveries([{ text: killedPilot, sigkilled: true }, { text: livePilot, sigkilled: false }], []))).toEqual({ a: { killed: 1, cut: 0 } });
-    // A log line without a time cannot show a delivery inside a window.
-    const untimed = JSON.stringify({ level: 'debug', eventId: 'g', msg: 'delivery received' });
-    expect(endedDeliveries([{ text: untimed, sigkilled: false }], [{ from: at(5), until: at(10) }]).size).toBe(0);
+    const calmPilot = [line('delivery received', 'f', 6), line('event settled', 'f', 7)].join('\n'); // no loss: neither
+    const logs = [
+      { text: killedPilot, sigkilled: true },
+      { text: livePilot, sigkilled: false },
+      { text: calmPilot, sigkilled: false },
+    ];
+    const window = { from: at(5), until: at(15) };
+    expect(Object.fromEntries(endedDeliveries(logs, [window]))).toEqual({ a: { killed: 1, cut: 1 }, c: { killed: 0, cut: 1 } });
+    // Without a disruption, only the SIGKILLed pilot's held delivery counts: its lost connection excuses nothing.
+    expect(Object.fromEntries(endedDeliveries(logs, []))).toEqual({ a: { killed: 1, cut: 0 } });
+    // A line without a time cannot show a delivery cut.
+    const untimed = [JSON.stringify({ level: 'debug', eventId: 'g', msg: 'delivery received' }), lost('nats connection lost; reconnecting', 6)].join('\n');
+    expect(endedDeliveries([{ text: untimed, sigkilled: false }], [window]).size).toBe(0);
+  });
+
+  test('a delivery the broker counted and no log shows is cut when the time it fell in overlaps a disruption', () => {
+    const window = { from: at(5), until: at(15) };
+    // Delivery 2 of 'a' reached no pilot: between delivery 1's end (4 s) and delivery 3 (12 s), the window.
+    const pilots = [
+      { text: [line('delivery received', 'a', 1, 1), line('event settled', 'a', 4)].join('\n'), sigkilled: false },
+      { text: [line('delivery received', 'a', 12, 3), line('delivery over the limit dead-lettered', 'a', 12)].join('\n'), sigkilled: false },
+      // 'b': deliveries 1 and 3 seen, the gap (2 s to 3 s) before the window: excuses nothing.
+      { text: [line('delivery received', 'b', 1, 1), line('event settled', 'b', 2), line('delivery received', 'b', 3, 3)].join('\n'), sigkilled: false },
+      // 'c': 1, 2, then a copy that starts again at 1 — no gap.
+      { text: [line('delivery received', 'c', 6, 1), line('event settled', 'c', 7), line('delivery received', 'c', 8, 2), line('event settled', 'c', 9), line('delivery received', 'c', 10, 1)].join('\n'), sigkilled: false },
+      // 'd': first seen as delivery 2 in the window: the unseen first one fell before it, in the window too.
+      { text: line('delivery received', 'd', 6, 2), sigkilled: false },
+    ];
+    expect(Object.fromEntries(endedDeliveries(pilots, [window]))).toEqual({ a: { killed: 0, cut: 1 }, d: { killed: 0, cut: 1 } });
+    expect(endedDeliveries(pilots, []).size).toBe(0);
   });
 
   test('outcomes: right results and reasons pass; a good event dead-lettered for the limit passes only when SIGKILLs and broker cuts ended every attempt', () => {
