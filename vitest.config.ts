@@ -8,6 +8,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Most files wait on brokers and task processes, not on the CPU: vitest's default (cores - 1, one file at
+    // a time on a 2-core machine) leaves the machine idle most of the run. EWMS_TEST_WORKERS overrides.
+    maxWorkers: Number(process.env.EWMS_TEST_WORKERS ?? 3),
     reporters: ['default'],
   },
 });

@@ -1,36 +1,53 @@
 /**
- * Draining a workflow: results from the outgoing queue and dead letters from the dead-letter queue, merged
- * into one stream in which every published event appears exactly once.
+ * Draining a workflow: results from its public output queues and dead letters from its dead-letter queues,
+ * merged into one stream in which every published event's outcomes appear exactly once.
  *
- * - Dedup by the input's event id (`x-ewms-input-event-id` on results; a dead letter keeps the original
- *   event's id): at-least-once on the wire, exactly once in the caller's hands. Duplicates are acked and
- *   dropped, and counted.
+ * - Dedup by the outcome's own id (a result's id is derived from its input's and its queue's, a dead letter
+ *   keeps the failed event's id): at-least-once on the wire, exactly once in the caller's hands. Duplicates
+ *   are acked and dropped, and counted.
+ * - Done counting: each outcome names its root (the published event, `x-ewms-root-event-id`; for a
+ *   single task the input itself) and the share of it that it stands for (`x-ewms-share`: an input published
+ *   to k queues gives each copy 1/k, a task's n outputs for one input 1/n each). A root is settled when its
+ *   shares add up to 1 — a plain result or a dead letter counts whole, a fan-out to two branches counts two
+ *   halves, an event a task filtered out arrives as a marker carrying its share (counted, never yielded). Done
+ *   when `expected` roots are settled.
  * - Ack-after-take: an outcome is acked only when the caller asks for the next one, so a caller that
  *   crashes while handling it gets it again next time. One that stops early (`break`) has its last outcome
  *   released, not acked.
- * - Done when results + dead letters = expected.
+ * - `follow`: no end and no expected set; the dedup memory is a bounded window of recent outcome ids.
  * - With `keepDeadLetters`, dead letters are yielded but left in their queue (released when collection
  *   ends) for `DeadLetters.list` / `requeue`.
  * - Where there is no dead-letter queue (EWMS: one token per queue), dead letters arrive on the results queue,
  *   marked by their reason header; they are yielded as dead letters and acked once taken.
  */
 import { describeError } from '../common/redact.js';
+import { addShares, isWhole, PROVENANCE_HEADERS as P, readProvenance, readShare, type Share } from '../common/provenance.js';
 import type { WireFormat } from '../common/wire.js';
 import { AsyncQueue } from '../mq-adapters/shared/async-queue.js';
 import { HEADERS, type AdapterLogger, type Broker, type Delivery, type Subscription } from '../mq-adapters/types.js';
 import { decodeEvent, eventBytes } from './codec.js';
 import { CollectStoppedError, CollectTimeoutError, CoordinatorConfigError } from './errors.js';
-import type { CollectOptions, CollectStats, WorkflowOutcome, WorkflowQueues } from './types.js';
+import type { CollectOptions, CollectStats, WorkflowOutcome } from './types.js';
 
 const DEFAULT_PREFETCH = 500;
 const DEAD_LETTER_PREFETCH = 50;
 const KEPT_DEAD_LETTER_PREFETCH = 10_000;
+const DEFAULT_DEDUP_WINDOW = 100_000;
+/** The dead-letter detail the pilot names the failed task by. */
+const TASK_DETAIL = 'task-name';
 
 /** Where a delivery came from. */
 type Source = 'result' | 'dead-letter';
 
+/** One queue outcomes are collected from. */
+export interface OutcomeSource {
+  broker: Broker;
+  queue: string;
+  kind: Source;
+}
+
 interface Received {
-  source: Source;
+  source: OutcomeSource;
   delivery: Delivery;
 }
 
@@ -42,14 +59,18 @@ export function deadLetterOutcome(delivery: Delivery, wireFormat: WireFormat): W
       details[key.slice(HEADERS.deadLetterDetailPrefix.length)] = value;
     }
   }
+  const task = details[TASK_DETAIL];
   return {
     kind: 'dead-letter',
-    inputEventId: delivery.eventId,
+    inputEventId: delivery.headers[P.rootEventId] ?? delivery.eventId,
     // No reason header: the broker's own delivery limit moved it (the event crashed its consumers).
     reason: delivery.headers[HEADERS.deadLetterReason] ?? 'delivery limit reached (dead-lettered by the broker)',
     details,
     data: decodeOrDescribe(delivery.body, wireFormat),
     ...rawBytes(delivery, wireFormat),
+    ...(task !== undefined ? { task } : {}),
+    provenance: readProvenance(delivery.headers[P.provenance]),
+    outcomeId: delivery.eventId,
   };
 }
 
@@ -74,10 +95,12 @@ function decodeOrDescribe(body: Uint8Array, wireFormat: WireFormat) {
 
 function resultOutcome(delivery: Delivery, wireFormat: WireFormat): WorkflowOutcome {
   if (isDeadLetter(delivery)) return deadLetterOutcome(delivery, wireFormat);
-  const inputEventId = delivery.headers[HEADERS.inputEventId] ?? '';
+  const inputEventId = delivery.headers[P.rootEventId] ?? delivery.headers[HEADERS.inputEventId] ?? '';
   const headers = { ...delivery.headers };
+  const provenance = readProvenance(delivery.headers[P.provenance]);
+  const task = provenance.at(-1)?.task_name;
   try {
-    return { kind: 'result', inputEventId, data: decodeEvent(delivery.body, wireFormat), ...rawBytes(delivery, wireFormat), headers };
+    return { kind: 'result', inputEventId, data: decodeEvent(delivery.body, wireFormat), ...rawBytes(delivery, wireFormat), headers, ...(task !== undefined ? { task } : {}), provenance, outcomeId: delivery.eventId };
   } catch (err) {
     return {
       kind: 'dead-letter',
@@ -85,42 +108,69 @@ function resultOutcome(delivery: Delivery, wireFormat: WireFormat): WorkflowOutc
       reason: `the result could not be decoded: ${describeError(err)}`,
       details: { 'result-event-id': delivery.eventId },
       data: { undecodableBodyBase64: Buffer.from(delivery.body).toString('base64') },
+      ...(task !== undefined ? { task } : {}),
+      provenance,
+      outcomeId: delivery.eventId,
     };
   }
 }
 
+/** Recently seen ids, forgetting the oldest past `limit` (unbounded when `limit` is Infinity). */
+class RecentIds {
+  private readonly ids = new Set<string>();
+  constructor(private readonly limit: number) {}
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+  add(id: string): void {
+    this.ids.add(id);
+    if (this.ids.size > this.limit) {
+      const oldest = this.ids.values().next();
+      if (!oldest.done) this.ids.delete(oldest.value);
+    }
+  }
+}
+
 /**
- * Yield each expected event's outcome once. `stats` is updated as it goes (for progress displays).
- * Throws `CollectTimeoutError` after `idleTimeoutMs` of silence, and the signal's reason on abort.
+ * Yield each expected event's outcomes once (or, with `follow`, every outcome as it comes). `stats` is updated
+ * as it goes (for progress displays). Throws `CollectTimeoutError` after `idleTimeoutMs` of silence, and the
+ * signal's reason on abort (a `follow` collection ends quietly on abort).
  */
 export async function* collectOutcomes(
-  brokers: { results: Broker; deadLetters: Broker | undefined },
-  queues: WorkflowQueues,
+  sources: readonly OutcomeSource[],
   wireFormat: WireFormat,
   options: CollectOptions,
   stats: CollectStats,
   logger?: AdapterLogger,
 ): AsyncGenerator<WorkflowOutcome, void, undefined> {
-  const expectedIds = typeof options.expected === 'number' ? undefined : new Set(options.expected);
+  const follow = options.follow === true;
+  if (follow && options.expected !== undefined) throw new CoordinatorConfigError('collect: expected and follow exclude each other', 'follow yields outcomes with no end; give expected for a collection that ends');
+  if (!follow && options.expected === undefined) throw new CoordinatorConfigError('collect: give expected (ids or a count), or follow: true', 'expected: the ids publish returned');
+  const expectedIds = options.expected === undefined || typeof options.expected === 'number' ? undefined : new Set(options.expected);
   const ignored = new Set(options.ignoreIds ?? []);
-  const expected = expectedIds ? expectedIds.size : (options.expected as number);
-  if (!Number.isInteger(expected) || expected < 0) throw new RangeError(`expected must be a whole number >= 0, got ${String(options.expected)}`);
+  const expected = follow ? Infinity : expectedIds ? expectedIds.size : (options.expected as number);
+  if (!follow && (!Number.isInteger(expected) || expected < 0)) throw new RangeError(`expected must be a whole number >= 0, got ${String(options.expected)}`);
   if (expected === 0) return;
   options.signal?.throwIfAborted();
 
   const prefetch = Math.max(1, options.prefetch ?? DEFAULT_PREFETCH);
   const merged = new AsyncQueue<Received>();
   const subscriptions: Subscription[] = [];
-  const seen = new Set<string>();
+  // Outcome ids taken, and shares of roots not yet whole; roots settled. Bounded when following.
+  const window = follow ? Math.max(1, options.dedupWindow ?? DEFAULT_DEDUP_WINDOW) : Infinity;
+  const seen = new RecentIds(window);
+  for (const id of options.alreadySeen ?? []) seen.add(id);
+  const settledRoots = new RecentIds(window);
+  const partial = new Map<string, Share>();
   const acks = new Set<Promise<void>>();
   let missingInputIdWarned = false;
   let keptFullWarned = false;
   /** Each consumer's window, and how much of it outcomes for other runs take up. */
-  const window: Record<Source, number> = {
+  const consumerWindow: Record<Source, number> = {
     result: prefetch,
     'dead-letter': options.keepDeadLetters ? KEPT_DEAD_LETTER_PREFETCH : Math.min(prefetch, DEAD_LETTER_PREFETCH),
   };
-  const unexpectedHeld: Record<Source, number> = { result: 0, 'dead-letter': 0 };
+  const unexpectedHeld = new Map<OutcomeSource, number>();
   let held: Delivery | undefined;
   const kept: Delivery[] = [];
   // One pull at a time, kept across a timeout so an item arriving late is released, never lost.
@@ -133,8 +183,21 @@ export async function* collectOutcomes(
     acks.add(p);
   };
 
+  /** Count `share` of `root`; true when that settles it. */
+  const credit = (root: string, share: Share): boolean => {
+    const sum = addShares(partial.get(root) ?? { num: 0, den: 1 }, share);
+    if (!isWhole(sum)) {
+      partial.set(root, sum);
+      return false;
+    }
+    partial.delete(root);
+    settledRoots.add(root);
+    stats.settled += 1;
+    return true;
+  };
+
   let closing = false;
-  const pump = async (subscription: Subscription, source: Source) => {
+  const pump = async (subscription: Subscription, source: OutcomeSource) => {
     for await (const delivery of subscription) {
       // Collection ended while this one was on its way: give it back rather than drop it unsettled.
       if (merged.isEnded) settle(delivery, 'release');
@@ -142,68 +205,79 @@ export async function* collectOutcomes(
     }
     // A subscription that ends before we close it (queue deleted, connection gone) will never deliver
     // the missing outcomes: waiting on would hang.
-    if (!closing) throw new CollectStoppedError(source === 'result' ? queues.outgoing : queues.deadLetter);
+    if (!closing) throw new CollectStoppedError(source.queue);
   };
 
   try {
-    // Every collection that ends with results unread returns them, and brokers count that as a delivery:
-    // a delivery limit here would dead-letter a result after a few rounds, to a queue nobody reads.
-    const results = await brokers.results.consume(queues.outgoing, { prefetch, deadLetter: false });
-    subscriptions.push(results);
-    const pumped: Array<readonly [Subscription, Source]> = [[results, 'result']];
-    if (brokers.deadLetters) {
-      const deadLetters = await brokers.deadLetters.consume(queues.deadLetter, {
+    for (const source of sources) {
+      const subscription = await source.broker.consume(source.queue, {
         // Kept dead letters stay unacked until the end, so they need room of their own.
-        prefetch: window['dead-letter'],
-        // Reading a dead-letter queue must never dead-letter its messages again, however often they are given back.
+        prefetch: consumerWindow[source.kind],
+        // Every collection that ends with outcomes unread returns them, and brokers count that as a delivery:
+        // a delivery limit here would dead-letter an outcome after a few rounds, to a queue nobody reads.
         deadLetter: false,
       });
-      subscriptions.push(deadLetters);
-      pumped.push([deadLetters, 'dead-letter']);
-    }
-    for (const [sub, source] of pumped) {
-      pump(sub, source).catch((err: unknown) => {
+      subscriptions.push(subscription);
+      pump(subscription, source).catch((err: unknown) => {
         for (const item of merged.fail(err)) settle(item.delivery, 'release');
       });
     }
 
     const iterator = merged[Symbol.asyncIterator]();
-    while (stats.results + stats.deadLetters < expected) {
+    while (stats.settled < expected) {
       pending ??= iterator.next();
-      const next = await within(pending, options.idleTimeoutMs, options.signal);
-      if (next === 'idle') throw new CollectTimeoutError(stats.results + stats.deadLetters, expected, options.idleTimeoutMs ?? 0);
+      let next: IteratorResult<Received> | 'idle';
+      try {
+        next = await within(pending, follow ? undefined : options.idleTimeoutMs, options.signal);
+      } catch (err) {
+        if (follow && options.signal?.aborted) return;
+        throw err;
+      }
+      if (next === 'idle') throw new CollectTimeoutError(stats.settled, expected, options.idleTimeoutMs ?? 0);
       pending = undefined;
       if (next.done) break;
       const { source, delivery } = next.value;
-      const outcome = source === 'result' ? resultOutcome(delivery, wireFormat) : deadLetterOutcome(delivery, wireFormat);
-      const id = outcome.inputEventId;
+      const outcome = source.kind === 'result' ? resultOutcome(delivery, wireFormat) : deadLetterOutcome(delivery, wireFormat);
+      const root = outcome.inputEventId;
 
-      if (id === '') {
+      if (root === '') {
         // A result without the input's id (e.g. from an older pilot) cannot be deduplicated: pass it on.
-        if (!missingInputIdWarned) logger?.warn({ queue: queues.outgoing }, `a result has no ${HEADERS.inputEventId} header; results cannot be deduplicated`);
+        if (!missingInputIdWarned) logger?.warn({ queue: source.queue }, `a result has no ${HEADERS.inputEventId} header; results cannot be deduplicated`);
         missingInputIdWarned = true;
-      } else if (seen.has(id)) {
+      } else if (seen.has(outcome.outcomeId) || settledRoots.has(root)) {
         stats.duplicates += 1;
         settle(delivery, 'ack');
         continue;
-      } else if ((expectedIds && !expectedIds.has(id)) || ignored.has(id)) {
+      } else if ((expectedIds && !expectedIds.has(root)) || ignored.has(root)) {
         // Another run's outcome (a dead letter kept for requeue, a result an interrupted run never took):
         // not ours to delete. Hold it and give it back when collection ends. Said once, not once per outcome.
-        if (!ignored.has(id)) {
-          if (stats.unexpected === 0) logger?.warn({ inputEventId: id, source }, 'outcomes for events this collection does not expect are left in their queue (counted in stats.unexpected)');
+        if (!ignored.has(root)) {
+          if (stats.unexpected === 0) logger?.warn({ inputEventId: root, queue: source.queue }, 'outcomes for events this collection does not expect are left in their queue (counted in stats.unexpected)');
           stats.unexpected += 1;
         }
         kept.push(delivery);
-        unexpectedHeld[source] += 1;
-        if (unexpectedHeld[source] >= window[source]) {
+        const heldHere = (unexpectedHeld.get(source) ?? 0) + 1;
+        unexpectedHeld.set(source, heldHere);
+        if (heldHere >= consumerWindow[source.kind]) {
           throw new CoordinatorConfigError(
-            `${unexpectedHeld[source]} outcomes in '${source === 'result' ? queues.outgoing : queues.deadLetter}' belong to events this collection does not expect`,
+            `${heldHere} outcomes in '${source.queue}' belong to events this collection does not expect`,
             'collect them first (ewms collect --expected N, ewms dlq list), or use a new workflow id',
           );
         }
         continue;
       }
-      if (id !== '') seen.add(id);
+      if (root !== '') {
+        seen.add(outcome.outcomeId);
+        credit(root, readShare(delivery.headers[P.share]));
+      } else {
+        stats.settled += 1;
+      }
+      if (outcome.kind === 'result' && delivery.headers[P.filtered] !== undefined) {
+        // Filtered out by a task: it settles its share of the event but is no outcome of its own.
+        stats.filtered += 1;
+        settle(delivery, 'ack');
+        continue;
+      }
       if (outcome.kind === 'result') stats.results += 1;
       else stats.deadLetters += 1;
 
@@ -211,13 +285,13 @@ export async function* collectOutcomes(
       yield outcome;
       // The caller asked for the next one: it has taken this outcome.
       held = undefined;
-      if (outcome.kind === 'dead-letter' && source === 'dead-letter' && options.keepDeadLetters && kept.length < KEPT_DEAD_LETTER_PREFETCH - 1) {
+      if (outcome.kind === 'dead-letter' && source.kind === 'dead-letter' && options.keepDeadLetters && kept.length < KEPT_DEAD_LETTER_PREFETCH - 1) {
         kept.push(delivery);
       } else {
-        if (source === 'dead-letter' && options.keepDeadLetters && !keptFullWarned) {
+        if (source.kind === 'dead-letter' && options.keepDeadLetters && !keptFullWarned) {
           // Held dead letters fill the consumer's window: keeping more would stall collection for good.
           keptFullWarned = true;
-          logger?.warn({ kept: kept.length, queue: queues.deadLetter }, 'too many dead letters to keep in their queue: further ones are acked once taken');
+          logger?.warn({ kept: kept.length, queue: source.queue }, 'too many dead letters to keep in their queue: further ones are acked once taken');
         }
         settle(delivery, 'ack');
       }

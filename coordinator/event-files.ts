@@ -6,7 +6,7 @@
  * events never sits in memory. Output: one JSON line per outcome.
  */
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
@@ -163,7 +163,7 @@ export function jsonErrorAt(text: string): { offset: number; expected: string } 
 }
 
 /** Where a malformed JSON text goes wrong, as `line:column` within it, and what was expected there. */
-function jsonProblem(text: string): { line: number; column: number; problem: string } {
+export function jsonProblem(text: string): { line: number; column: number; problem: string } {
   const { offset, expected } = jsonErrorAt(text);
   const before = text.slice(0, offset);
   const line = before.split('\n').length;
@@ -274,12 +274,55 @@ function parseJson(text: string, where: string): JsonValue {
 }
 
 /** One outcome as a JSON line: `{"eventId", "kind", "data"}` plus `reason`/`details` for dead letters. */
-export function outcomeLine(outcome: WorkflowOutcome): string {
+export function outcomeLine(outcome: WorkflowOutcome, options: { outcomeId?: boolean } = {}): string {
+  // Provenance: the steps that made it (each naming its task by task_name), when the pilots recorded them.
+  const provenance = outcome.provenance.length > 0 ? { ...(outcome.task !== undefined ? { task: outcome.task } : {}), provenance: outcome.provenance } : {};
   const record =
     outcome.kind === 'result'
-      ? { eventId: outcome.inputEventId, kind: outcome.kind, data: outcome.data, ...(outcome.headers[TRACEPARENT_HEADER] ? { traceparent: outcome.headers[TRACEPARENT_HEADER] } : {}) }
-      : { eventId: outcome.inputEventId, kind: outcome.kind, reason: outcome.reason, details: outcome.details, data: outcome.data };
-  return `${JSON.stringify(record)}\n`;
+      ? { eventId: outcome.inputEventId, kind: outcome.kind, data: outcome.data, ...(outcome.headers[TRACEPARENT_HEADER] ? { traceparent: outcome.headers[TRACEPARENT_HEADER] } : {}), ...provenance }
+      : { eventId: outcome.inputEventId, kind: outcome.kind, reason: outcome.reason, details: outcome.details, data: outcome.data, ...(outcome.task !== undefined ? { task: outcome.task } : {}), ...(outcome.provenance.length > 0 ? { provenance: outcome.provenance } : {}) };
+  // A streaming collector's lines carry the outcome's own id, so a restart can skip what was written already.
+  return `${JSON.stringify(options.outcomeId ? { ...record, outcomeId: outcome.outcomeId } : record)}\n`;
+}
+
+/** Cut a line a kill left half-written off the end of `path`, so lines appended after it stay whole. */
+export async function dropPartialLastLine(path: string | undefined): Promise<void> {
+  if (path === undefined || path === '-') return;
+  let text: Buffer;
+  try {
+    text = await readFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (text.length === 0 || text[text.length - 1] === 0x0a) return;
+  await truncate(path, text.lastIndexOf(0x0a) + 1);
+}
+
+/**
+ * The outcome ids in the last `limit` lines of a file `outcomeLine` wrote with ids (none when it does not
+ * exist): what a restarted streaming collector has already written, and must not write again.
+ */
+export async function writtenOutcomeIds(path: string | undefined, limit: number): Promise<string[]> {
+  if (path === undefined || path === '-') return [];
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const ids: string[] = [];
+  for (const line of text.split('\n').slice(-limit - 1)) {
+    if (!line.trim()) continue;
+    try {
+      const id = (JSON.parse(line) as { outcomeId?: unknown }).outcomeId;
+      if (typeof id === 'string') ids.push(id);
+    } catch {
+      // A line cut short by a kill mid-write: its outcome was never acked and will come again.
+    }
+  }
+  return ids;
 }
 
 /** A line writer: `write` resolves once the line has been handed to the OS, and rejects if it cannot be. */

@@ -18,6 +18,10 @@
 export * from './types.js';
 export * from './errors.js';
 export { Workflow, workflowQueues } from './workflow.js';
+export { checkGraph, parseWorkflowDescription, readWorkflowFile, workflowFileFormat, type WorkflowFileFormat, WorkflowGraphError, type CheckedGraph, type GraphProblem } from './graph.js';
+export { WorkflowPilots } from './backends/workflow-pilots.js';
+export { LocalPilotBudget } from './backends/local-budget.js';
+export { PROVENANCE_HEADERS } from '../common/provenance.js';
 export { DeadLetters, type DeadLetter, type DeadLetterReadOptions, type RequeueOptions } from './dead-letters.js';
 export { buildPilotEnv, pilotBrokerAddress, type PilotEnvironment, type WorkflowTarget } from './pilot-env.js';
 export { LocalPilotCluster } from './backends/local.js';

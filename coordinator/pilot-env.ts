@@ -20,6 +20,19 @@ export interface WorkflowTarget {
   wireFormat: WireFormat;
   /** Events waiting in the incoming queue (for autoscaling). */
   depth(): Promise<number>;
+  /** One task of a graph (or a single task with urgent twins): its queues, which `queues` then does not name. */
+  task?: TaskQueues;
+  /** The workflow's priority (a shared local pilot budget grants the higher first). */
+  priority?: number;
+}
+
+/** The queues of one task of a graph, as its pilots see them. */
+export interface TaskQueues {
+  name: string;
+  inputs: Array<{ queue: string; deadLetter: string; urgent?: string }>;
+  outputs: Array<{ queue: string; urgent?: string }>;
+  /** Filtered events become markers (graphs: so the coordinator can count them done). */
+  filterMarkers: boolean;
 }
 
 /** A pilot's environment, and which of its values are secrets (to keep out of logs and command lines). */
@@ -55,8 +68,13 @@ export function buildPilotEnv(target: WorkflowTarget, request: PilotRequest): Pi
   const address = resolveAddress(broker);
   const env: Record<string, string> = {};
   const secretKeys: string[] = [];
+  const task = target.task;
   for (const side of ['INCOMING', 'OUTGOING'] as const) {
-    env[`${PILOT_PREFIX}QUEUE_${side}`] = side === 'INCOMING' ? target.queues.incoming : target.queues.outgoing;
+    // Several queues `;`-separated, as the EWMS TMS names them; one broker for all of them here.
+    const queues = task ? (side === 'INCOMING' ? task.inputs : task.outputs) : [{ queue: side === 'INCOMING' ? target.queues.incoming : target.queues.outgoing }];
+    env[`${PILOT_PREFIX}QUEUE_${side}`] = queues.map((q) => q.queue).join(';');
+    const urgent = queues.map((q) => ('urgent' in q ? (q.urgent ?? '') : ''));
+    if (urgent.some((u) => u !== '')) env[`${PILOT_PREFIX}QUEUE_${side}_URGENT`] = urgent.join(';');
     env[`${PILOT_PREFIX}QUEUE_${side}_BROKER_TYPE`] = address.type;
     env[`${PILOT_PREFIX}QUEUE_${side}_BROKER_ADDRESS`] = pilotBrokerAddress(address);
     // The pilots' broker API is the one the user gave for the broker they reach (RabbitMQ: the policy).
@@ -66,7 +84,11 @@ export function buildPilotEnv(target: WorkflowTarget, request: PilotRequest): Pi
       secretKeys.push(`${PILOT_PREFIX}QUEUE_${side}_AUTH_TOKEN`);
     }
   }
-  env[`${PILOT_PREFIX}QUEUE_DEAD_LETTER`] = target.queues.deadLetter;
+  env[`${PILOT_PREFIX}QUEUE_DEAD_LETTER`] = task ? task.inputs.map((q) => q.deadLetter).join(';') : target.queues.deadLetter;
+  if (task) {
+    env[`${PILOT_PREFIX}TASK_NAME`] = task.name;
+    if (task.filterMarkers) env[`${PILOT_PREFIX}FILTER_MARKERS`] = 'true';
+  }
   env[`${PILOT_PREFIX}MAX_DELIVERIES`] = String(target.maxDeliveries);
   env[`${PILOT_PREFIX}WIRE_FORMAT`] = target.wireFormat;
   // Heartbeats for `ewms monitor`; the WMS sets its pilots' environment itself.

@@ -9,8 +9,12 @@ export interface ProgressSnapshot {
   published: number;
   /** Total outcomes awaited; undefined while publishing is still going. */
   expected: number | undefined;
+  /** Published events whose outcomes are all in (default: results + dead letters, one outcome per event). */
+  settled?: number;
   results: number;
   deadLetters: number;
+  /** A graph's stages: each task's queued events and running pilots (when known). */
+  stages?: Array<{ task: string; queued: number | undefined; pilots?: number }>;
 }
 
 /** Where and how often to draw. */
@@ -43,14 +47,15 @@ export function formatDuration(seconds: number): string {
  *   settled 47/200 (23.5%): 45 results, 2 dead letters | 153 pending | 3.0/s | ETA 44s
  */
 export function progressLine(snap: ProgressSnapshot, ratePerSecond: number): string {
-  const settled = snap.results + snap.deadLetters;
+  const settled = snap.settled ?? snap.results + snap.deadLetters;
   const total = snap.expected ?? snap.published;
   const pending = Math.max(0, total - settled);
   const pct = snap.expected !== undefined && total > 0 ? ` (${((100 * settled) / total).toFixed(1)}%)` : '';
   const of = snap.expected === undefined ? ` of ${snap.published} published so far` : `/${total}`;
   const eta = snap.expected === undefined ? 'publishing' : pending === 0 ? 'done' : ratePerSecond > 0 ? formatDuration(pending / ratePerSecond) : '?';
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
-  return `settled ${settled}${of}${pct}: ${plural(snap.results, 'result')}, ${plural(snap.deadLetters, 'dead letter')} | ${pending} pending | ${ratePerSecond.toFixed(1)}/s | ETA ${eta}`;
+  const stages = (snap.stages ?? []).map((s) => `${s.task}: ${s.queued ?? '?'} queued${s.pilots !== undefined ? `, ${plural(s.pilots, 'pilot')}` : ''}`);
+  return `settled ${settled}${of}${pct}: ${plural(snap.results, 'result')}, ${plural(snap.deadLetters, 'dead letter')} | ${pending} pending | ${ratePerSecond.toFixed(1)}/s | ETA ${eta}${stages.length > 0 ? ` | ${stages.join(' · ')}` : ''}`;
 }
 
 /** Draws progress until `stop()`. */
@@ -73,7 +78,7 @@ export class ProgressDisplay {
   /** Outcomes per second over the last few seconds. */
   rate(now = Date.now()): number {
     const snap = this.read();
-    this.samples.push({ at: now, settled: snap.results + snap.deadLetters });
+    this.samples.push({ at: now, settled: snap.settled ?? snap.results + snap.deadLetters });
     while (this.samples.length > 2 && now - this.samples[0]!.at > RATE_WINDOW_MS) this.samples.shift();
     const first = this.samples[0]!;
     const last = this.samples[this.samples.length - 1]!;

@@ -25,6 +25,8 @@ export interface PublishOptions {
    * Pilots pass it on to each result (as the parent of their task-run span when they export spans).
    */
   traceparent?: string;
+  /** Headers every event carries besides its id and `traceparent` (e.g. `x-ewms-priority`). */
+  headers?: Record<string, string>;
 }
 
 /**
@@ -49,7 +51,7 @@ export async function publishEvents(
     const eventId = randomUUID();
     ids[index] = eventId;
     const done: Promise<void> = broker
-      .publish(queue, { body: encodeEvent(data, options.wireFormat), eventId, headers: { [TRACEPARENT_HEADER]: given ?? newTraceParent() } })
+      .publish(queue, { body: encodeEvent(data, options.wireFormat), eventId, headers: { ...options.headers, [TRACEPARENT_HEADER]: given ?? newTraceParent() } })
       .then(
         () => {
           confirmed[index] = true;

@@ -8,7 +8,8 @@ import { describeError } from '../common/redact.js';
 import { failedPilots } from './autoscale.js';
 import { PilotBackendError } from './errors.js';
 import { ProgressDisplay, type ProgressOptions, type ProgressSnapshot } from './progress.js';
-import type { ClusterStatus, CollectStats, DeadLetterRoute, PilotCluster, PilotRequest, WorkflowOptions, WorkflowOutcome, WorkflowQueues } from './types.js';
+import type { ClusterStatus, CollectStats, DeadLetterRoute, EventData as Event, PilotCluster, PilotDefaults, PilotRequest, WorkflowOptions, WorkflowOutcome, WorkflowQueues } from './types.js';
+import { WorkflowPilots } from './backends/workflow-pilots.js';
 import { Workflow } from './workflow.js';
 
 /** Options for `runWorkflow`. */
@@ -23,8 +24,16 @@ export interface RunWorkflowOptions extends WorkflowOptions {
   alsoExpect?: number | Iterable<string>;
   /** Called once every event is published (and confirmed), with their ids in input order, before collecting. */
   onPublished?(ids: readonly string[]): void | Promise<void>;
-  /** The pilots to run; omit when pilots are already running elsewhere. */
-  pilots?: PilotRequest;
+  /**
+   * The pilots to run (with a graph: the settings every task's pilots share); omit when pilots are already
+   * running elsewhere.
+   */
+  pilots?: PilotRequest | PilotDefaults;
+  /**
+   * Events per public input queue of a graph with several (by alias); `events` then goes to none. With one
+   * public input, `events` is enough.
+   */
+  eventsByQueue?: Record<string, Iterable<EventData> | AsyncIterable<EventData>>;
   /** Called with each outcome, once; the outcome is acked after it returns. */
   onOutcome(outcome: WorkflowOutcome): void | Promise<void>;
   /** Give up after this long without any outcome (default 10 minutes). */
@@ -37,6 +46,14 @@ export interface RunWorkflowOptions extends WorkflowOptions {
    */
   deleteQueues?: boolean | 'if-clean';
   signal?: AbortSignal;
+  /**
+   * Streaming: collect every outcome as it arrives, with no expected set and no end, until `signal` aborts;
+   * then stop the pilots and keep the queues (pilots autoscaled from `min: 0` scale to zero while the feed
+   * is idle). `alsoExpect` does not apply.
+   */
+  follow?: boolean;
+  /** Outcome ids handed over before a restart (`follow`): skipped if they come again. */
+  alreadySeen?: Iterable<string>;
   /** Told once the queues exist, before anything is published (e.g. to start `ewms monitor` on the run). */
   onWorkflow?: (workflow: Workflow, progress: () => ProgressSnapshot) => void | Promise<void>;
 }
@@ -46,8 +63,12 @@ export interface WorkflowReport {
   workflowId: string;
   queues: WorkflowQueues;
   published: number;
+  /** Published events whose outcomes are all in. */
+  settled: number;
   results: number;
   deadLetters: number;
+  /** Events a task filtered out (graphs). */
+  filtered: number;
   duplicates: number;
   unexpected: number;
   seconds: number;
@@ -70,12 +91,13 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
   // The pilots' backend provisions the queues (the WMS makes them for ewms); pilots start below.
   const workflow = await Workflow.create(options);
   let cluster: PilotCluster | undefined;
-  let collected: Readonly<CollectStats> = { results: 0, deadLetters: 0, duplicates: 0, unexpected: 0 };
+  let collected: Readonly<CollectStats> = { settled: 0, results: 0, deadLetters: 0, filtered: 0, duplicates: 0, unexpected: 0 };
   let expected: number | undefined;
   let display: ProgressDisplay | undefined;
   let pilotStatus: ClusterStatus | undefined;
   let closed = false;
-  const readProgress = (): ProgressSnapshot => ({ published: workflow.publishedCount, expected, results: collected.results, deadLetters: collected.deadLetters });
+  let stages: ProgressSnapshot['stages'];
+  const readProgress = (): ProgressSnapshot => ({ published: workflow.publishedCount, expected, settled: collected.settled, results: collected.results, deadLetters: collected.deadLetters, ...(stages ? { stages } : {}) });
   try {
     await options.onWorkflow?.(workflow, readProgress);
     if (options.progress !== false) display = new ProgressDisplay(readProgress, options.progress ?? {});
@@ -91,7 +113,7 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
     const stopPublishing = new AbortController();
     const publishSignal = options.signal ? AbortSignal.any([options.signal, stopPublishing.signal]) : stopPublishing.signal;
     const [published, startedPilots] = await Promise.allSettled([
-      options.events ? workflow.publish(options.events, { signal: publishSignal }) : Promise.resolve([] as string[]),
+      publishAll(workflow, options, publishSignal),
       (options.pilots ? workflow.startPilots(options.pilots) : Promise.resolve(undefined)).catch((err: unknown) => {
         stopPublishing.abort(err);
         throw err;
@@ -104,24 +126,33 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
     await options.onPublished?.(ids);
     const extraIds = options.alsoExpect === undefined || typeof options.alsoExpect === 'number' ? undefined : [...options.alsoExpect];
     const extra = extraIds ? extraIds.length : ((options.alsoExpect as number | undefined) ?? 0);
-    expected = ids.length + extra;
+    expected = options.follow ? undefined : ids.length + extra;
     log?.info({ workflow: workflow.id, published: ids.length, expected, pilots: cluster?.id }, 'events published; collecting');
 
     // With extra outcomes to await, ids cannot all be named: count instead.
     const watchdog = cluster ? watchPilots(cluster, log) : undefined;
+    // A progress line per stage of a graph: each task's queued events and running pilots.
+    const stageWatch = workflow.layout.isGraph ? watchStages(workflow, cluster, (s) => (stages = s)) : undefined;
     const signals = [watchdog?.signal, options.signal].filter((s): s is AbortSignal => s !== undefined);
     try {
-      const collection = workflow.collect({
-        expected: extraIds ? [...ids, ...extraIds] : extra > 0 ? expected : ids,
-        idleTimeoutMs: options.idleTimeoutMs ?? 600_000,
-        keepDeadLetters: true,
-        ignoreIds: earlierDeadLetters,
-        ...(signals.length > 0 ? { signal: AbortSignal.any(signals) } : {}),
-      });
+      const signal = signals.length > 0 ? { signal: AbortSignal.any(signals) } : {};
+      const collection = options.follow
+        ? // Streaming: every outcome as it comes (dead letters acked once handed over) until the signal.
+          workflow.collect({ follow: true, ...(options.alreadySeen ? { alreadySeen: options.alreadySeen } : {}), ...signal })
+        : workflow.collect({
+            expected: extraIds ? [...ids, ...extraIds] : extra > 0 ? expected : ids,
+            idleTimeoutMs: options.idleTimeoutMs ?? 600_000,
+            keepDeadLetters: true,
+            ignoreIds: earlierDeadLetters,
+            ...signal,
+          });
       collected = collection.stats;
       for await (const outcome of collection) await options.onOutcome(outcome);
+      // A stream ends quietly on its signal: pilots that all failed must still fail the run.
+      if (options.follow && watchdog?.signal.aborted) throw watchdog.signal.reason;
     } finally {
       watchdog?.stop();
+      stageWatch?.stop();
     }
 
     if (cluster) {
@@ -130,9 +161,10 @@ export async function runWorkflow(options: RunWorkflowOptions): Promise<Workflow
       cluster = undefined;
     }
     const stats = { ...collected };
-    const deleteQueues = options.deleteQueues ?? 'if-clean';
+    // A stream's queues outlive the collector: it resumes from them.
+    const deleteQueues = options.deleteQueues ?? (options.follow ? false : 'if-clean');
     const queuesDeleted =
-      !workflow.queuesOwnedByBackend && (deleteQueues === true || (deleteQueues === 'if-clean' && (await workflow.deadLetters().depth()) === 0 && stats.deadLetters === 0));
+      !workflow.queuesOwnedByBackend && (deleteQueues === true || (deleteQueues === 'if-clean' && (await deadLetterDepth(workflow)) === 0 && stats.deadLetters === 0));
     display?.stop();
     display = undefined;
     closed = true;
@@ -196,4 +228,46 @@ function watchPilots(cluster: PilotCluster, log: RunWorkflowOptions['logger']): 
   }, WATCH_PERIOD_MS);
   timer.unref();
   return { signal: abort.signal, stop: () => clearInterval(timer) };
+}
+
+/** Publish `events` (to the one public input) and `eventsByQueue` (each to its alias); all ids, in that order. */
+async function publishAll(workflow: Workflow, options: RunWorkflowOptions, signal: AbortSignal): Promise<string[]> {
+  const ids: string[] = [];
+  if (options.events) ids.push(...(await workflow.publish(options.events, { signal })));
+  for (const [queue, events] of Object.entries(options.eventsByQueue ?? {})) ids.push(...(await workflow.publish(events as Iterable<Event> | AsyncIterable<Event>, { signal, queue })));
+  return ids;
+}
+
+/** Dead letters left in every task's dead-letter queue. */
+async function deadLetterDepth(workflow: Workflow): Promise<number> {
+  let total = 0;
+  for (const task of workflow.layout.tasks) for (const queue of task.inputs) total += await workflow.deadLetters({ task: task.name, queue }).depth();
+  return total;
+}
+
+const STAGE_PERIOD_MS = 2_000;
+
+/** Poll each task's queue depth and running pilots for the progress line. */
+function watchStages(workflow: Workflow, cluster: PilotCluster | undefined, update: (stages: NonNullable<ProgressSnapshot['stages']>) => void): { stop(): void } {
+  let busy = false;
+  const poll = async () => {
+    const byTask = cluster instanceof WorkflowPilots ? await cluster.statusByTask() : [];
+    const stages = [];
+    for (const name of workflow.taskNames) {
+      const status = byTask.find((t) => t.task === name)?.status;
+      stages.push({ task: name, queued: await workflow.depth(name).catch(() => undefined), ...(status ? { pilots: status.byState.running ?? 0 } : {}) });
+    }
+    update(stages);
+  };
+  const tick = () => {
+    if (busy) return;
+    busy = true;
+    poll()
+      .catch(() => undefined)
+      .finally(() => (busy = false));
+  };
+  tick();
+  const timer = setInterval(tick, STAGE_PERIOD_MS);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
 }

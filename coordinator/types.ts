@@ -3,7 +3,13 @@
  * requested and watched, whatever the backend (`local`, `condor`, `ewms`).
  */
 import type { JsonValue, WireFormat } from '../common/wire.js';
+import type { ProvenanceStep } from '../common/provenance.js';
 import type { AdapterLogger, ConnectOptions } from '../mq-adapters/types.js';
+import type { WorkflowTask } from './graph.js';
+import type { LocalPilotBudget } from './backends/local-budget.js';
+
+export type { ProvenanceStep } from '../common/provenance.js';
+export type { WorkflowTask, WorkflowDescription } from './graph.js';
 
 export type { JsonValue, WireFormat } from '../common/wire.js';
 export type { AdapterLogger, ConnectOptions } from '../mq-adapters/types.js';
@@ -41,6 +47,8 @@ export interface WorkflowEndpoints {
   outgoing: QueueEndpoint;
   /** The dead-letter queue; absent when dead letters travel on the outgoing queue. */
   deadLetter?: QueueEndpoint;
+  /** A graph's public queues by alias, where the backend gives each its own endpoint (ewms). */
+  publicQueues?: Record<string, QueueEndpoint>;
 }
 
 /** Options for `Workflow.create`. */
@@ -59,7 +67,24 @@ export interface WorkflowOptions {
    * workflow and its queues (one token per queue) and starts the pilots itself; `startPilots(pilots)` then
    * returns the handle watching them. `local` and `condor` use `broker` and the queues declared here.
    */
-  pilots?: PilotRequest;
+  pilots?: PilotRequest | PilotDefaults;
+  /**
+   * A workflow graph, in the WMS request's `tasks[]` shape (see `graph.ts`); `pilots` then holds the settings
+   * every task's pilots share (backend, broker, condor, …), each task adding its own command and workers.
+   * Absent: one task between the incoming and the outgoing queue, described by `pilots` (`PilotRequest`).
+   */
+  tasks?: WorkflowTask[];
+  /** The graph's public queue aliases: those you publish to, and those outcomes are collected from. */
+  publicQueues?: string[];
+  /** Accept a graph whose tasks form a cycle (refused by default: events could circle forever). */
+  allowCycles?: boolean;
+  /**
+   * Give every task's input queue an urgent twin that pilots drain first, so `publish(…, { priority: 'urgent' })`
+   * overtakes a backlog (RabbitMQ quorum queues have no message priorities). Costs one more queue per task.
+   */
+  urgentQueues?: boolean;
+  /** The workflow's priority: the WMS request's `priority`, and HTCondor's job `priority` of its pilot clusters. */
+  priority?: number;
   /** Attempts per event before it is dead-lettered (default 3). Passed to the pilots too. */
   maxDeliveries?: number;
   /** Body format on the wire (default `mqclient`, interoperable with the Python MQClient). */
@@ -85,6 +110,12 @@ export type WorkflowOutcome =
       /** `raw` wire format only: the result's bytes exactly as the task wrote its outfile. */
       bytes?: Buffer;
       headers: Record<string, string>;
+      /** The task that published this result (its `task_name`), when it says. */
+      task?: string;
+      /** The steps that made it, oldest first (empty for results of pilots that do not record them). */
+      provenance: ProvenanceStep[];
+      /** The result's own id, stable across redeliveries (what deduplication and `follow` resumption key on). */
+      outcomeId: string;
     }
   | {
       kind: 'dead-letter';
@@ -97,12 +128,32 @@ export type WorkflowOutcome =
       data: JsonValue;
       /** `raw` wire format only: the original event's bytes. */
       bytes?: Buffer;
+      /** The task whose attempts ran out (its `task_name`), when the pilot said. */
+      task?: string;
+      /** The steps the event went through before the one that failed, oldest first. */
+      provenance: ProvenanceStep[];
+      /** The dead letter's own id (the failed event's id). */
+      outcomeId: string;
     };
 
 /** Options for `Workflow.collect`. */
 export interface CollectOptions {
-  /** The ids `publish` returned (checked one by one), or just how many outcomes to wait for. */
-  expected: Iterable<string> | number;
+  /**
+   * The ids `publish` returned (checked one by one), or just how many published events to wait for. An event
+   * is done when all its outcomes are in: with a graph that fans out, several results (see `CollectStats.settled`).
+   * Not with `follow`.
+   */
+  expected?: Iterable<string> | number;
+  /**
+   * Streaming: yield outcomes as they arrive, with no expected set and no end, until `signal` aborts. Each is
+   * acked only once you ask for the next, so a collector stopped at any point loses nothing; duplicates are
+   * dropped within a bounded window (`dedupWindow`), seeded with `alreadySeen` on a restart.
+   */
+  follow?: boolean;
+  /** Outcome ids remembered for deduplication in `follow` mode (default 100,000). */
+  dedupWindow?: number;
+  /** Outcome ids (`outcome.outcomeId`) taken before a restart: never yielded again, acked when they come back. */
+  alreadySeen?: Iterable<string>;
   /** Fail with `CollectTimeoutError` after this long with nothing received (default: wait forever). */
   idleTimeoutMs?: number;
   /** Stop collecting (unacked outcomes go back to their queue). */
@@ -128,8 +179,12 @@ export interface Collection extends AsyncIterable<WorkflowOutcome> {
 
 /** Counters of one `collect` run, readable while it runs. */
 export interface CollectStats {
+  /** Published events whose outcomes are all in (one result or dead letter each, unless a graph fans out). */
+  settled: number;
   results: number;
   deadLetters: number;
+  /** Events a task filtered out (a filter marker reached the end of the graph instead of a result). */
+  filtered: number;
   /** Second copies of an outcome already yielded (at-least-once delivery): acked and dropped. */
   duplicates: number;
   /** Outcomes for ids not in `expected` (another run's leftovers): left in their queue, untouched. */
@@ -244,6 +299,17 @@ export interface PilotRequest {
   autoscale?: AutoscaleOptions;
 }
 
+/**
+ * Pilot settings every task of a workflow graph shares (backend, broker, condor, …); each task adds its own
+ * command, init, workers (`n_workers`, else `count`, else 1), environment and autoscaling.
+ */
+export type PilotDefaults = Omit<PilotRequest, 'task' | 'init' | 'count' | 'autoscale'> & { count?: number };
+
+/** Is this the one task's pilot request (rather than a graph's shared defaults)? */
+export function isPilotRequest(pilots: PilotRequest | PilotDefaults): pilots is PilotRequest {
+  return 'task' in pilots && pilots.task !== undefined && typeof pilots.count === 'number';
+}
+
 /** Settings for the `local` backend. */
 export interface LocalOptions {
   /**
@@ -258,6 +324,11 @@ export interface LocalOptions {
    * kill grace (`EWMS_PILOT_TASK_KILL_GRACE`, default 10 s) plus 5 s.
    */
   killGraceMs?: number;
+  /**
+   * A pilot budget shared with other workflows (or tasks) on this machine: pilots are granted by the
+   * workflow's `priority`, higher first (see `LocalPilotBudget`).
+   */
+  budget?: LocalPilotBudget;
 }
 
 /** Autoscaling: `clamp(ceil(depth / eventsPerPilot), min, max)` pilots, re-evaluated every `periodSeconds`. */

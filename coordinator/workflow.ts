@@ -1,6 +1,7 @@
 /**
  * A workflow: one incoming queue, one outgoing queue, where dead letters go, and the pilots that turn the
- * first into the second.
+ * first into the second — or a graph of tasks and queues in the WMS request's shape (`tasks`,
+ * `publicQueues`; see `graph.ts`), each task with pilots of its own.
  *
  * ```ts
  * const wf = await Workflow.create({ broker: { address: 'amqp://guest@localhost', authToken: 'guest' } });
@@ -11,22 +12,36 @@
  * await wf.close({ deleteQueues: true });
  * ```
  *
+ * ```ts
+ * const wf = await Workflow.create({ broker, tasks, publicQueues: ['in', 'out'], pilots: { backend: 'local' } });
+ * const ids = await wf.publish(events);                       // to the one public input ('in')
+ * const pilots = await wf.startPilots();                       // every task's pilots
+ * for await (const outcome of wf.collect({ expected: ids })) save(outcome, outcome.provenance);
+ * ```
+ *
  * The queues are provisioned by the pilots' backend (`backends/index.ts`): on the coordinator's broker for
  * `local` and `condor` (and when no pilots are named), by the WMS for `ewms` — each queue then with its own
  * token, so each gets a connection of its own.
  */
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import type { WireFormat } from '../common/wire.js';
 import { connect } from '../mq-adapters/index.js';
 import { DEFAULTS, defaultDeadLetterQueue, type AdapterLogger, type Broker, type ConnectOptions } from '../mq-adapters/types.js';
 import { brokerProvisioned, pilotBackend, validatePilotRequest, type Provisioned } from './backends/index.js';
-import { singleTaskPlan } from './backends/plan.js';
-import { collectOutcomes } from './collect.js';
+import { singleTaskPlan, type PlannedWorkflow } from './backends/plan.js';
+import { WorkflowPilots } from './backends/workflow-pilots.js';
+import { collectOutcomes, type OutcomeSource } from './collect.js';
+import { checkGraph, plannedTasks, taskPilotRequest } from './graph.js';
+import { PROVENANCE_HEADERS } from '../common/provenance.js';
+import { QueueLayout, type LayoutTask } from './queue-layout.js';
+import type { TaskQueues } from './pilot-env.js';
 import { DeadLetters } from './dead-letters.js';
 import { CoordinatorConfigError } from './errors.js';
 import { monitorQueueName, monitorQueueSpec } from './monitor/feed.js';
 import { describeError } from '../common/redact.js';
 import { publishEvents } from './publish.js';
+import { isPilotRequest } from './types.js';
 import type {
   Collection,
   CollectOptions,
@@ -34,6 +49,7 @@ import type {
   DeadLetterRoute,
   EventData,
   PilotCluster,
+  PilotDefaults,
   PilotRequest,
   WorkflowOptions,
   WorkflowOutcome,
@@ -59,18 +75,17 @@ export function checkWorkflowId(id: string): void {
   }
 }
 
-/** The open connections of one workflow: one per distinct endpoint. */
+/** The open connections of one workflow: one per distinct endpoint, and which one reaches each queue. */
 interface Connections {
-  incoming: Broker;
-  outgoing: Broker;
-  deadLetter: Broker | undefined;
+  /** By queue name: every queue the coordinator touches. */
+  byQueue: Map<string, Broker>;
   all: Broker[];
 }
 
 /** A connected workflow. Create it with `Workflow.create`. */
 export class Workflow {
   /** Counters of every `collect` of this workflow so far (live while one runs); each collection also has its own. */
-  readonly collectStats: CollectStats = { results: 0, deadLetters: 0, duplicates: 0, unexpected: 0 };
+  readonly collectStats: CollectStats = emptyStats();
   /** Events confirmed by the broker across every `publish` call (concurrent calls included). */
   publishedCount = 0;
   private readonly clusters = new Set<PilotCluster>();
@@ -80,17 +95,21 @@ export class Workflow {
     /** Names the queues, or the WMS's workflow id; pass it again to `Workflow.create` to resume a broker workflow. */
     readonly id: string,
     readonly queues: WorkflowQueues,
+    /** Every alias's queue, the dead-letter queues and urgent twins, and the tasks. */
+    readonly layout: QueueLayout,
     private readonly connections: Connections,
     private readonly provisioned: Provisioned,
     private readonly connectOptions: ConnectOptions,
     readonly maxDeliveries: number,
     readonly wireFormat: WireFormat,
     private readonly logger: AdapterLogger | undefined,
+    private readonly pilotDefaults: PilotDefaults | undefined,
+    private readonly priority: number | undefined,
   ) {}
 
   /** The connection to the incoming queue (for depth queries and the like). */
   get broker(): Broker {
-    return this.connections.incoming;
+    return this.brokerOf(this.queues.incoming);
   }
 
   /** The queues belong to the backend (ewms): `close({ deleteQueues })` leaves them to it. */
@@ -103,10 +122,16 @@ export class Workflow {
     return this.provisioned.deadLetterRoute;
   }
 
+  /** The tasks' names, in order. */
+  get taskNames(): string[] {
+    return this.layout.tasks.map((t) => t.name);
+  }
+
   /**
    * Provision the queues through the pilots' backend (`options.pilots`; else on `options.broker`), connect,
-   * and declare them. With the ewms backend the WMS is asked for the workflow first; should anything fail
-   * after that, the WMS workflow is aborted before the error is thrown.
+   * and declare them. A graph (`options.tasks`) is checked first and refused with `WorkflowGraphError` naming
+   * the task and alias at fault. With the ewms backend the WMS is asked for the workflow first; should
+   * anything fail after that, the WMS workflow is aborted before the error is thrown.
    */
   static async create(options: WorkflowOptions): Promise<Workflow> {
     const maxDeliveries = options.maxDeliveries ?? DEFAULTS.maxDeliveries;
@@ -117,40 +142,75 @@ export class Workflow {
     if (wireFormat !== 'mqclient' && wireFormat !== 'raw') {
       throw new CoordinatorConfigError(`unknown wire format '${String(wireFormat)}'`, 'use mqclient (default) or raw');
     }
+    if (options.priority !== undefined && !Number.isInteger(options.priority)) {
+      throw new CoordinatorConfigError(`priority must be a whole number, got ${options.priority}`, 'e.g. 10; higher runs first');
+    }
     const requestedId = options.id ?? randomUUID().slice(0, 12);
     checkWorkflowId(requestedId);
-    if (options.pilots) validatePilotRequest(options.pilots);
     const names = workflowQueues(requestedId, options.queues);
-    const provisioned = options.pilots
-      ? await pilotBackend(options.pilots.backend).provision({
-          plan: singleTaskPlan(options.pilots, maxDeliveries, wireFormat),
-          broker: options.broker,
-          queues: names,
-          logger: options.logger,
-        })
+    const urgent = options.urgentQueues === true;
+
+    // The plan: a checked graph, or the one task of `pilots`.
+    let plan: PlannedWorkflow | undefined;
+    let tasks: LayoutTask[];
+    let publicIO: { inputs: string[]; outputs: string[] } | undefined;
+    let pilotDefaults: PilotDefaults | undefined;
+    if (options.tasks) {
+      if (options.queues) throw new CoordinatorConfigError('queue names are given by alias in a workflow graph', 'leave queues out: alias A is the queue ewms-<id>-A');
+      const graph = checkGraph(options.tasks, options.publicQueues ?? [], { allowCycles: options.allowCycles ?? false });
+      pilotDefaults = options.pilots;
+      const planned = pilotDefaults ? plannedTasks(graph, withPriority(pilotDefaults, options.priority)) : undefined;
+      for (const t of planned ?? []) validatePilotRequest(t.pilots);
+      tasks = graph.tasks.map((t, i) => ({ name: t.task_name, inputs: t.input_queue_aliases, outputs: t.output_queue_aliases, request: planned?.[i]?.pilots, spec: t }));
+      publicIO = { inputs: graph.publicInputs, outputs: graph.publicOutputs };
+      if (planned) plan = { tasks: planned, publicQueues: [...(options.publicQueues ?? [])], maxDeliveries, wireFormat, graph: true, ...(options.priority !== undefined ? { priority: options.priority } : {}) };
+    } else {
+      if (options.pilots && !isPilotRequest(options.pilots)) throw new CoordinatorConfigError('the pilots of a single-task workflow need their task and count', 'give pilots.task.args and pilots.count, or describe a graph with tasks');
+      const request = options.pilots ? withPriority(options.pilots, options.priority) : undefined;
+      if (request) {
+        validatePilotRequest(request);
+        plan = { ...singleTaskPlan(request, maxDeliveries, wireFormat), ...(options.priority !== undefined ? { priority: options.priority } : {}) };
+      }
+      tasks = [{ name: 'task-0', inputs: [], outputs: [], request }];
+    }
+
+    const backendName = options.pilots?.backend;
+    const provisioned = plan && backendName
+      ? await pilotBackend(backendName).provision({ plan, broker: options.broker, queues: names, logger: options.logger })
       : brokerProvisioned('local', options.broker, names);
     const { endpoints } = provisioned;
+    const id = provisioned.id ?? requestedId;
+    const layout = publicIO
+      ? QueueLayout.graph(requestedId, tasks, publicIO.inputs, publicIO.outputs, urgent, Object.fromEntries(Object.entries(endpoints.publicQueues ?? {}).map(([alias, e]) => [alias, e.name])))
+      : QueueLayout.single(
+          { incoming: endpoints.incoming.name, outgoing: endpoints.outgoing.name, deadLetter: endpoints.deadLetter?.name ?? endpoints.outgoing.name },
+          urgent,
+          tasks[0]?.request,
+        );
+    const firstInput = layout.queue(layout.publicInputs[0]!);
+    const firstOutput = layout.queue(layout.publicOutputs[0]!);
     const queues: WorkflowQueues = {
-      incoming: endpoints.incoming.name,
-      outgoing: endpoints.outgoing.name,
-      deadLetter: endpoints.deadLetter?.name ?? endpoints.outgoing.name,
+      incoming: firstInput,
+      outgoing: firstOutput,
+      deadLetter: provisioned.deadLetterRoute === 'queue' ? layout.deadLetterOf(layout.publicInputs[0]!) : firstOutput,
     };
     let connections: Connections | undefined;
     try {
-      connections = await connectAll(provisioned, options.logger);
-      if (provisioned.deadLetterRoute === 'queue') {
-        await connections.incoming.declareQueue({ name: queues.incoming, deadLetterQueue: queues.deadLetter, maxDeliveries });
-      } else {
-        // No dead-letter queue may be declared: dead letters come back on the outgoing queue.
-        await connections.incoming.declareQueue({ name: queues.incoming, deadLetter: false });
+      connections = await connectAll(provisioned, layout, options.logger);
+      if (!provisioned.queuesOwnedByBackend) await declareQueues(connections, layout, maxDeliveries, provisioned.deadLetterRoute);
+      else {
+        // The backend made the queues; make sure the public ones answer (a token that does not cover one fails here).
+        for (const alias of [...layout.publicInputs, ...layout.publicOutputs]) {
+          const queue = layout.queue(alias);
+          await connections.byQueue.get(queue)!.declareQueue({ name: queue, deadLetter: false });
+        }
       }
-      // Results are given back each time a collection ends with some unread: they must never be dead-lettered.
-      await connections.outgoing.declareQueue({ name: queues.outgoing, deadLetter: false });
       // Pilots' heartbeats (bounded, disposable), beside the results on the broker pilots publish to. Not where
       // the backend owns the queues (the WMS: its pilots get no monitoring queue, its tokens cover only its own).
       if (!provisioned.queuesOwnedByBackend) {
-        await connections.outgoing
-          .declareQueue(monitorQueueSpec(monitorQueueName(provisioned.id ?? requestedId)))
+        await connections.byQueue
+          .get(firstOutput)!
+          .declareQueue(monitorQueueSpec(monitorQueueName(id)))
           .catch((err: unknown) => options.logger?.warn({ err: describeError(err) }, 'the monitoring queue could not be declared; ewms monitor will show no pilots'));
       }
     } catch (err) {
@@ -158,26 +218,43 @@ export class Workflow {
       await provisioned.startedPilots?.remove({ reason: 'aborted' }).catch((e: unknown) => options.logger?.error({ err: String(e) }, 'could not stop the pilots of the failed workflow'));
       throw err;
     }
-    const id = provisioned.id ?? requestedId;
-    options.logger?.info({ workflow: id, ...queues, broker: connections.incoming.displayAddress }, 'workflow queues ready');
-    return new Workflow(id, queues, connections, provisioned, endpoints.incoming.broker, maxDeliveries, wireFormat, options.logger);
+    options.logger?.info({ workflow: id, ...queues, tasks: layout.tasks.length, broker: connections.byQueue.get(firstInput)?.displayAddress }, 'workflow queues ready');
+    return new Workflow(id, queues, layout, connections, provisioned, endpoints.incoming.broker, maxDeliveries, wireFormat, options.logger, pilotDefaults, options.priority);
+  }
+
+  /** The connection that reaches `queue`. */
+  private brokerOf(queue: string): Broker {
+    const broker = this.connections.byQueue.get(queue);
+    if (!broker) throw new CoordinatorConfigError(`queue '${queue}' is not reachable from here`, 'with the ewms backend only the public queues are');
+    return broker;
   }
 
   /**
-   * Publish events (any iterable or async iterable of JSON values, or bytes with the raw wire format) to the
-   * incoming queue, each confirmed by the broker, with bounded flight. Resolves with their ids in input order;
-   * `collect` reports outcomes by these ids. On failure throws `PublishError` listing the ids that were confirmed.
+   * Publish events (any iterable or async iterable of JSON values, or bytes with the raw wire format) to a
+   * public input queue (`queue`: its alias; default the only one), each confirmed by the broker, with bounded
+   * flight. Resolves with their ids in input order; `collect` reports outcomes by these ids. With
+   * `priority: 'urgent'` they go to the queue's urgent twin, which pilots drain before the backlog (needs
+   * `urgentQueues`). On failure throws `PublishError` listing the ids that were confirmed.
    */
   async publish(
     events: Iterable<EventData> | AsyncIterable<EventData>,
-    options: { onConfirmed?: (count: number) => void; signal?: AbortSignal; traceparent?: string } = {},
+    options: { onConfirmed?: (count: number) => void; signal?: AbortSignal; traceparent?: string; queue?: string; priority?: 'normal' | 'urgent' } = {},
   ): Promise<string[]> {
+    const alias = this.layout.publishTarget(options.queue);
+    let queue = this.layout.queue(alias);
+    const urgent = options.priority === 'urgent';
+    if (urgent) {
+      const twin = this.layout.urgentOf(alias);
+      if (!twin) throw new CoordinatorConfigError('urgent events need the urgent queues', 'create the workflow with urgentQueues: true (workflow file: "urgent_queues": true; ewms run --urgent-queues)');
+      queue = twin;
+    }
     // Each call adds its own confirms: concurrent calls never overwrite each other's count.
     let counted = 0;
-    return publishEvents(this.connections.incoming, this.queues.incoming, events, {
+    return publishEvents(this.brokerOf(queue), queue, events, {
       wireFormat: this.wireFormat,
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.traceparent ? { traceparent: options.traceparent } : {}),
+      ...(urgent ? { headers: { [PROVENANCE_HEADERS.priority]: 'urgent' } } : {}),
       onConfirmed: (count) => {
         this.publishedCount += count - counted;
         counted = count;
@@ -187,22 +264,15 @@ export class Workflow {
   }
 
   /**
-   * Yield each published event's outcome exactly once (its result, or its dead letter) until every
-   * expected id has settled. An outcome is acked when you ask for the next one; stop early with `break`
-   * and the last one stays in the queue. The collection's `stats` count as it goes, and so does
-   * `collectStats` (the workflow's totals).
+   * Yield each published event's outcomes exactly once (its result, or its dead letter; with a graph that
+   * fans out, one per branch) until every expected event has settled — or, with `follow`, as they come until
+   * `signal` aborts. An outcome is acked when you ask for the next one; stop early with `break` and the last
+   * one stays in the queue. The collection's `stats` count as it goes, and so does `collectStats`.
    */
   collect(options: CollectOptions): Collection {
-    const stats: CollectStats = { results: 0, deadLetters: 0, duplicates: 0, unexpected: 0 };
+    const stats = emptyStats();
     const totals = this.collectStats;
-    const outcomes = collectOutcomes(
-      { results: this.connections.outgoing, deadLetters: this.provisioned.deadLetterRoute === 'queue' ? this.connections.deadLetter : undefined },
-      this.queues,
-      this.wireFormat,
-      options,
-      stats,
-      this.logger,
-    );
+    const outcomes = collectOutcomes(this.outcomeSources(), this.wireFormat, options, stats, this.logger);
     return {
       stats,
       async *[Symbol.asyncIterator](): AsyncGenerator<WorkflowOutcome, void, undefined> {
@@ -223,36 +293,128 @@ export class Workflow {
     };
   }
 
-  /** The dead letters: list, export, requeue (where they have a queue of their own). */
-  deadLetters(): DeadLetters {
-    const dlq = this.provisioned.deadLetterRoute === 'queue' ? this.connections.deadLetter : undefined;
-    return new DeadLetters(dlq, this.connections.incoming, this.queues, this.wireFormat, this.logger);
-  }
-
-  /** Events waiting in (or, on NATS, held from) the incoming queue. */
-  depth(): Promise<number> {
-    return this.connections.incoming.depth(this.queues.incoming);
+  /** Every public output queue, and every dead-letter queue the coordinator can reach. */
+  private outcomeSources(): OutcomeSource[] {
+    const sources: OutcomeSource[] = this.layout.publicOutputs.map((alias) => {
+      const queue = this.layout.queue(alias);
+      return { broker: this.brokerOf(queue), queue, kind: 'result' };
+    });
+    if (this.provisioned.deadLetterRoute === 'queue') {
+      for (const alias of this.layout.taskInputs) {
+        const queue = this.layout.deadLetterOf(alias);
+        sources.push({ broker: this.brokerOf(queue), queue, kind: 'dead-letter' });
+      }
+    }
+    return sources;
   }
 
   /**
-   * Start pilots on this workflow's queues. `close()` does not stop them: call `remove()`. With the ewms
-   * backend the WMS has started them with the workflow: this returns the handle that watches and stops them.
+   * The dead letters: list, export, requeue (where they have a queue of their own). With a graph, those of one
+   * task (`task`, default the first) and one of its input queues (`queue` alias, default its first).
    */
-  async startPilots(request: PilotRequest): Promise<PilotCluster> {
-    validatePilotRequest(request);
-    const provisioned = this.provisioned;
-    if (provisioned.startedPilots && request.backend === provisioned.backend) {
-      if (this.startedPilotsHandedOut) throw new CoordinatorConfigError(`the ${request.backend} pilots of workflow ${this.id} were handed out already`, 'use the PilotCluster the first startPilots returned');
-      this.startedPilotsHandedOut = true;
+  deadLetters(options: { task?: string; queue?: string } = {}): DeadLetters {
+    const task = options.task !== undefined ? this.layout.task(options.task) : this.layout.tasks[0]!;
+    const alias = options.queue ?? task.inputs[0];
+    if (alias === undefined || (options.queue !== undefined && !task.inputs.includes(options.queue))) {
+      throw new CoordinatorConfigError(`task '${task.name}' does not read queue '${String(alias)}'`, `its input queues: ${task.inputs.join(', ')}`);
     }
-    const cluster = await pilotBackend(request.backend).start(
-      { id: this.id, queues: this.queues, broker: this.connectOptions, maxDeliveries: this.maxDeliveries, wireFormat: this.wireFormat, depth: () => this.depth() },
-      request,
-      provisioned,
-      this.logger,
-    );
+    const incoming = this.layout.queue(alias);
+    const queues = { incoming, outgoing: this.queues.outgoing, deadLetter: this.provisioned.deadLetterRoute === 'queue' ? this.layout.deadLetterOf(alias) : this.queues.outgoing };
+    const dlq = this.provisioned.deadLetterRoute === 'queue' ? this.connections.byQueue.get(queues.deadLetter) : undefined;
+    const incomingBroker = this.connections.byQueue.get(incoming) ?? this.broker;
+    return new DeadLetters(dlq, incomingBroker, queues, this.wireFormat, this.logger);
+  }
+
+  /** Events waiting in (or, on NATS, held from) the incoming queue — with a graph, in a task's input queues and their urgent twins. */
+  async depth(task?: string): Promise<number> {
+    if (task === undefined && !this.layout.isGraph && !this.layout.urgent) return this.broker.depth(this.queues.incoming);
+    const inputs = (task !== undefined ? [this.layout.task(task)] : this.layout.tasks).flatMap((t) => t.inputs);
+    let total = 0;
+    for (const alias of inputs) {
+      for (const queue of [this.layout.queue(alias), this.layout.urgentOf(alias)]) {
+        const broker = queue === undefined ? undefined : this.connections.byQueue.get(queue);
+        if (broker && queue !== undefined) total += await broker.depth(queue);
+      }
+    }
+    return total;
+  }
+
+  /**
+   * Start pilots on this workflow's queues. `close()` does not stop them: call `remove()`. With a graph,
+   * every task's pilots (the create-time `pilots` defaults, or these), one cluster per task, returned as one
+   * `WorkflowPilots`. With the ewms backend the WMS has started them with the workflow: this returns the
+   * handle that watches and stops them.
+   */
+  async startPilots(request?: PilotRequest | PilotDefaults): Promise<PilotCluster> {
+    const given = request ?? (this.layout.isGraph ? this.pilotDefaults : this.layout.tasks[0]?.request);
+    if (!given) throw new CoordinatorConfigError('no pilots were described', 'pass the pilot request (backend, count, task), or give pilots to Workflow.create');
+    const provisioned = this.provisioned;
+    if (provisioned.startedPilots && given.backend === provisioned.backend) {
+      if (this.startedPilotsHandedOut) throw new CoordinatorConfigError(`the ${given.backend} pilots of workflow ${this.id} were handed out already`, 'use the PilotCluster the first startPilots returned');
+      this.startedPilotsHandedOut = true;
+      this.clusters.add(provisioned.startedPilots);
+      return provisioned.startedPilots;
+    }
+    const backend = pilotBackend(given.backend);
+    const started: Array<{ task: string; cluster: PilotCluster }> = [];
+    try {
+      for (const task of this.layout.tasks) {
+        const taskRequest = this.layout.isGraph ? this.graphTaskRequest(task, given) : isPilotRequest(given) ? withPriority(given, this.priority) : undefined;
+        if (!taskRequest) throw new CoordinatorConfigError('the pilots of a single-task workflow need their task and count', 'give task.args and count');
+        validatePilotRequest(taskRequest);
+        const cluster = await backend.start(
+          {
+            id: this.id,
+            queues: this.queues,
+            broker: this.connectOptions,
+            maxDeliveries: this.maxDeliveries,
+            wireFormat: this.wireFormat,
+            depth: () => this.depth(this.layout.isGraph ? task.name : undefined),
+            ...(this.layout.isGraph || this.layout.urgent ? { task: this.taskQueues(task) } : {}),
+            ...(this.priority !== undefined ? { priority: this.priority } : {}),
+          },
+          taskRequest,
+          provisioned,
+          this.logger,
+        );
+        started.push({ task: task.name, cluster });
+      }
+    } catch (err) {
+      for (const { cluster } of started) await cluster.remove({ reason: 'aborted' }).catch(() => undefined);
+      throw err;
+    }
+    const cluster = started.length === 1 && !this.layout.isGraph ? started[0]!.cluster : new WorkflowPilots(given.backend, started);
     this.clusters.add(cluster);
     return cluster;
+  }
+
+  /** One task's pilot request: as planned at create time, or from these defaults. */
+  private graphTaskRequest(task: LayoutTask, given: PilotRequest | PilotDefaults): PilotRequest {
+    let request: PilotRequest;
+    if (task.request && given === this.pilotDefaults) request = task.request;
+    else if (task.spec) request = taskPilotRequest(task.spec, withPriority(given, this.priority));
+    else throw new CoordinatorConfigError(`task '${task.name}' has no description`, 'create the workflow with its tasks');
+    // A work directory given for all: each task's pilots (and condor files) in a directory of their own.
+    const own = (dir: string | undefined) => (dir === undefined ? {} : { workDir: join(dir, task.name) });
+    return {
+      ...request,
+      ...(request.local ? { local: { ...request.local, ...own(request.local.workDir) } } : {}),
+      ...(request.condor ? { condor: { ...request.condor, ...own(request.condor.workDir) } } : {}),
+    };
+  }
+
+  /** A task's queues as its pilots see them. */
+  private taskQueues(task: LayoutTask): TaskQueues {
+    const twin = (alias: string) => {
+      const urgent = this.layout.urgentOf(alias);
+      return urgent !== undefined ? { urgent } : {};
+    };
+    return {
+      name: task.name,
+      inputs: task.inputs.map((alias) => ({ queue: this.layout.queue(alias), deadLetter: this.layout.deadLetterOf(alias), ...twin(alias) })),
+      outputs: task.outputs.map((alias) => ({ queue: this.layout.queue(alias), ...twin(alias) })),
+      filterMarkers: this.layout.isGraph,
+    };
   }
 
   /**
@@ -262,21 +424,70 @@ export class Workflow {
   async close(options: { deleteQueues?: boolean } = {}): Promise<void> {
     try {
       if (options.deleteQueues && !this.provisioned.queuesOwnedByBackend) {
-        await this.connections.incoming.deleteQueue(this.queues.incoming, { deadLetterQueue: false });
-        if (this.connections.deadLetter) await this.connections.deadLetter.deleteQueue(this.queues.deadLetter, { deadLetterQueue: false });
-        await this.connections.outgoing.deleteQueue(this.queues.outgoing, { deadLetterQueue: false });
-        await this.connections.outgoing.deleteQueue(monitorQueueName(this.id), { deadLetterQueue: false }).catch(() => undefined);
+        for (const queue of this.ownedQueues()) await this.brokerOf(queue).deleteQueue(queue, { deadLetterQueue: false });
+        await this.brokerOf(this.queues.outgoing).deleteQueue(monitorQueueName(this.id), { deadLetterQueue: false }).catch(() => undefined);
       }
     } finally {
       for (const broker of this.connections.all) await broker.close();
     }
   }
+
+  /** Every queue this workflow declared. */
+  private ownedQueues(): string[] {
+    return queuesOf(this.layout, this.provisioned.deadLetterRoute);
+  }
 }
 
-/** One connection per distinct endpoint (address, type, credentials): on one broker, one connection for all. */
-async function connectAll(provisioned: Provisioned, logger: AdapterLogger | undefined): Promise<Connections> {
+/** The counters of a collection that has not started. */
+function emptyStats(): CollectStats {
+  return { settled: 0, results: 0, deadLetters: 0, filtered: 0, duplicates: 0, unexpected: 0 };
+}
+
+/** The request with the workflow's priority as HTCondor's job priority (condor backend). */
+function withPriority<T extends PilotRequest | PilotDefaults>(request: T, priority: number | undefined): T {
+  if (priority === undefined || request.backend !== 'condor') return request;
+  return { ...request, condor: { ...request.condor, extra: { priority: String(priority), ...request.condor?.extra } } };
+}
+
+/** Every queue of the layout: task inputs with their dead-letter queues and urgent twins, and public outputs. */
+function queuesOf(layout: QueueLayout, route: DeadLetterRoute): string[] {
+  const out: string[] = [];
+  for (const alias of layout.taskInputs) {
+    out.push(layout.queue(alias));
+    const twin = layout.urgentOf(alias);
+    if (twin) out.push(twin);
+    if (route === 'queue') out.push(layout.deadLetterOf(alias));
+  }
+  for (const alias of layout.publicOutputs) out.push(layout.queue(alias));
+  return [...new Set(out)];
+}
+
+/** Declare every queue: task inputs (and urgent twins) dead-lettering to their queue, public outputs never dead-lettered. */
+async function declareQueues(connections: Connections, layout: QueueLayout, maxDeliveries: number, route: DeadLetterRoute): Promise<void> {
+  for (const alias of layout.taskInputs) {
+    for (const queue of [layout.queue(alias), layout.urgentOf(alias)]) {
+      if (queue === undefined) continue;
+      const broker = connections.byQueue.get(queue)!;
+      if (route === 'queue') await broker.declareQueue({ name: queue, deadLetterQueue: layout.deadLetterOf(alias), maxDeliveries });
+      // No dead-letter queue may be declared: dead letters come back on the outgoing queue.
+      else await broker.declareQueue({ name: queue, deadLetter: false });
+    }
+  }
+  // Results are given back each time a collection ends with some unread: they must never be dead-lettered.
+  for (const alias of layout.publicOutputs) {
+    const queue = layout.queue(alias);
+    await connections.byQueue.get(queue)!.declareQueue({ name: queue, deadLetter: false });
+  }
+}
+
+/**
+ * One connection per distinct endpoint (address, type, credentials): on one broker, one connection for all.
+ * Where the backend gives each public queue its own endpoint (ewms), only those queues are reachable.
+ */
+async function connectAll(provisioned: Provisioned, layout: QueueLayout, logger: AdapterLogger | undefined): Promise<Connections> {
   const opened = new Map<string, Broker>();
   const all: Broker[] = [];
+  const byQueue = new Map<string, Broker>();
   const open = async (options: ConnectOptions): Promise<Broker> => {
     const key = JSON.stringify([options.type, options.address, options.authToken, options.managementUrl]);
     let broker = opened.get(key);
@@ -293,8 +504,24 @@ async function connectAll(provisioned: Provisioned, logger: AdapterLogger | unde
     return broker;
   };
   const { endpoints } = provisioned;
-  const incoming = await open(endpoints.incoming.broker);
-  const outgoing = await open(endpoints.outgoing.broker);
-  const deadLetter = endpoints.deadLetter ? await open(endpoints.deadLetter.broker) : undefined;
-  return { incoming, outgoing, deadLetter, all };
+  const publicEndpoint = (alias: string): ConnectOptions | undefined => {
+    const own = endpoints.publicQueues?.[alias]?.broker;
+    if (own) return own;
+    if (alias === layout.publicInputs[0]) return endpoints.incoming.broker;
+    if (alias === layout.publicOutputs[0]) return endpoints.outgoing.broker;
+    return undefined;
+  };
+  if (provisioned.queuesOwnedByBackend) {
+    for (const alias of [...layout.publicInputs, ...layout.publicOutputs]) {
+      const options = publicEndpoint(alias);
+      if (options) byQueue.set(layout.queue(alias), await open(options));
+    }
+    return { byQueue, all };
+  }
+  // Every queue on the coordinator's broker (the dead-letter queue on its own endpoint when one was given).
+  const broker = await open(endpoints.incoming.broker);
+  for (const queue of queuesOf(layout, provisioned.deadLetterRoute)) byQueue.set(queue, broker);
+  if (endpoints.deadLetter && !layout.isGraph) byQueue.set(layout.deadLetterOf(layout.publicInputs[0]!), await open(endpoints.deadLetter.broker));
+  if (!layout.isGraph) byQueue.set(layout.queue(layout.publicOutputs[0]!), await open(endpoints.outgoing.broker));
+  return { byQueue, all };
 }

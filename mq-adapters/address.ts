@@ -133,7 +133,10 @@ export function parseBrokerAddress(text: string, type?: BrokerType): BrokerAddre
 
 /**
  * The address `connect()` uses: `options.address` parsed (or taken as it is when already a `BrokerAddress`),
- * with `options.authToken` in place of the password when given.
+ * with `options.authToken` in place of the password when given. NATS: a lone name in the address
+ * (`nats://name@host`) is a token on its own, but beside an auth token it is the user that token is the
+ * password of — the form `formatBrokerAddress` writes for a user and password (the pilot's
+ * `EWMS_PILOT_QUEUE_*_BROKER_ADDRESS` beside its `_AUTH_TOKEN`).
  */
 export function resolveAddress(options: ConnectOptions): BrokerAddress {
   let address: BrokerAddress;
@@ -148,7 +151,11 @@ export function resolveAddress(options: ConnectOptions): BrokerAddress {
       );
     }
   }
-  return options.authToken ? { ...address, password: options.authToken } : address;
+  if (!options.authToken) return address;
+  if (address.type === 'nats' && address.username === undefined && address.password !== undefined) {
+    return { ...address, username: address.password, password: options.authToken };
+  }
+  return { ...address, password: options.authToken };
 }
 
 /**

@@ -6,7 +6,9 @@
 import type { PilotConfig } from './config.js';
 import type { Logger } from './logger.js';
 import { runPilot, type PilotOutcome } from './pilot.js';
+import { DEFAULT_TASK_NAME } from '../common/heartbeat.js';
 import { runInit, TaskProcessor } from './processor.js';
+import { withProvenance } from './provenance.js';
 import { createRuntime } from './runtime/index.js';
 import { createSpawner, type SpawnerChoice } from './spawn/index.js';
 import { TaskFiles } from './task-files.js';
@@ -53,7 +55,7 @@ export async function runConfiguredPilot(config: PilotConfig, options: AssembleO
       version,
       runInit: init ? (signal) => runInit({ init, runtime, image: initImage, files, killGraceSeconds, keepFiles: config.keepAllTaskFiles, logger, signal, spawner }) : undefined,
       makeProcessor: () =>
-        new TaskProcessor({
+        withProvenance(new TaskProcessor({
           task: config.task,
           runtime,
           image: taskImage,
@@ -61,6 +63,7 @@ export async function runConfiguredPilot(config: PilotConfig, options: AssembleO
           wireFormat: config.wireFormat,
           infileExt: config.infileExt,
           outfileExt: config.outfileExt,
+          outfileEvents: config.outfileEvents,
           killGraceSeconds,
           okayErrors: config.okayErrors,
           keepAllTaskFiles: config.keepAllTaskFiles,
@@ -68,7 +71,7 @@ export async function runConfiguredPilot(config: PilotConfig, options: AssembleO
           version,
           logger,
           spawner,
-        }),
+        }), { taskName: config.settings.taskName ?? DEFAULT_TASK_NAME, version, image: config.task.image, wireFormat: config.wireFormat, filterMarkers: config.settings.filterMarkers ?? false }),
     });
   } finally {
     await spawner.close();

@@ -63,7 +63,14 @@ const queueVars = (direction: 'INCOMING' | 'OUTGOING'): VariableDefinition[] => 
   const which = direction.toLowerCase();
   const fallback = direction === 'OUTGOING' ? { defaultText: "the incoming queue's" } : {};
   return [
-    v(`EWMS_PILOT_QUEUE_${direction}`, 'string', undefined, `Name of the ${which} queue (required).`),
+    v(
+      `EWMS_PILOT_QUEUE_${direction}`,
+      'string',
+      undefined,
+      direction === 'INCOMING'
+        ? 'Name of the incoming queue (required); several separated by `;`, as the EWMS TMS writes them for a task with several input queues: the pilot reads them all. Each `_AUTH_TOKEN`, `_BROKER_TYPE`, `_BROKER_ADDRESS`, `_BROKER_MANAGEMENT_URL` then holds one value for all queues, or one per queue in the same order, `;`-separated.'
+        : 'Name of the outgoing queue (required); several separated by `;` (the TMS\'s form): every output is published to each of them (fan-out), with per-queue settings as for the incoming queues.',
+    ),
     v(
       `EWMS_PILOT_QUEUE_${direction}_AUTH_TOKEN`,
       'secret',
@@ -112,7 +119,10 @@ export const VARIABLES: readonly VariableDefinition[] = [
   // queues
   ...queueVars('INCOMING'),
   ...queueVars('OUTGOING'),
-  v('EWMS_PILOT_QUEUE_DEAD_LETTER', 'string', undefined, 'Where events go after their last failed attempt, with the reason in headers.', { origin: 'ours', defaultText: '`<incoming>.dlq`' }),
+  v('EWMS_PILOT_QUEUE_INCOMING_URGENT', 'string', undefined, 'Urgent twin of each incoming queue (`;`-separated, in the order of EWMS_PILOT_QUEUE_INCOMING; an empty entry: none), on the same broker. The pilot takes what waits there before anything from the ordinary queues. Set by the coordinator for workflows with urgent events.', { origin: 'ours' }),
+  v('EWMS_PILOT_QUEUE_OUTGOING_URGENT', 'string', undefined, 'Urgent twin of each outgoing queue (`;`-separated, in the order of EWMS_PILOT_QUEUE_OUTGOING; an empty entry: none): outputs of urgent events (`x-ewms-priority: urgent`) go there, so they stay ahead downstream too.', { origin: 'ours' }),
+  v('EWMS_PILOT_QUEUE_DEAD_LETTER', 'string', undefined, 'Where events go after their last failed attempt, with the reason in headers. With several incoming queues: one for all, or one per queue (`;`-separated, same order).', { origin: 'ours', defaultText: '`<incoming>.dlq`' }),
+  v('EWMS_PILOT_FILTER_MARKERS', 'boolean', 'false', 'A task that writes no outfile (a filter) still publishes a small marker (`x-ewms-filtered`, no data) to its first outgoing queue, and a pilot passes markers it receives on without running its task, so the coordinator can tell a filtered event from a lost one. Set by the coordinator for workflow graphs.', { origin: 'ours' }),
   v('EWMS_PILOT_DEAD_LETTER', 'choice', 'queue', '`queue`: dead letters go to EWMS_PILOT_QUEUE_DEAD_LETTER, which the pilot declares; `outgoing`: they go to the outgoing queue, marked by their reason headers, and no dead-letter queue is declared (nor a broker policy installed) — for brokers where each token covers only its own queue, as under EWMS (the coordinator sets it there).', { origin: 'ours', choices: ['queue', 'outgoing'] }),
   v('EWMS_PILOT_QUEUE_MONITOR', 'string', undefined, 'The workflow\'s monitoring queue, on the outgoing broker: heartbeats go there (declared bounded: the newest 20,000, none older than an hour; never dead-lettered). Set by the coordinator; unset: no heartbeats.', { origin: 'ours' }),
   v('EWMS_PILOT_MAX_DELIVERIES', 'integer', '3', 'Attempts an event gets before it is dead-lettered (>= 1).', { origin: 'ours' }),
@@ -124,6 +134,7 @@ export const VARIABLES: readonly VariableDefinition[] = [
   // files
   v('EWMS_PILOT_DATA_DIR_PARENT_PATH_ON_HOST', 'string', undefined, 'Directory under which `ewms-pilot-data/` (the data hub and one directory per event) is made.', { defaultText: 'the working directory' }),
   v('EWMS_PILOT_INFILE_EXT', 'string', '.in', 'Extension of the task\'s infile. `.json`: the event\'s data is written as JSON; otherwise text (binary with the raw wire format).'),
+  v('EWMS_PILOT_OUTFILE_EVENTS', 'choice', 'one', '`one`: the outfile is one output event (as with the Python pilot). `jsonl`: each non-empty line of the outfile is one output event, read as JSON (as bytes, without its newline, with the raw wire format) whatever EWMS_PILOT_OUTFILE_EXT says: a task that splits an event into pieces. Each output gets its own event id, derived from the input\'s and the line\'s index (a redelivered event\'s outputs deduplicate), and an equal part of the input\'s share (`x-ewms-share`); all are published before the input is acked; an outfile with no line counts as filtered out (see EWMS_PILOT_FILTER_MARKERS).', { origin: 'ours', choices: ['one', 'jsonl'] }),
   v('EWMS_PILOT_OUTFILE_EXT', 'string', '.out', 'Extension of the task\'s outfile. `.json`: read as JSON; otherwise as text (binary with the raw wire format).'),
   v('EWMS_PILOT_EXTERNAL_DIRECTORIES', 'list', undefined, 'Comma-separated host directories bound read-only into task containers at the same path.'),
   v('EWMS_PILOT_KEEP_ALL_TASK_FILES', 'boolean', 'false', 'Keep every event\'s directory (infile, outfile, stdout, stderr) instead of removing it after the event.'),

@@ -18,6 +18,7 @@ import type { LevelWithSilent } from 'pino';
 import type { PilotSettings, QueueEndpoint } from './pilot.js';
 import type { RuntimeName } from './runtime/types.js';
 import { ShellWordsError, splitShellWords } from './shell-words.js';
+import type { OutfileEvents } from './task-io.js';
 
 /** One problem with one variable, and its fix (never carrying a secret). */
 export interface ConfigProblem {
@@ -68,6 +69,8 @@ export interface PilotConfig {
   dataDir: string;
   infileExt: string;
   outfileExt: string;
+  /** How many output events an outfile holds: one, or one per line (`jsonl`). */
+  outfileEvents: OutfileEvents;
   keepAllTaskFiles: boolean;
   dumpTaskOutput: boolean;
   wireFormat: WireFormat;
@@ -182,7 +185,11 @@ class Reader {
     const out: string[] = [];
     for (const variable of VARIABLES) {
       const value = this.raw.get(variable.name);
-      if (value && (variable.type === 'secret' || variable.type === 'env-json')) out.push(value);
+      if (value && (variable.type === 'secret' || variable.type === 'env-json')) {
+        out.push(value);
+        // One token per queue (`;`-separated): each is a secret of its own.
+        if (LISTED_QUEUE_VARIABLES.has(variable.name) && value.includes(';')) out.push(...value.split(';').filter((t) => t.trim() !== ''));
+      }
     }
     return out;
   }
@@ -191,8 +198,33 @@ class Reader {
     return this.raw.has(name);
   }
 
+  /** While one of several queues is read: its side and position (see `atQueue`). */
+  private queueSlot: { direction: QueueDirection; index: number } | undefined;
+
   private text(name: string): string | undefined {
-    return this.raw.get(name) ?? def(name).default;
+    const value = this.raw.get(name) ?? def(name).default;
+    const direction = LISTED_QUEUE_VARIABLES.get(name);
+    if (value === undefined || direction === undefined || !value.includes(';')) return value;
+    // One of several queues: its own entry (the other side's first, for the outgoing fallbacks).
+    const index = this.queueSlot?.direction === direction ? this.queueSlot.index : 0;
+    const entry = value.split(';')[index]?.trim();
+    return entry === '' ? undefined : entry;
+  }
+
+  /** The `;`-separated entries of a queue variable (none when unset). */
+  entries(name: string): string[] {
+    const value = this.raw.get(name);
+    return value === undefined ? [] : value.split(';').map((s) => s.trim());
+  }
+
+  /** Read the settings of queue `index` of `direction`: each listed variable yields that queue's entry. */
+  atQueue<T>(direction: QueueDirection, index: number, read: () => T): T {
+    this.queueSlot = { direction, index };
+    try {
+      return read();
+    } finally {
+      this.queueSlot = undefined;
+    }
   }
 
   string(name: string): string | undefined {
@@ -324,8 +356,10 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
     r.problem('EWMS_PILOT_TASK_IMAGE', `is required with EWMS_PILOT_CONTAINER_RUNTIME=${runtime}`, 'set the image the task runs in, or set EWMS_PILOT_CONTAINER_RUNTIME=none to run on the host');
   }
 
-  const incoming = endpoint(r, 'INCOMING', undefined);
-  const outgoing = endpoint(r, 'OUTGOING', incoming.broker ?? 'unusable');
+  const incomings = queueEndpoints(r, 'INCOMING', undefined);
+  const incoming = incomings[0] ?? { queue: undefined, broker: undefined };
+  const outgoings = queueEndpoints(r, 'OUTGOING', incoming.broker ?? 'unusable');
+  const outgoing = outgoings[0] ?? { queue: undefined, broker: undefined };
 
   const maxDeliveries = r.integer('EWMS_PILOT_MAX_DELIVERIES', 1) ?? 3;
   const prefetch = r.integer('EWMS_PILOT_PREFETCH', 0) ?? 1;
@@ -355,8 +389,11 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
   if (deadLetterRoute === 'outgoing' && r.isSet('EWMS_PILOT_QUEUE_DEAD_LETTER')) {
     r.problem('EWMS_PILOT_QUEUE_DEAD_LETTER', 'names a dead-letter queue, but EWMS_PILOT_DEAD_LETTER=outgoing sends dead letters to the outgoing queue', 'unset one of the two');
   }
-  const deadLetterQueue =
-    deadLetterRoute === 'outgoing' ? (outgoing.queue ?? '') : (r.string('EWMS_PILOT_QUEUE_DEAD_LETTER') ?? (incoming.queue ? defaultDeadLetterQueue(incoming.queue) : ''));
+  const deadLetterQueueOf = (read: EndpointRead, index: number): string =>
+    deadLetterRoute === 'outgoing'
+      ? (outgoing.queue ?? '')
+      : (r.atQueue('INCOMING', index, () => r.string('EWMS_PILOT_QUEUE_DEAD_LETTER')) ?? (read.queue ? defaultDeadLetterQueue(read.queue) : ''));
+  const deadLetterQueue = deadLetterQueueOf(incoming, 0);
   const externalDirectories = r.list('EWMS_PILOT_EXTERNAL_DIRECTORIES', /,/);
   for (const dir of externalDirectories) {
     if (!dir.startsWith('/')) r.problem('EWMS_PILOT_EXTERNAL_DIRECTORIES', `'${dir}' is not an absolute path`, 'list absolute host directories, separated by commas');
@@ -391,6 +428,7 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
   }
 
   const wireFormat = r.choice<WireFormat>('EWMS_PILOT_WIRE_FORMAT') ?? 'mqclient';
+  const outfileEvents = r.choice<OutfileEvents>('EWMS_PILOT_OUTFILE_EVENTS') ?? 'one';
   const okayErrors = r.list('EWMS_PILOT_OKAY_ERRORS', /[\s,]+/);
   const containerGpus = r.boolean('EWMS_PILOT_CONTAINER_GPUS');
   const containerDebug = r.boolean('EWMS_PILOT_CONTAINER_DEBUG');
@@ -400,6 +438,7 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
   const chirpRate = r.seconds('EWMS_PILOT_HTCHIRP_RATELIMIT_INTERVAL') ?? 60;
   const dataParent = resolve(cwd, r.string('EWMS_PILOT_DATA_DIR_PARENT_PATH_ON_HOST') ?? '.');
   const taskName = r.string('EWMS_PILOT_TASK_NAME') ?? 'task-0';
+  const filterMarkers = r.boolean('EWMS_PILOT_FILTER_MARKERS');
   const monitorQueue = r.string('EWMS_PILOT_QUEUE_MONITOR');
   const heartbeatSeconds = r.seconds('EWMS_PILOT_HEARTBEAT_INTERVAL');
   if (heartbeatSeconds !== undefined && heartbeatSeconds < 0.1) r.problem('EWMS_PILOT_HEARTBEAT_INTERVAL', `${heartbeatSeconds} s is too short`, 'set it to at least 0.1 s (30 is right for thousands of pilots)');
@@ -410,11 +449,20 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
 
   placeholderWarnings(r, task.args, infileExt, outfileExt);
 
-  if (!incoming.queue || !incoming.broker || !outgoing.queue || !outgoing.broker) return undefined;
+  const usable = (read: EndpointRead): read is EndpointRead & { queue: string; broker: ConnectOptions } => read.queue !== undefined && read.broker !== undefined;
+  if (!incomings.every(usable) || !outgoings.every(usable) || !usable(incoming) || !usable(outgoing)) return undefined;
+  const settled = (read: EndpointRead & { queue: string; broker: ConnectOptions }): QueueEndpoint => ({
+    queue: read.queue,
+    broker: read.broker,
+    ...(read.urgent !== undefined ? { urgent: read.urgent } : {}),
+  });
   return {
     settings: {
-      incoming: { queue: incoming.queue, broker: incoming.broker },
-      outgoing: { queue: outgoing.queue, broker: outgoing.broker },
+      incoming: settled(incoming),
+      outgoing: settled(outgoing),
+      ...(incomings.length > 1 ? { moreIncoming: incomings.slice(1).map((read, i) => ({ ...settled(read), deadLetterQueue: deadLetterQueueOf(read, i + 1) })) } : {}),
+      ...(outgoings.length > 1 ? { moreOutgoing: outgoings.slice(1).map(settled) } : {}),
+      ...(filterMarkers ? { filterMarkers } : {}),
       deadLetterQueue,
       deadLetterRoute,
       maxDeliveries,
@@ -444,6 +492,7 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
     dataDir,
     infileExt,
     outfileExt,
+    outfileEvents,
     keepAllTaskFiles,
     dumpTaskOutput,
     wireFormat,
@@ -491,6 +540,47 @@ function dockerShmSize(r: Reader, runtime: RuntimeName): string | undefined {
 interface EndpointRead {
   queue: string | undefined;
   broker: ConnectOptions | undefined;
+  /** Its urgent twin, when it has one. */
+  urgent?: string;
+}
+
+type QueueDirection = 'INCOMING' | 'OUTGOING';
+
+/** Variables that hold one entry per queue when several queues are named (`;`-separated, the TMS's form). */
+const LISTED_QUEUE_VARIABLES = new Map<string, QueueDirection>([
+  ...(['INCOMING', 'OUTGOING'] as const).flatMap((direction) =>
+    ['', '_AUTH_TOKEN', '_BROKER_TYPE', '_BROKER_ADDRESS', '_BROKER_MANAGEMENT_URL', '_URGENT'].map((suffix): [string, QueueDirection] => [`EWMS_PILOT_QUEUE_${direction}${suffix}`, direction]),
+  ),
+  ['EWMS_PILOT_QUEUE_DEAD_LETTER', 'INCOMING'],
+]);
+
+/**
+ * Every queue of one side. Several are named `;`-separated in `EWMS_PILOT_QUEUE_<side>`, as the EWMS TMS
+ * writes them for a task with several input or output queues; each per-queue variable then holds one value
+ * for all, or exactly one per queue in the same order (the urgent twins: one per queue, empty for none).
+ */
+function queueEndpoints(r: Reader, direction: QueueDirection, fallback: ConnectOptions | 'unusable' | undefined): EndpointRead[] {
+  const prefix = `EWMS_PILOT_QUEUE_${direction}`;
+  const names = r.entries(prefix);
+  const count = Math.max(1, names.length);
+  if (names.some((n) => n === '')) r.problem(prefix, `has an empty queue name in '${names.join(';')}'`, 'separate queue names with single `;`, none empty');
+  for (const [name, side] of LISTED_QUEUE_VARIABLES) {
+    if (side !== direction || name === prefix) continue;
+    const entries = r.entries(name);
+    const positional = name.endsWith('_URGENT');
+    if (entries.length > 1 || (positional && entries.length > 0)) {
+      if (entries.length !== count) {
+        r.problem(name, `has ${entries.length} ${entries.length === 1 ? 'entry' : '`;`-separated entries'} for ${count} queue${count > 1 ? 's' : ''} in ${prefix}`, positional ? 'give one entry per queue, in the same order (empty for none)' : 'give one value for all queues, or one per queue in the same order');
+      }
+    }
+  }
+  return Array.from({ length: count }, (_, index) =>
+    r.atQueue(direction, index, () => {
+      const read = endpoint(r, direction, fallback);
+      const urgent = r.string(`${prefix}_URGENT`);
+      return urgent !== undefined ? { ...read, urgent } : read;
+    }),
+  );
 }
 
 /**

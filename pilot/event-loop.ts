@@ -2,7 +2,7 @@
  * One pilot's consume → run → publish → ack loop: the event lifecycle of DESIGN.md, top to bottom.
  *
  * Invariants this file keeps:
- * - ack-last: an input is acked only after its output (if any) is confirmed by the broker;
+ * - ack-last: an input is acked only after its outputs (none, one or several) are confirmed by the broker;
  * - at most `maxConcurrentTasks` tasks run at once, and the subscription's prefetch bounds what is held;
  * - a failed attempt is nacked (redelivered, to any pilot) until the last allowed one, which is
  *   dead-lettered with its reason; nothing is ever dropped;
@@ -11,14 +11,17 @@
  *
  * The broker, the task processor and the clock are ports, so this logic is tested without either.
  */
+import { MessageTooLargeError } from '../mq-adapters/errors.js';
 import type { DeadLetterReason, Delivery, OutgoingMessage, Subscription } from '../mq-adapters/types.js';
 import { describeError } from '../common/redact.js';
+import { deadLetterReason } from './failure.js';
 import type { Logger } from './logger.js';
 import type { PilotStats } from './stats.js';
 
 /** What running one event's task produced. */
 export type TaskOutcome =
-  | { kind: 'success'; output: OutgoingMessage | undefined; durationMs: number }
+  /** `outputs`: what to publish for the event, in order (none: the task had nothing to say). */
+  | { kind: 'success'; outputs: readonly OutgoingMessage[]; durationMs: number }
   | {
       kind: 'failure';
       reason: DeadLetterReason;
@@ -85,6 +88,8 @@ export interface EventLoopOptions {
   stats: PilotStats;
   /** Told after every settled event (for HTChirp / progress). */
   onProgress?: () => void;
+  /** The pilot's version, for the reason of a failure found here (an output the broker refuses). */
+  version?: string;
 }
 
 export interface EventLoopResult {
@@ -271,11 +276,19 @@ export class EventLoop {
 
     switch (outcome.kind) {
       case 'success': {
-        if (outcome.output) {
+        if (outcome.outputs.length > 0) {
           try {
-            await this.opts.publishOutput(outcome.output);
-            log.debug('output published');
+            // Every output confirmed before the ack: a redelivered event publishes them all again, under the
+            // same ids, so what an interrupted attempt had published is deduplicated downstream.
+            await Promise.all(outcome.outputs.map((output) => this.opts.publishOutput(output)));
+            log.debug({ outputs: outcome.outputs.length }, 'output published');
           } catch (err) {
+            if (err instanceof MessageTooLargeError) {
+              // No pilot could publish this output: the event failed, not the broker. Released, it would come
+              // back forever and stop every pilot that takes it.
+              await this.failed(delivery, this.outputTooLarge(err, delivery, outcome.durationMs), log);
+              break;
+            }
             // Not confirmed: the input must not be acked. Release it; another attempt will publish again
             // (the output's event id is derived from the input's, so the coordinator deduplicates).
             log.error({ err: String(err) }, 'publishing the output failed; releasing the event');
@@ -290,36 +303,53 @@ export class EventLoop {
           log.info('task succeeded without writing an outfile: nothing published for this event');
         }
         await this.settle(delivery, 'ack', 'task succeeded', log);
-        stats.recordSuccess(outcome.durationMs, outcome.output !== undefined);
+        stats.recordSuccess(outcome.durationMs, outcome.outputs.length > 0);
         break;
       }
-      case 'failure': {
-        stats.recordFailure(outcome.durationMs);
-        const last = outcome.permanent || delivery.deliveryCount >= this.opts.maxDeliveries;
-        log.warn(
-          { reason: outcome.reason.reason, final: last, okay: outcome.okay },
-          last ? 'task failed; dead-lettering the event' : 'task failed; releasing the event for another attempt',
-        );
-        // Fail-fast stops intake before the nack: the event's next attempt must not come back to this pilot
-        // (with room in its prefetch, the broker would hand it straight back).
-        if (this.opts.stopOnTaskError && !outcome.okay) {
-          this.fatalTaskError ??= outcome.reason.reason;
-          this.stop('task-error');
-        }
-        if (last) {
-          await this.settle(delivery, 'dead-letter', outcome.reason.reason, log, outcome.reason);
-          stats.recordDeadLetter();
-        } else {
-          await this.settle(delivery, 'nack', 'task failed', log, outcome.reason);
-        }
+      case 'failure':
+        await this.failed(delivery, outcome, log);
         break;
-      }
       case 'aborted':
         log.info('task stopped by the pilot; releasing the event');
         await this.settle(delivery, 'release', 'aborted', log);
         break;
     }
     this.opts.onProgress?.();
+  }
+
+  /** A failed attempt: another one, or the dead-letter queue after the last (or a permanent failure). */
+  private async failed(delivery: Delivery, outcome: TaskOutcome & { kind: 'failure' }, log: Logger): Promise<void> {
+    const { stats } = this.opts;
+    stats.recordFailure(outcome.durationMs);
+    const last = outcome.permanent || delivery.deliveryCount >= this.opts.maxDeliveries;
+    log.warn(
+      { reason: outcome.reason.reason, final: last, okay: outcome.okay },
+      last ? 'task failed; dead-lettering the event' : 'task failed; releasing the event for another attempt',
+    );
+    // Fail-fast stops intake before the nack: the event's next attempt must not come back to this pilot
+    // (with room in its prefetch, the broker would hand it straight back).
+    if (this.opts.stopOnTaskError && !outcome.okay) {
+      this.fatalTaskError ??= outcome.reason.reason;
+      this.stop('task-error');
+    }
+    if (last) {
+      await this.settle(delivery, 'dead-letter', outcome.reason.reason, log, outcome.reason);
+      stats.recordDeadLetter();
+    } else {
+      await this.settle(delivery, 'nack', 'task failed', log, outcome.reason);
+    }
+  }
+
+  /**
+   * The broker refused the task's output as too large. Dead-lettered at once (another attempt writes the same
+   * output), and not the node's fault, so no fail-fast — as for a malformed event.
+   */
+  private outputTooLarge(err: MessageTooLargeError, delivery: Delivery, durationMs: number): TaskOutcome & { kind: 'failure' } {
+    const reason = deadLetterReason(
+      { kind: 'InvalidDataFromOutfileException', message: `the task's output is too large for the broker: ${err.message}` },
+      { attempt: delivery.deliveryCount, version: this.opts.version ?? 'unknown', stderrTail: '' },
+    );
+    return { kind: 'failure', reason, durationMs, permanent: true, okay: true };
   }
 
   /** Settle a delivery; a broker error here is logged, never thrown: the broker redelivers unsettled events. */

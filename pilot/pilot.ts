@@ -7,7 +7,7 @@
  * this runs); 128+N — stopped by signal N (SIGTERM → 143, SIGINT → 130).
  */
 import { hostname } from 'node:os';
-import { connect, sameBroker as isSameBroker } from '../mq-adapters/index.js';
+import { connect } from '../mq-adapters/index.js';
 import type { Broker, ConnectOptions } from '../mq-adapters/types.js';
 import { describeError } from '../common/redact.js';
 import { EventLoop, type EventProcessor, type StopReason } from './event-loop.js';
@@ -15,18 +15,29 @@ import { DEFAULT_TASK_NAME } from '../common/heartbeat.js';
 import { PilotReporter, type MonitorSettings } from './heartbeat-reporter.js';
 import { HTChirp, observeIntake, type ChirpDestination } from './htchirp.js';
 import type { Logger } from './logger.js';
+import { PilotQueues } from './queues.js';
 import { PilotStats, type StatsSnapshot } from './stats.js';
 
 /** Where one queue lives. */
 export interface QueueEndpoint {
   queue: string;
   broker: ConnectOptions;
+  /** Its urgent twin on the same broker: read before the queue itself (incoming), where urgent outputs go (outgoing). */
+  urgent?: string;
+  /** Incoming queues after the first: where their dead letters go (the first's is `deadLetterQueue`). */
+  deadLetterQueue?: string;
 }
 
 /** Everything the runtime needs, already validated. */
 export interface PilotSettings {
   incoming: QueueEndpoint;
   outgoing: QueueEndpoint;
+  /** Further input queues (a task reading several queues): all read, urgent twins first. */
+  moreIncoming?: QueueEndpoint[];
+  /** Further output queues: every output goes to each of them too (fan-out). */
+  moreOutgoing?: QueueEndpoint[];
+  /** Publish a marker for an event the task filtered out (no outfile), and pass received markers on. */
+  filterMarkers?: boolean;
   /** Where dead letters go: this queue (`queue` route), or the outgoing queue's name (`outgoing` route). */
   deadLetterQueue: string;
   /**
@@ -91,26 +102,17 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
   chirp.status('Started');
   const connectBroker = parts.connectBroker ?? connect;
 
-  // Without a dead-letter queue there is no broker policy to install, and per-queue credentials could not.
-  const ownDeadLetterQueue = settings.deadLetterRoute === 'queue';
-  const brokerOptions = (broker: ConnectOptions): ConnectOptions => ({ ...broker, ...(ownDeadLetterQueue ? {} : { managementUrl: false }), logger });
-  const incoming = await connectBroker(brokerOptions(settings.incoming.broker));
-  const sameBroker = isSameBroker(settings.incoming.broker, settings.outgoing.broker);
-  let outgoing: Broker = incoming;
+  const queues = await PilotQueues.open(settings, connectBroker, logger);
   let reporter: PilotReporter;
   try {
-    if (!sameBroker) outgoing = await connectBroker(brokerOptions(settings.outgoing.broker));
-    reporter = await PilotReporter.start({ monitor: settings.monitor, taskName: settings.taskName ?? DEFAULT_TASK_NAME, broker: outgoing, incomingQueue: settings.incoming.queue, version: parts.version, logger, counts: () => stats.counts() });
+    reporter = await PilotReporter.start({ monitor: settings.monitor, taskName: settings.taskName ?? DEFAULT_TASK_NAME, broker: queues.outgoing, incomingQueue: settings.incoming.queue, version: parts.version, logger, counts: () => stats.counts() });
   } catch (err) {
-    // Nothing will use the connections made so far: left open they would keep the process (and its consumer) alive.
-    await incoming.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the incoming broker'));
-    if (outgoing !== incoming) await outgoing.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the outgoing broker'));
+    await queues.close();
     throw err;
   }
   const closeBrokers = async () => {
     await reporter.close();
-    await incoming.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the incoming broker'));
-    if (!sameBroker) await outgoing.close().catch((e: unknown) => logger.warn({ err: describeError(e) }, 'closing the outgoing broker'));
+    await queues.close();
   };
 
   let signalled: NodeJS.Signals | undefined;
@@ -135,14 +137,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
 
   const timers: NodeJS.Timeout[] = [];
   try {
-    await incoming.declareQueue(
-      ownDeadLetterQueue
-        ? { name: settings.incoming.queue, deadLetterQueue: settings.deadLetterQueue, maxDeliveries: settings.maxDeliveries }
-        : // The consumer below still dead-letters after maxDeliveries, to the outgoing queue.
-          { name: settings.incoming.queue, deadLetter: false },
-    );
-    // Results must never be dead-lettered: readers give back what they do not take, and that counts as a delivery.
-    await outgoing.declareQueue({ name: settings.outgoing.queue, deadLetter: false });
+    await queues.declare(settings.maxDeliveries);
 
     if (parts.runInit) {
       chirp.status('RunningInitCommand');
@@ -167,9 +162,8 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     // Beside each running task, one event prepared and waiting for its slot; the prefetch also leaves room
     // for finished events being published and acked, and one more, so the next event is always in hand.
     const lookahead = settings.maxConcurrentTasks;
-    const subscription = await incoming.consume(settings.incoming.queue, {
+    const subscription = await queues.consume({
       prefetch: Math.max(settings.prefetch, 3 * settings.maxConcurrentTasks + 2),
-      deadLetterQueue: settings.deadLetterQueue,
       maxDeliveries: settings.maxDeliveries,
       leaseMs: settings.leaseSeconds * 1000,
     });
@@ -186,9 +180,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
             })
           : subscription,
       ),
-      publishOutput: async (message) => {
-        await outgoing.publish(settings.outgoing.queue, message);
-      },
+      publishOutput: (message) => queues.publish(message),
       processor: reporter.wrapProcessor(parts.makeProcessor()),
       maxConcurrentTasks: settings.maxConcurrentTasks,
       lookahead,
@@ -201,13 +193,14 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
       stats,
       // Per event: counters only (a snapshot sorts every duration), and nothing at all without HTChirp.
       onProgress: chirp.active ? chirpCounts : undefined,
+      version: parts.version,
     });
     if (signalled) loop.stop('signal', settings.killGraceSeconds * 1000);
     scheduleWallTime(settings, loop, timers, logger, () => chirp.status('PendingRemainingTasks'));
     chirp.status('AwaitingFirstMessage');
     reporter.state('tasking');
     logger.info(
-      { incoming: settings.incoming.queue, outgoing: settings.outgoing.queue, broker: incoming.displayAddress, concurrency: settings.maxConcurrentTasks },
+      { ...queues.describe(), broker: queues.incoming.displayAddress, concurrency: settings.maxConcurrentTasks },
       'pilot started',
     );
 

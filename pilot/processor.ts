@@ -14,7 +14,7 @@ import type { Logger } from './logger.js';
 import { removeLaunchFiles, writeLaunchFiles } from './runtime/launch-files.js';
 import type { ContainerRuntime, LaunchCommand, PreparedImage } from './runtime/types.js';
 import { copyFileTo, safeDirName, tailOf, type RunDir, type TaskFiles } from './task-files.js';
-import { decodePayload, InvalidDataForInfileException, InvalidDataFromOutfileException, readOutfile, writeInfile, type Payload } from './task-io.js';
+import { decodePayload, InvalidDataForInfileException, InvalidDataFromOutfileException, readOutfile, writeInfile, type OutfileEvents, type Payload } from './task-io.js';
 import type { Spawner } from './spawn/index.js';
 import { runProcess, type ProcessResult } from './task-process.js';
 
@@ -27,6 +27,8 @@ export interface TaskProcessorOptions {
   wireFormat: WireFormat;
   infileExt: string;
   outfileExt: string;
+  /** One output event per outfile (default), or one per line. */
+  outfileEvents?: OutfileEvents;
   killGraceSeconds: number;
   okayErrors: readonly string[];
   keepAllTaskFiles: boolean;
@@ -104,8 +106,8 @@ export class TaskProcessor implements EventProcessor {
       }
 
       try {
-        const output = await readOutfile(dir.outfile, opts.outfileExt, opts.wireFormat, delivery.eventId);
-        return { kind: 'success', output, durationMs: result.durationMs };
+        const outputs = await readOutfile(dir.outfile, opts.outfileExt, opts.wireFormat, delivery.eventId, opts.outfileEvents);
+        return { kind: 'success', outputs, durationMs: result.durationMs };
       } catch (err) {
         const failure: Failure =
           err instanceof InvalidDataFromOutfileException

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { EwmsError } from '../common/errors.js';
+import { derivedEventId, uuidShaped } from '../common/provenance.js';
 import { decodeEnvelope, encodeEnvelope, type JsonValue, type WireFormat } from '../common/wire.js';
 import { HEADERS, type Delivery, type OutgoingMessage } from '../mq-adapters/types.js';
 
@@ -43,21 +44,28 @@ export async function writeInfile(path: string, ext: string, payload: Payload): 
   );
 }
 
+/** How many output events an outfile holds (`EWMS_PILOT_OUTFILE_EVENTS`): one, or one per non-empty line. */
+export type OutfileEvents = 'one' | 'jsonl';
+
 /**
- * Read the outfile into an output message answering `inputEventId`; undefined when the task wrote none
- * (success without output). Throws `InvalidDataFromOutfileException` when the outfile has no wire form.
+ * Read the outfile into the output messages answering `inputEventId`: none when the task wrote no outfile
+ * (success without output) or, with `jsonl`, an outfile with no line. Throws `InvalidDataFromOutfileException`
+ * when the outfile has no wire form.
  */
-export async function readOutfile(path: string, ext: string, wireFormat: WireFormat, inputEventId: string): Promise<OutgoingMessage | undefined> {
+export async function readOutfile(path: string, ext: string, wireFormat: WireFormat, inputEventId: string, events: OutfileEvents = 'one'): Promise<OutgoingMessage[]> {
   let bytes: Buffer;
   try {
     bytes = readFileSync(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
   const headers = { [HEADERS.inputEventId]: inputEventId };
+  if (events === 'jsonl') {
+    return outfileLines(bytes).map((line, index) => ({ body: wireFormat === 'raw' ? line.bytes : encodeEnvelope(lineData(line)), headers, eventId: outputEventId(inputEventId, index) }));
+  }
   const eventId = outputEventId(inputEventId);
-  if (wireFormat === 'raw') return { body: bytes, headers, eventId };
+  if (wireFormat === 'raw') return [{ body: bytes, headers, eventId }];
   let data: JsonValue;
   if (ext.toLowerCase() === '.json') {
     try {
@@ -75,16 +83,44 @@ export async function readOutfile(path: string, ext: string, wireFormat: WireFor
       );
     }
   }
-  return { body: encodeEnvelope(data), headers, eventId };
+  return [{ body: encodeEnvelope(data), headers, eventId }];
+}
+
+/** The non-empty lines of a `jsonl` outfile (a `\r` before the newline dropped), with their line numbers. */
+function outfileLines(bytes: Buffer): Array<{ bytes: Buffer; number: number }> {
+  const lines: Array<{ bytes: Buffer; number: number }> = [];
+  let start = 0;
+  for (let number = 1; start < bytes.length; number += 1) {
+    let end = bytes.indexOf(0x0a, start);
+    if (end < 0) end = bytes.length;
+    const line = bytes.subarray(start, end > start && bytes[end - 1] === 0x0d ? end - 1 : end);
+    if (line.some((b) => b !== 0x20 && b !== 0x09 && b !== 0x0d)) lines.push({ bytes: line, number });
+    start = end + 1;
+  }
+  return lines;
+}
+
+/** One `jsonl` line's JSON value. */
+function lineData(line: { bytes: Buffer; number: number }): JsonValue {
+  try {
+    return JSON.parse(UTF8.decode(line.bytes)) as JsonValue;
+  } catch (err) {
+    throw new InvalidDataFromOutfileException(
+      `line ${line.number} of the outfile is not valid JSON (${(err as Error).message.slice(0, 200)}), and EWMS_PILOT_OUTFILE_EVENTS=jsonl reads one JSON value per line`,
+      'make the task write one JSON value per line (a string in double quotes), or set EWMS_PILOT_OUTFILE_EVENTS=one',
+    );
+  }
 }
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * The output's event id, derived from the input's: every attempt at one input publishes the same id, so
- * a result published twice (a pilot died between publish and ack) is deduplicated downstream.
+ * The output's event id, derived from the input's (and, for one of several outputs, its index): every attempt
+ * at one input publishes the same ids, so a result published twice (a pilot died between publish and ack) is
+ * deduplicated downstream.
  */
-export function outputEventId(inputEventId: string): string {
-  const h = createHash('sha256').update('ewms-output:').update(inputEventId).digest('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+export function outputEventId(inputEventId: string, index?: number): string {
+  if (index !== undefined) return derivedEventId('ewms-output', inputEventId, String(index));
+  // The single output's id as it always was (sha256 of 'ewms-output:' + the input's id).
+  return uuidShaped(createHash('sha256').update('ewms-output:').update(inputEventId).digest('hex'));
 }

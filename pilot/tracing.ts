@@ -74,8 +74,8 @@ export function withTraceContext(processor: EventProcessor, tracer: TaskTracer |
   };
 }
 
-/** The outcome, its output (if any) carrying `traceparent`. */
+/** The outcome, its outputs (if any) carrying `traceparent`. */
 function carry(outcome: TaskOutcome, traceparent: string | undefined): TaskOutcome {
-  if (traceparent === undefined || outcome.kind !== 'success' || !outcome.output) return outcome;
-  return { ...outcome, output: { ...outcome.output, headers: { ...outcome.output.headers, [TRACEPARENT_HEADER]: traceparent } } };
+  if (traceparent === undefined || outcome.kind !== 'success' || outcome.outputs.length === 0) return outcome;
+  return { ...outcome, outputs: outcome.outputs.map((output) => ({ ...output, headers: { ...output.headers, [TRACEPARENT_HEADER]: traceparent } })) };
 }

@@ -24,9 +24,9 @@ import { describeError, redact } from '../../common/redact.js';
 import { isBrokerType } from '../../mq-adapters/address.js';
 import type { AdapterLogger, ConnectOptions } from '../../mq-adapters/types.js';
 import { CoordinatorConfigError, PilotBackendError, WmsError, WmsWorkflowUnconfirmedError } from '../errors.js';
-import type { ClusterStatus, EwmsWmsOptions, JsonValue, PilotCluster, PilotRequest, RemoveOptions, WorkflowEndpoints } from '../types.js';
+import type { ClusterStatus, EwmsWmsOptions, JsonValue, PilotCluster, PilotRequest, QueueEndpoint, RemoveOptions, WorkflowEndpoints } from '../types.js';
 import { wmsAuthFromEnv, wmsTokenSource, type WmsTokenSource } from '../wms-auth.js';
-import { QUEUE_ALIASES, type PlannedWorkflow } from './plan.js';
+import { publicDirections, QUEUE_ALIASES, type PlannedWorkflow } from './plan.js';
 
 /** The API version prefix of the WMS routes (and of the MQS routes it serves under `/v1/mqs`). */
 export const WMS_ROUTE_PREFIX = '/v1';
@@ -366,11 +366,26 @@ export function workflowRequestBody(plan: PlannedWorkflow, ewms: EwmsWmsOptions,
   const tag = ewms.pilotTag ?? 'latest';
   if (!PILOT_TAG.test(tag)) throw new CoordinatorConfigError(`pilot tag '${tag}' is not one the WMS accepts`, 'use latest, an exact release such as 1.2.3, or a feature-branch tag');
   const body: WorkflowRequestBody = {
-    tasks: plan.tasks.map((task) => requestTask(task.pilots, task.inputQueues, task.outputQueues, plan, ewms, locations, { tag, imageSource }, requestId)),
+    // Each task may name its own locations and pilot image (graph tasks' cluster_locations / pilot_config).
+    tasks: plan.tasks.map((task) => {
+      const own = task.pilots.ewms;
+      const taskLocations = own?.locations && own.locations.length > 0 ? [...new Set(own.locations)] : locations;
+      const request = plan.graph ? { ...task.pilots, pilotEnv: graphPilotEnv(task.name, task.pilots.pilotEnv) } : task.pilots;
+      return requestTask(request, task.inputQueues, task.outputQueues, plan, own ?? ewms, taskLocations, { tag: own?.pilotTag ?? tag, imageSource: own?.imageSource ?? imageSource }, requestId);
+    }),
     public_queue_aliases: plan.publicQueues,
   };
-  if (ewms.priority !== undefined) body.priority = integer(ewms.priority, 'ewms.priority');
+  const priority = plan.priority ?? ewms.priority;
+  if (priority !== undefined) body.priority = integer(priority, 'priority');
   return body;
+}
+
+/**
+ * A graph task's pilots name their task (provenance, heartbeats) and publish filter markers, as the other
+ * backends' pilots do. `task_name` itself is no field of the WMS request; the pilot setting is.
+ */
+function graphPilotEnv(taskName: string, pilotEnv: Record<string, string> | undefined): Record<string, string> {
+  return { EWMS_PILOT_TASK_NAME: taskName, EWMS_PILOT_FILTER_MARKERS: 'true', ...pilotEnv };
 }
 
 function requestTask(
@@ -500,20 +515,27 @@ export async function provisionEwmsWorkflow(plan: PlannedWorkflow, ewms: EwmsWms
   try {
     logger?.info({ workflowId: created.workflowId }, 'EWMS workflow requested; waiting for its queues');
     const profiles = await client.activatedQueues(created.workflowId);
-    const incoming = publicQueue(profiles, QUEUE_ALIASES.incoming, created.tasks[0]?.inputQueues, created.workflowId);
-    const outgoing = publicQueue(profiles, QUEUE_ALIASES.outgoing, created.tasks[0]?.outputQueues, created.workflowId);
-    logger?.info({ workflowId: created.workflowId, incoming: incoming.mqid, outgoing: outgoing.mqid }, 'EWMS queues activated');
-    return {
-      cluster,
-      endpoints: {
-        incoming: { name: incoming.mqid, broker: endpointOf(incoming) },
-        outgoing: { name: outgoing.mqid, broker: endpointOf(outgoing) },
-      },
-    };
+    const directions = publicDirections(plan);
+    const single = plan.tasks.length === 1;
+    // A single task's queues are also known by the task directive's mqids; a graph's only by alias.
+    const find = (alias: string, side: 'inputQueues' | 'outputQueues') =>
+      publicQueue(profiles, alias, single ? created.tasks[0]?.[side] : undefined, created.workflowId);
+    const publicQueues: Record<string, QueueEndpoint> = {};
+    for (const alias of directions.inputs) publicQueues[alias] = endpointFor(find(alias, 'inputQueues'));
+    for (const alias of directions.outputs) publicQueues[alias] = endpointFor(find(alias, 'outputQueues'));
+    const incoming = publicQueues[directions.inputs[0] ?? QUEUE_ALIASES.incoming];
+    const outgoing = publicQueues[directions.outputs[0] ?? QUEUE_ALIASES.outgoing];
+    if (!incoming || !outgoing) throw new WmsError(`the WMS did not list the public queues of workflow ${created.workflowId}`, 'ask the WMS operators: the input and output queues must be public', undefined);
+    logger?.info({ workflowId: created.workflowId, incoming: incoming.name, outgoing: outgoing.name }, 'EWMS queues activated');
+    return { cluster, endpoints: { incoming, outgoing, publicQueues } };
   } catch (err) {
     await cluster.remove({ reason: 'aborted' }).catch((e: unknown) => logger?.error({ err: describeError(e) }, `could not abort EWMS workflow ${created.workflowId}`));
     throw err;
   }
+}
+
+function endpointFor(profile: MqProfile): QueueEndpoint {
+  return { name: profile.mqid, broker: endpointOf(profile) };
 }
 
 /** The activated public queue with `alias`, checked against the task directive's mqids when known. */

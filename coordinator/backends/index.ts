@@ -78,8 +78,9 @@ async function startOnBroker(target: WorkflowTarget, request: PilotRequest, prov
   let cluster: PilotCluster;
   if (request.backend === 'local') {
     const local = new LocalPilotCluster(buildPilotEnv(target, request), request.local, logger);
-    await local.scale(request.count);
-    cluster = local;
+    // With a shared budget, the pilots come as the workflow's priority allows.
+    cluster = request.local?.budget ? request.local.budget.attach(local, target.priority ?? 0) : local;
+    await cluster.scale(request.count);
   } else {
     const { submitCondorCluster } = await import('./condor.js');
     cluster = await submitCondorCluster(buildPilotEnv(target, request), target, request, logger);

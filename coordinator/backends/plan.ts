@@ -1,8 +1,8 @@
 /**
  * A workflow as backends provision it, in the shape of the EWMS WMS's request: tasks that read input queues
  * and write output queues (named by alias), some queues public (the coordinator publishes to or collects from
- * them). Today a workflow is one task between two public queues; the shape already carries a graph, so more
- * tasks and aliases need no new interface.
+ * them). A single-task workflow is one task between two public queues (`singleTaskPlan`); a graph's plan
+ * comes from `graph.ts`.
  */
 import type { WireFormat } from '../../common/wire.js';
 import type { PilotRequest } from '../types.js';
@@ -23,6 +23,20 @@ export interface PlannedWorkflow {
   publicQueues: string[];
   maxDeliveries: number;
   wireFormat: WireFormat;
+  /** The workflow's priority (the WMS request's `priority`). */
+  priority?: number;
+  /** A graph (not the single-task workflow): pilots name their task and publish filter markers. */
+  graph?: boolean;
+}
+
+/** The public queues events are published to (read by a task, written by none) and collected from (the reverse). */
+export function publicDirections(plan: PlannedWorkflow): { inputs: string[]; outputs: string[] } {
+  const read = new Set(plan.tasks.flatMap((t) => t.inputQueues));
+  const written = new Set(plan.tasks.flatMap((t) => t.outputQueues));
+  return {
+    inputs: plan.publicQueues.filter((a) => read.has(a) && !written.has(a)),
+    outputs: plan.publicQueues.filter((a) => written.has(a) && !read.has(a)),
+  };
 }
 
 /** The aliases of the single-task workflow's two queues (as SkyDriver names its own pair). */

@@ -4,6 +4,9 @@
  */
 import { writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import type { Argv } from 'yargs';
+import { defaultDeadLetterQueue } from '../../mq-adapters/types.js';
+import { checkGraph, readWorkflowFile } from '../graph.js';
 import { DeadLetters, type DeadLetter } from '../dead-letters.js';
 import { LineWriter } from '../event-files.js';
 import { InputProblems, wholeNumber } from './input.js';
@@ -20,31 +23,59 @@ async function withDeadLetters<T>(workflow: BrokerWorkflow, logger: Logger, comm
   });
 }
 
+/**
+ * With `--task NAME` (and the `--workflow-file` that describes the graph): the workflow once per input queue
+ * of that task, each with its own dead-letter queue; else the workflow as the flags name it.
+ */
+async function workflowsOf(p: InputProblems, args: Args, workflow: BrokerWorkflow): Promise<BrokerWorkflow[]> {
+  const taskName = args.task as string | undefined;
+  const file = args['workflow-file'] as string | undefined;
+  if (taskName === undefined) {
+    if (file !== undefined) p.add('--workflow-file', 'is given without --task', 'add --task NAME to read the dead letters of one task of the graph');
+    return [workflow];
+  }
+  if (file === undefined) return p.add('--task', 'needs the graph: give --workflow-file FILE too', `e.g. ewms dlq list --workflow ${workflow.id} --workflow-file workflow.json --task ${taskName}`) ?? [];
+  const description = await p.absorbAsync('--workflow-file', () => readWorkflowFile(file));
+  const graph = description && p.absorb('--workflow-file', () => checkGraph(description.tasks, description.public_queue_aliases, { allowCycles: description.allow_cycles ?? false }));
+  if (!graph) return [];
+  const task = graph.tasks.find((t) => t.task_name === taskName);
+  if (!task) return p.add('--task', `'${taskName}' is not a task of ${file}`, `its tasks: ${graph.tasks.map((t) => t.task_name).join(', ')}`) ?? [];
+  return task.input_queue_aliases.map((alias) => {
+    const incoming = `ewms-${workflow.id}-${alias}`;
+    return { ...workflow, queues: { incoming, outgoing: incoming, deadLetter: defaultDeadLetterQueue(incoming) } };
+  });
+}
+
 export async function cmdDlqList(args: Args, logger: Logger): Promise<number> {
   const p = new InputProblems('ewms dlq list');
-  const workflow = readBrokerWorkflow(p, args);
+  const named = readBrokerWorkflow(p, args);
   const limit = wholeNumber(p, args, 'limit', { min: 1, example: '100' });
   await checkWritable(p, '--output', args.output as string | undefined);
+  const workflows = await workflowsOf(p, args, named);
   p.check();
-  return withDeadLetters(workflow, logger, 'ewms dlq list', async (letters) => {
-    const out = new LineWriter(args.output as string | undefined);
-    try {
-      const n = await letters.export((line: string) => out.write(line), defined({ limit }));
-      process.stderr.write(`${n} dead letter${n === 1 ? '' : 's'} in ${workflow.queues.deadLetter}\n`);
-      return EXIT.ok;
-    } finally {
-      await out.close();
+  const out = new LineWriter(args.output as string | undefined);
+  try {
+    for (const workflow of workflows) {
+      await withDeadLetters(workflow, logger, 'ewms dlq list', async (letters) => {
+        const n = await letters.export((line: string) => out.write(line), defined({ limit }));
+        process.stderr.write(`${n} dead letter${n === 1 ? '' : 's'} in ${workflow.queues.deadLetter}\n`);
+      });
     }
-  });
+    return EXIT.ok;
+  } finally {
+    await out.close();
+  }
 }
 
 export async function cmdDlqRequeue(args: Args, logger: Logger, context: CommandContext): Promise<number> {
   const p = new InputProblems('ewms dlq requeue');
-  const workflow = readBrokerWorkflow(p, args);
   const limit = wholeNumber(p, args, 'limit', { min: 1, example: '100' });
   const idsOut = args['write-ids'] as string | undefined;
   await checkWritable(p, '--write-ids', idsOut);
+  const workflows = await workflowsOf(p, args, readBrokerWorkflow(p, args));
+  if (workflows.length > 1) p.add('--task', `reads ${workflows.length} queues: requeue reads one dead-letter queue at a time`, 'requeue the dead letters of a task that reads one queue, or use ewms dlq list to see them');
   p.check();
+  const workflow = workflows[0]!;
   return withDeadLetters(workflow, logger, 'ewms dlq requeue', async (letters) => {
     // Whether the events are JSON other than strings, to say how the run collecting them should read outputs.
     let structured = false;
@@ -60,6 +91,13 @@ export async function cmdDlqRequeue(args: Args, logger: Logger, context: Command
   });
 }
 
+/** `--task` / `--workflow-file`: the dead letters of one task of a graph. */
+function taskOptions<T>(y: Argv<T>) {
+  return y
+    .option('task', { type: 'string', describe: 'The dead letters of this task of a workflow graph (its task_name; needs --workflow-file)' })
+    .option('workflow-file', { type: 'string', describe: 'The workflow graph (JSON or YAML) --task refers to' });
+}
+
 export const dlqCommand: EwmsCommand = {
   name: 'dlq',
   describe: 'Inspect or requeue dead letters',
@@ -69,7 +107,7 @@ export const dlqCommand: EwmsCommand = {
       name: 'list',
       describe: 'Write the dead letters as JSON lines (they stay in the queue)',
       options: (y) =>
-        brokerOptions(y, true)
+        taskOptions(brokerOptions(y, true))
           .option('output', { type: 'string', describe: 'File to write (default stdout)' })
           .option('limit', { type: 'string', default: '10000', describe: 'Read at most this many' }),
       run: cmdDlqList,
@@ -78,7 +116,7 @@ export const dlqCommand: EwmsCommand = {
       name: 'requeue',
       describe: 'Put dead letters back on the incoming queue, same event ids',
       options: (y) =>
-        brokerOptions(y, true)
+        taskOptions(brokerOptions(y, true))
           .option('ids', { type: 'string', array: true, describe: 'Only these event ids (default: all)' })
           .option('limit', { type: 'string', default: '10000', describe: 'Requeue at most this many' })
           .option('write-ids', { type: 'string', describe: 'Write the requeued ids here, one per line (for run --also-expect-ids)' }),

@@ -73,6 +73,11 @@ export class InputProblems {
     return this.list.length;
   }
 
+  /** The problems found so far (e.g. to report them under a prefix of one's own). */
+  get found(): readonly InputProblem[] {
+    return this.list;
+  }
+
   /** Throw every problem found as one `UsageError`. */
   check(): void {
     if (this.list.length > 0) throw new UsageError([...this.list], this.command);

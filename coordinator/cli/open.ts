@@ -29,6 +29,6 @@ export function readBrokerWorkflow(p: InputProblems, args: Args): BrokerWorkflow
 }
 
 /** Declare (or bind to) the workflow's queues and connect: call once the command line is known good. */
-export function openBrokerWorkflow(w: BrokerWorkflow, logger: Logger): Promise<Workflow> {
-  return Workflow.create({ broker: w.broker, id: w.id, maxDeliveries: w.maxDeliveries, wireFormat: w.wireFormat, logger });
+export function openBrokerWorkflow(w: BrokerWorkflow, logger: Logger, options: { urgentQueues?: boolean } = {}): Promise<Workflow> {
+  return Workflow.create({ broker: w.broker, id: w.id, maxDeliveries: w.maxDeliveries, wireFormat: w.wireFormat, logger, ...(options.urgentQueues ? { urgentQueues: true } : {}) });
 }

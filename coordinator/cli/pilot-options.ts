@@ -3,7 +3,7 @@
  * request they add up to, read in one pass (`readPilotRequest`) that collects every problem.
  */
 import type { Argv, Options } from 'yargs';
-import type { CondorOptions, EwmsWmsOptions, JsonValue, PilotRequest } from '../types.js';
+import type { CondorOptions, EwmsWmsOptions, JsonValue, PilotDefaults, PilotRequest } from '../types.js';
 import { wmsAuthFromEnv } from '../wms-auth.js';
 import { InputProblems, number, seconds, wholeNumber } from './input.js';
 import { defined, managementUrlFromArgs, passwordOf, type Args } from './shared.js';
@@ -123,13 +123,12 @@ function localCommand(p: InputProblems, text: string | undefined): string[] | un
  * none). `--pilots 0` is refused unless autoscaling may start pilots later.
  */
 export function readPilotRequest(p: InputProblems, args: Args): PilotRequest {
-  const backend = args.backend as PilotRequest['backend'];
   const taskArgs = args['task-args'] as string | undefined;
   if (!taskArgs?.trim()) p.add('--task-args', 'is required: no task given', "give the task's command line, e.g. --task-args 'python3 scan.py {{INFILE}} {{OUTFILE}}'");
   const autoscaling = args['autoscale-max'] !== undefined;
   const count = wholeNumber(p, args, 'pilots', { min: autoscaling ? 0 : 1, example: '4' });
   const request: PilotRequest = {
-    backend,
+    ...readPilotDefaults(p, args),
     count: count ?? 1,
     task: defined({
       args: taskArgs ?? '',
@@ -138,7 +137,6 @@ export function readPilotRequest(p: InputProblems, args: Args): PilotRequest {
       // The value itself is checked by the pilot's own rules (EWMS_PILOT_TASK_TIMEOUT).
       timeoutSeconds: number(p, args, 'task-timeout', '600'),
     }),
-    pilotEnv: keyValues(p, args['pilot-env'], '--pilot-env'),
   };
   if (args['init-args'] !== undefined) {
     request.init = defined({
@@ -152,23 +150,12 @@ export function readPilotRequest(p: InputProblems, args: Args): PilotRequest {
       if (args[flag] !== undefined) p.add(`--${flag}`, 'is given without --init-args', `add --init-args (the init command), or leave --${flag} out`);
     }
   }
-  if (args['pilot-broker']) {
-    const address = args['pilot-broker'] as string;
-    if (passwordOf(address)) p.add('--pilot-broker', 'must not contain a password (it would be visible in ps)', 'the pilots get the token from EWMS_BROKER_TOKEN');
-    else request.pilotBroker = { address, ...(process.env.EWMS_BROKER_TOKEN ? { authToken: process.env.EWMS_BROKER_TOKEN } : {}), ...(p.absorb('--broker-management-url', () => managementUrlFromArgs(args, process.env)) ?? {}) };
-  }
-  if (backend === 'local') request.local = defined({ workDir: args['local-work-dir'] as string | undefined, pilotCommand: localCommand(p, args['local-command'] as string | undefined) });
-  if (backend === 'condor') request.condor = condorFrom(p, args);
-  if (backend === 'ewms') {
-    const ewms = ewmsFrom(p, args);
-    if (ewms) request.ewms = ewms;
-  }
   if (autoscaling) {
     const max = wholeNumber(p, args, 'autoscale-max', { min: 1, example: '20' });
     const min = wholeNumber(p, args, 'autoscale-min', { min: 0, example: '1' }) ?? 0;
     if (max !== undefined && min > max) p.add('--autoscale-min', `${min} is more than --autoscale-max ${max}`, 'give 0 <= --autoscale-min <= --autoscale-max');
     if (max !== undefined && count !== undefined && count > max) p.add('--pilots', `${count} is more than --autoscale-max ${max}`, 'start at most --autoscale-max pilots');
-    if (backend === 'ewms') p.add('--autoscale-max', 'is not available with --backend ewms', 'the WMS sizes its taskforces itself; use --backend local or condor');
+    if (request.backend === 'ewms') p.add('--autoscale-max', 'is not available with --backend ewms', 'the WMS sizes its taskforces itself; use --backend local or condor');
     request.autoscale = defined({ min, max: max ?? 1, eventsPerPilot: wholeNumber(p, args, 'autoscale-events-per-pilot', { min: 1, example: '100' }) });
   } else {
     for (const flag of ['autoscale-min', 'autoscale-events-per-pilot']) {
@@ -176,6 +163,27 @@ export function readPilotRequest(p: InputProblems, args: Args): PilotRequest {
     }
   }
   return request;
+}
+
+/**
+ * What every pilot shares, whatever its task: backend, `--pilots` (a graph task's default `n_workers`),
+ * `--pilot-env`, the pilots' broker, and the backend's own settings.
+ */
+export function readPilotDefaults(p: InputProblems, args: Args): PilotDefaults {
+  const backend = args.backend as PilotRequest['backend'];
+  const defaults: PilotDefaults = { backend, pilotEnv: keyValues(p, args['pilot-env'], '--pilot-env') };
+  if (args['pilot-broker']) {
+    const address = args['pilot-broker'] as string;
+    if (passwordOf(address)) p.add('--pilot-broker', 'must not contain a password (it would be visible in ps)', 'the pilots get the token from EWMS_BROKER_TOKEN');
+    else defaults.pilotBroker = { address, ...(process.env.EWMS_BROKER_TOKEN ? { authToken: process.env.EWMS_BROKER_TOKEN } : {}), ...(p.absorb('--broker-management-url', () => managementUrlFromArgs(args, process.env)) ?? {}) };
+  }
+  if (backend === 'local') defaults.local = defined({ workDir: args['local-work-dir'] as string | undefined, pilotCommand: localCommand(p, args['local-command'] as string | undefined) });
+  if (backend === 'condor') defaults.condor = condorFrom(p, args);
+  if (backend === 'ewms') {
+    const ewms = ewmsFrom(p, args);
+    if (ewms) defaults.ewms = ewms;
+  }
+  return defaults;
 }
 
 /** The pilot request the flags describe (throws `UsageError` listing every problem). */

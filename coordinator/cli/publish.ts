@@ -27,9 +27,10 @@ export async function cmdPublish(args: Args, logger: Logger, context: CommandCon
     p.check();
   });
   context.changing();
-  const wf = await openBrokerWorkflow(workflow, logger);
+  const urgent = args.urgent === true;
+  const wf = await openBrokerWorkflow(workflow, logger, { urgentQueues: urgent });
   try {
-    const ids = await wf.publish(readEvents(path));
+    const ids = await wf.publish(readEvents(path), urgent ? { priority: 'urgent' } : {});
     if (args.ids) await writeFile(args.ids as string, ids.map((id) => `${id}\n`).join(''));
     process.stdout.write(`${JSON.stringify({ workflow: wf.id, published: ids.length, queues: wf.queues })}\n`);
     return EXIT.ok;
@@ -44,6 +45,7 @@ export const publishCommand: EwmsCommand = {
   options: (y) =>
     brokerOptions(y, false)
       .option('events', { type: 'string', demandOption: true, describe: 'A .jsonl file or a directory of event files; checked whole before the first is published' })
-      .option('ids', { type: 'string', describe: 'Write the event ids here, one per line (for collect --ids)' }),
+      .option('ids', { type: 'string', describe: 'Write the event ids here, one per line (for collect --ids)' })
+      .option('urgent', { type: 'boolean', default: false, describe: "Publish to the incoming queue's urgent twin, which pilots started with --urgent-queues drain before the backlog" }),
   run: cmdPublish,
 };

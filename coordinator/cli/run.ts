@@ -12,7 +12,7 @@ import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { LineWriter, outcomeLine, readEvents, scanEvents, type EventsSummary } from '../event-files.js';
+import { dropPartialLastLine, LineWriter, outcomeLine, readEvents, scanEvents, writtenOutcomeIds, type EventsSummary } from '../event-files.js';
 import type { WorkflowTarget } from '../pilot-env.js';
 import { runWorkflow } from '../run-workflow.js';
 import type { PilotRequest, WireFormat, WorkflowOutcome } from '../types.js';
@@ -23,7 +23,8 @@ import { InputProblems, seconds, UsageError, wholeNumber } from './input.js';
 import { checkPilots } from './pilot-check.js';
 import { pilotOptions, readPilotRequest } from './pilot-options.js';
 import { readMonitorPort } from './monitor.js';
-import { brokerFromArgs, brokerOptions, checkWritable, collectOptions, defined, EXIT, readIds, secrets, type Args, type CommandContext, type EwmsCommand } from './shared.js';
+import { cmdRunGraph } from './run-graph.js';
+import { brokerFromArgs, brokerOptions, checkWritable, collectOptions, defined, EXIT, readIds, secrets, stopOnSignals, type Args, type CommandContext, type EwmsCommand } from './shared.js';
 import { describeWorkflowState, inspectWorkflow, withBroker } from './workflow-state.js';
 
 const say = (line: string) => process.stderr.write(`ewms: ${line}\n`);
@@ -90,7 +91,9 @@ function lastLine(text: string | undefined): string | undefined {
 }
 
 export async function cmdRun(args: Args, logger: Logger, context: CommandContext): Promise<number> {
+  if (args['workflow-file'] !== undefined) return cmdRunGraph(args, logger, context);
   const p = new InputProblems('ewms run');
+  if (Array.isArray(args.events)) p.add('--events', `was given ${args.events.length} times`, 'give --events once; several public input queues (--events ALIAS=FILE each) need a --workflow-file');
   const cwd = process.cwd();
   const notes: string[] = [];
 
@@ -101,7 +104,10 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
   if (alsoExpectIds?.length === 0) p.add('--also-expect-ids', `'${idsFile}' holds no event ids`, 'give the file ewms dlq requeue --write-ids wrote');
   const alsoExpectCount = wholeNumber(p, args, 'also-expect', { min: 1, example: '5' });
   const alsoExpect: number | string[] = alsoExpectIds ?? alsoExpectCount ?? 0;
-  if (!eventsPath && idsFile === undefined && args['also-expect'] === undefined) {
+  const follow = args.follow === true;
+  if (follow && (idsFile !== undefined || args['also-expect'] !== undefined)) p.add('--follow', 'is given with --also-expect*', 'a stream waits for no expected set: leave --also-expect out');
+  if (follow && args.output !== undefined && args.output !== '-' && args.append !== true) p.add('--follow', 'needs --append to resume after a restart', 'give --append (the output keeps what earlier runs wrote, and none of it is written twice)');
+  if (!follow && !eventsPath && idsFile === undefined && args['also-expect'] === undefined) {
     p.add('--events', 'nothing to run: no events given', 'give --events FILE|DIR, or --also-expect-ids FILE (or --also-expect N) for events already queued, e.g. requeued dead letters');
   }
   if (args['write-ids'] !== undefined && !eventsPath) p.add('--write-ids', 'is given without --events: nothing is published', 'leave it out, or add --events');
@@ -120,7 +126,7 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
 
   // 2. The whole events file, before anything is published: all or nothing.
   const summary = eventsPath ? await p.absorbAsync(`--events ${eventsPath}`, () => scanEvents(eventsPath)) : undefined;
-  if (summary?.count === 0 && alsoExpect === 0) {
+  if (summary?.count === 0 && alsoExpect === 0 && !follow) {
     say(`warning: ${eventsPath} holds no events: nothing to run (nothing was changed)`);
     p.check();
     return EXIT.ok;
@@ -163,6 +169,14 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
   const pilotsLine = `${request.count}${request.autoscale ? `–${request.autoscale.max} (autoscaled)` : ''} ${request.backend} pilot${request.count === 1 && !request.autoscale ? '' : 's'}`;
   say(`workflow ${id}: ${summary ? `${summary.count} event${summary.count === 1 ? '' : 's'} from ${eventsPath}` : 'no new events'}${alsoExpect !== 0 ? `, ${typeof alsoExpect === 'number' ? alsoExpect : alsoExpect.length} more expected` : ''}; ${pilotsLine}`);
   for (const note of notes) say(note);
+  // A stream resumes: what its files already hold is not written again.
+  const alreadySeen: string[] = [];
+  if (follow) {
+    for (const path of new Set([args.output as string | undefined, args['dead-letters'] as string | undefined])) {
+      await dropPartialLastLine(path);
+      alreadySeen.push(...(await writtenOutcomeIds(path, 100_000)));
+    }
+  }
   const results = new LineWriter(args.output as string | undefined, { append: args.append as boolean });
   const dead = args['dead-letters'] ? new LineWriter(args['dead-letters'] as string, { append: args.append as boolean }) : undefined;
   const tally = new DeadLetterTally();
@@ -176,14 +190,7 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
   }
   // Ctrl-C or a kill must not leave local pilots running (they are in process groups of their own).
   const stop = new AbortController();
-  let stoppedBy: NodeJS.Signals | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    stoppedBy ??= signal;
-    process.stderr.write(`ewms: ${signal}: stopping the pilots; unfinished events stay in the queue\n`);
-    stop.abort(new Error(`stopped by ${signal}`));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const signals = stopOnSignals(stop, 'unfinished events stay in the queue');
   let finished = false;
   const monitorCli = monitorPort !== undefined ? await import('../monitor/cli.js') : undefined;
   let monitor: Awaited<ReturnType<NonNullable<typeof monitorCli>['serveMonitor']>> | undefined;
@@ -199,16 +206,21 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
         events: eventsPath ? readEvents(eventsPath) : undefined,
         alsoExpect,
         pilots: request,
+        urgentQueues: args['urgent-queues'] === true ? true : undefined,
+        follow: follow || undefined,
+        alreadySeen: follow ? alreadySeen : undefined,
         idleTimeoutMs: idleTimeout * 1000,
         progress: args.progress ? {} : (false as const),
-        deleteQueues: args['keep-queues'] ? false : ('if-clean' as const),
+        // A stream's queues outlive the collector: a restart resumes from them.
+        deleteQueues: args['keep-queues'] || follow ? false : ('if-clean' as const),
         onPublished: args['write-ids'] ? (ids: readonly string[]) => writeFile(args['write-ids'] as string, ids.map((i) => `${i}\n`).join('')) : undefined,
         onOutcome: async (o: WorkflowOutcome) => {
           if (o.kind === 'result') {
-            await results.write(outcomeLine(o));
+            await results.write(outcomeLine(o, { outcomeId: follow }));
           } else {
             tally.add(o);
-            await dead?.write(outcomeLine(o));
+            // A stream acks dead letters once handed over: without --dead-letters they go with the results.
+            await (dead ?? (follow ? results : undefined))?.write(outcomeLine(o, { outcomeId: follow }));
           }
         },
         signal: stop.signal,
@@ -220,10 +232,10 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
             : undefined,
       }),
     ).catch((err: unknown) => {
-      if (stoppedBy) return undefined;
+      if (signals.signal()) return undefined;
       throw err;
     });
-    if (!report) return stoppedBy === 'SIGTERM' ? EXIT.terminated : EXIT.interrupted;
+    if (!report) return signals.signal() === 'SIGTERM' ? EXIT.terminated : EXIT.interrupted;
     finished = true;
     process.stderr.write(
       `workflow ${report.workflowId}: ${report.results} results, ${report.deadLetters} dead letters, ${report.duplicates} duplicates dropped, ` +
@@ -241,8 +253,7 @@ export async function cmdRun(args: Args, logger: Logger, context: CommandContext
     return report.deadLetters > 0 ? EXIT.deadLetters : EXIT.ok;
   } finally {
     await (monitor as { close(): Promise<void> } | undefined)?.close();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    signals.release();
     await results.close();
     await dead?.close();
     const dir = request.local?.workDir;
@@ -256,13 +267,17 @@ export const runCommand: EwmsCommand = {
   describe: 'Publish events, start pilots, collect every outcome, stop the pilots',
   options: (y) =>
     collectOptions(pilotOptions(brokerOptions(y, false)))
-      .option('events', { type: 'string', describe: 'Events: a .jsonl file (one JSON value per line) or a directory (one event per file); checked whole before the first is published' })
+      .option('events', { type: 'string', describe: 'Events: a .jsonl file (one JSON value per line) or a directory (one event per file); checked whole before the first is published. With --workflow-file and several public input queues: ALIAS=FILE, once per queue' })
+      .option('workflow-file', { type: 'string', describe: 'A workflow graph (JSON, or YAML when it ends in .yaml/.yml; the WMS request shape: tasks[] with task_name, task_args, input_queue_aliases, output_queue_aliases, …; public_queue_aliases): every task runs with its own pilots' })
       .option('write-ids', { type: 'string', describe: 'Write the published event ids here, one per line, in the order of --events' })
       .option('also-expect', { type: 'string', describe: 'How many outcomes to await besides --events (dead letters already in the queue when the run starts are not counted; --also-expect-ids is exact)' })
       .option('also-expect-ids', { type: 'string', conflicts: 'also-expect', describe: 'File of event ids to await besides --events (e.g. from ewms dlq requeue --write-ids)' })
       .option('keep-queues', { type: 'boolean', default: false, describe: 'Keep the queues at the end (they are kept anyway while dead letters remain)' })
+      .option('follow', { type: 'boolean', describe: 'Stream: start the pilots (with --autoscale-min 0 they scale to zero while idle), write outcomes as they arrive until Ctrl-C/SIGTERM; restarted with --append it resumes without losing or repeating any' })
+      .option('urgent-queues', { type: 'boolean', describe: 'Give each task input queue an urgent twin the pilots drain first (ewms publish --urgent sends there); a workflow file says "urgent_queues": true' })
       .option('monitor', { type: 'string', describe: 'Serve the live page and /metrics during the run on this port (default 9464; 0: a free one)', group: 'Monitor:' })
       .option('monitor-host', { type: 'string', default: '127.0.0.1', describe: 'Address the monitor binds (anything but loopback needs EWMS_MONITOR_TOKEN)', group: 'Monitor:' })
       .option('monitor-linger', { type: 'string', default: '0', describe: 'Keep serving the final state this many seconds after the run (Ctrl-C ends it sooner)', group: 'Monitor:' }),
   run: cmdRun,
+  repeatable: ['events'],
 };

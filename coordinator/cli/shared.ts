@@ -176,3 +176,25 @@ export async function checkWritable(p: InputProblems, flag: string, path: string
     p.add(flag, info ? `'${path}' cannot be written (permissions)` : `'${path}' cannot be created: its directory ${dirname(full)} does not exist or is not writable`, 'give a path in a writable directory');
   }
 }
+
+/**
+ * Ctrl-C or a kill while pilots run: say so once and abort `stop` (local pilots are in process groups of
+ * their own and must be stopped, not orphaned). `signal()` is the first one received; `release()` unhooks.
+ */
+export function stopOnSignals(stop: AbortController, what: string): { signal(): NodeJS.Signals | undefined; release(): void } {
+  let stoppedBy: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    stoppedBy ??= signal;
+    process.stderr.write(`ewms: ${signal}: stopping the pilots; ${what}\n`);
+    stop.abort(new Error(`stopped by ${signal}`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: () => stoppedBy,
+    release: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}

@@ -1,12 +1,12 @@
 /**
  * `npm run demo`: IceCube's realtime sky scan in miniature, run end to end on this machine.
  *
- * A neutrino event is simulated (a fixed seed by default). The event generator splits the sky into HEALPix
- * pixels, publishes one event per pixel to a workflow's incoming queue, and starts local pilots; each pilot
- * runs `task.js` on its events, which computes the likelihood of the event coming from that pixel. The
- * generator collects the results, refines around the most likely region at a finer nside, collects again,
- * and reports the best-fit direction with its 90% region next to the simulated truth. The sky map is
- * written as SVG and JSON.
+ * A neutrino event is simulated (a fixed seed by default). The workflow is a graph of two tasks, each with
+ * local pilots of its own: `coarse` computes the likelihood of the event coming from one whole-sky HEALPix
+ * pixel per event; `refine` takes a coarse pixel's result and evaluates the finer pixels inside it. The
+ * generator publishes the whole sky to `coarse`, collects, sends the most likely coarse pixels' results to
+ * `refine` (growing the refined region until its 90% border is resolved), collects again, and reports the
+ * best-fit direction with its 90% region next to the simulated truth. The sky map is written as SVG and JSON.
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -20,7 +20,7 @@ import { resolveAddress } from '../../mq-adapters/index.js';
 import { chooseBroker, type ChosenBroker } from './broker.js';
 import { nside2npix } from './healpix.js';
 import { simulateEvent } from './likelihood.js';
-import { pilotEvaluator } from './pilot-evaluator.js';
+import { pilotEvaluator, SKYSCAN_QUEUES, skyscanTasks } from './pilot-evaluator.js';
 import { skyMapDocument, summaryLines } from './report.js';
 import { checkScanOptions, runScan } from './scan.js';
 import { renderSkyMapSvg } from './svg.js';
@@ -135,37 +135,46 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     broker = await chooseBroker({ url: options.broker });
     say(`broker: ${broker.description}`);
     controller.signal.throwIfAborted();
-    workflow = await Workflow.create({ broker: { address: broker.url } });
-    controller.signal.throwIfAborted();
     const pilotDir = join(options.out, 'pilots');
     rmSync(pilotDir, { recursive: true, force: true });
     mkdirSync(pilotDir, { recursive: true });
-    pilots = await workflow.startPilots({
-      backend: 'local',
-      count: options.pilots,
-      task: { args: taskCommandLine(), timeoutSeconds: 60 },
-      pilotEnv: {
-        EWMS_PILOT_INFILE_EXT: '.json',
-        EWMS_PILOT_OUTFILE_EXT: '.json',
-        EWMS_PILOT_MAX_CONCURRENT_TASKS: String(options.tasksPerPilot),
-        EWMS_PILOT_PREFETCH: String(options.tasksPerPilot),
-        // The pilots serve both rounds: they must not take the short pause between them for the end.
-        EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE: '600',
-        EWMS_PILOT_TIMEOUT_QUEUE_INCOMING: '600',
-        EWMS_PILOT_LOG_LEVEL: 'warn',
-        // A failed task is retried by any pilot (and dead-lettered after 3 attempts, which fails the scan
-        // with the task's message); one bad attempt must not take a pilot out of a two-pilot demo.
-        EWMS_PILOT_STOP_LISTENING_ON_TASK_ERROR: 'false',
+    // Two tasks, each with pilots of its own: the whole-sky pass, and the refinement reading coarse results.
+    const tasks = skyscanTasks({ coarse: taskCommandLine(), refine: taskCommandLine(undefined, 'runRefineTask') }).map((t) => ({
+      ...t,
+      pilot_config: { environment: { EWMS_PILOT_TASK_TIMEOUT: 60 } },
+    }));
+    workflow = await Workflow.create({
+      broker: { address: broker.url },
+      tasks,
+      publicQueues: Object.values(SKYSCAN_QUEUES),
+      pilots: {
+        backend: 'local',
+        count: options.pilots,
+        pilotEnv: {
+          EWMS_PILOT_INFILE_EXT: '.json',
+          EWMS_PILOT_OUTFILE_EXT: '.json',
+          EWMS_PILOT_MAX_CONCURRENT_TASKS: String(options.tasksPerPilot),
+          EWMS_PILOT_PREFETCH: String(options.tasksPerPilot),
+          // The pilots serve both rounds: they must not take the short pause between them for the end.
+          EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE: '600',
+          EWMS_PILOT_TIMEOUT_QUEUE_INCOMING: '600',
+          EWMS_PILOT_LOG_LEVEL: 'warn',
+          // A failed task is retried by any pilot (and dead-lettered after 3 attempts, which fails the scan
+          // with the task's message); one bad attempt must not take a pilot out of a two-pilot demo.
+          EWMS_PILOT_STOP_LISTENING_ON_TASK_ERROR: 'false',
+        },
+        local: { workDir: pilotDir },
       },
-      local: { workDir: pilotDir },
     });
-    say(`workflow ${workflow.id}: ${options.pilots} local pilot(s), ${options.tasksPerPilot} task(s) each; pilot logs in ${pilotDir}`);
+    controller.signal.throwIfAborted();
+    pilots = await workflow.startPilots();
+    say(`workflow ${workflow.id}: tasks coarse and refine, ${options.pilots} local pilot(s) each, ${options.tasksPerPilot} task(s) per pilot; pilot logs in ${pilotDir}/<task>`);
 
     let roundStarted = Date.now();
     const evaluate = pilotEvaluator(workflow, event, {
       signal: controller.signal,
       progress: { logIntervalMs: 2_000 },
-      pilots: { cluster: pilots, logHint: `read the pilots' logs: ${join(pilotDir, 'pilot-*', 'pilot.err')}` },
+      pilots: { cluster: pilots, logHint: `read the pilots' logs: ${join(pilotDir, '*', 'pilot-*', 'pilot.err')}` },
       onRound: (round) => {
         roundStarted = Date.now();
         const parents = round.pixels / (round.nside / options.nside) ** 2;
@@ -196,7 +205,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     say();
     say(`wrote ${svgPath} and ${jsonPath}`);
     const total = outcome.rounds.reduce((n, r) => n + r.pixels, 0);
-    say(`${total} pixels (${nside2npix(options.nside)} + ${total - nside2npix(options.nside)}) evaluated as events in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    say(`${total} pixels (${nside2npix(options.nside)} + ${total - nside2npix(options.nside)}) evaluated in ${workflow.publishedCount} events (coarse: one per pixel; refine: one per coarse pixel) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     return DEMO_EXIT.ok;
   } catch (err) {
     if (interrupted) {

@@ -12,11 +12,11 @@ import { shellQuote } from '../../coordinator/index.js';
  * is being rewritten would settle its event with no result, and the round would wait for it until the idle
  * timeout. Importing the module and calling its export fails such an attempt instead, and it is retried.
  */
-export function taskCommandLine(taskModule: string = fileURLToPath(new URL('./task.js', import.meta.url))): string {
+export function taskCommandLine(taskModule: string = fileURLToPath(new URL('./task.js', import.meta.url)), entry: 'runTask' | 'runRefineTask' = 'runTask'): string {
   const url = JSON.stringify(pathToFileURL(taskModule).href);
   const script =
     `const task = await import(${url}); ` +
-    `if (typeof task.runTask !== 'function') throw new Error(${JSON.stringify(`${taskModule} has no runTask export: is it being rebuilt?`)}); ` +
-    'process.exitCode = task.runTask(process.argv.slice(1));';
+    `if (typeof task.${entry} !== 'function') throw new Error(${JSON.stringify(`${taskModule} has no ${entry} export: is it being rebuilt?`)}); ` +
+    `process.exitCode = task.${entry}(process.argv.slice(1));`;
   return `${shellQuote(process.execPath)} --input-type=module -e ${shellQuote(script)} {{INFILE}} {{OUTFILE}}`;
 }

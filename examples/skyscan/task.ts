@@ -1,6 +1,8 @@
 /**
- * The sky-scan task: what a pilot runs once per event. Reads one pixel and the neutrino event from the
- * infile (JSON), evaluates the profile likelihood at the pixel's centre, writes the result to the outfile.
+ * The sky-scan tasks: what a pilot runs once per event. The coarse task (`runTask`) reads one pixel and the
+ * neutrino event from the infile (JSON), evaluates the profile likelihood at the pixel's centre, writes the
+ * result to the outfile. The refinement task (`runRefineTask`) reads a coarse pixel's result and the finer
+ * pixels inside it, and writes the results of all of them.
  *
  *     node task.js <infile.json> <outfile.json>
  *
@@ -14,7 +16,7 @@
 import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { EwmsError } from '../../common/errors.js';
-import { pix2angNest } from './healpix.js';
+import { parentNest, pix2angNest } from './healpix.js';
 import { profileLikelihood, validateEvent, type NeutrinoEvent } from './likelihood.js';
 import type { PixelRef, PixelResult } from './scan.js';
 import { angToVec } from './sky.js';
@@ -23,6 +25,30 @@ import { angToVec } from './sky.js';
 export interface PixelTaskInput {
   pixel: PixelRef;
   event: NeutrinoEvent;
+}
+
+/**
+ * One refinement task's input: a coarse pixel's result (the coarse task's output the scan selected), the
+ * finer pixels inside it to evaluate, and the event.
+ */
+export interface RefineTaskInput {
+  coarse: PixelResult;
+  pixels: PixelRef[];
+  event: NeutrinoEvent;
+}
+
+/** Evaluate the finer pixels of one coarse pixel: the pure part of the refinement task. */
+export function evaluateRefinement(input: RefineTaskInput): PixelResult[] {
+  if (typeof input?.coarse !== 'object' || input.coarse === null || !Array.isArray(input.pixels)) {
+    throw new EwmsError('the infile is not a refinement request', 'publish {"coarse": {…pixel result…}, "pixels": [{"nside", "pix"}, …], "event": {...}}');
+  }
+  const event = validateEvent(input.event);
+  return input.pixels.map((pixel) => {
+    if (parentNest(pixel.nside, pixel.pix, input.coarse.nside) !== input.coarse.pix) {
+      throw new EwmsError(`pixel ${pixel.nside}/${pixel.pix} is not inside coarse pixel ${input.coarse.nside}/${input.coarse.pix}`, 'a refinement request lists the finer pixels of its own coarse pixel');
+    }
+    return evaluatePixel({ pixel, event });
+  });
 }
 
 /** Evaluate one pixel: the pure part of the task. */
@@ -35,17 +61,28 @@ export function evaluatePixel(input: PixelTaskInput): PixelResult {
 
 /** Run the task on `[infile, outfile]`; returns the exit code. */
 export function runTask(argv: readonly string[]): number {
-  const [infile, outfile] = argv;
-  if (!infile || !outfile) {
-    process.stderr.write('usage: task.js <infile.json> <outfile.json>\n');
-    return 2;
-  }
-  try {
-    const input = JSON.parse(readFileSync(infile, 'utf8')) as PixelTaskInput;
+  return runOnFiles(argv, 'task.js', (input: PixelTaskInput) => {
     if (typeof input?.pixel !== 'object' || input.pixel === null) {
       throw new EwmsError('the infile has no pixel', 'publish {"pixel": {"nside": 8, "pix": 0}, "event": {...}}');
     }
-    writeFileSync(outfile, JSON.stringify(evaluatePixel(input)));
+    return evaluatePixel(input);
+  });
+}
+
+/** Run the refinement task on `[infile, outfile]`: every finer pixel of one coarse pixel; returns the exit code. */
+export function runRefineTask(argv: readonly string[]): number {
+  return runOnFiles(argv, 'runRefineTask', evaluateRefinement);
+}
+
+/** Read the JSON infile, write `evaluate`'s answer as the JSON outfile; 0, or 2 with the reason on stderr. */
+function runOnFiles<I, O>(argv: readonly string[], name: string, evaluate: (input: I) => O): number {
+  const [infile, outfile] = argv;
+  if (!infile || !outfile) {
+    process.stderr.write(`usage: ${name} <infile.json> <outfile.json>\n`);
+    return 2;
+  }
+  try {
+    writeFileSync(outfile, JSON.stringify(evaluate(JSON.parse(readFileSync(infile, 'utf8')) as I)));
     return 0;
   } catch (err) {
     process.stderr.write(`${err instanceof EwmsError ? err.toString() : String(err)}\n`);

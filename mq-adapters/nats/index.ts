@@ -67,7 +67,37 @@ export async function connectNats(address: BrokerAddress, options: ConnectOption
     throw new BrokerUnreachableError('nats', address.display, text);
   }
   const link = new NatsLink(nc, address.display, options.reconnectWindowMs ?? DEFAULTS.reconnectWindowMs, options.logger);
-  return new NatsBroker(nc, link, await jetstreamManager(nc), jetstream(nc), address, options);
+  let jsm: JetStreamManager;
+  try {
+    jsm = await jetstreamManagerWithin(nc, Date.now() + timeout);
+  } catch (err) {
+    await nc.close().catch(() => undefined);
+    throw new BrokerUnreachableError('nats', address.display, `JetStream did not answer: ${describeError(err, secrets)}`);
+  }
+  return new NatsBroker(nc, link, jsm, jetstream(nc), address, options);
+}
+
+/**
+ * The JetStream manager, asked again until `deadline`: a cluster answers JetStream requests only once it has
+ * a meta leader, and after the loss of the node that led, the election takes seconds — a pilot connecting
+ * then must wait for it, not fail on the first request's timeout.
+ */
+async function jetstreamManagerWithin(nc: NatsConnection, deadline: number): Promise<JetStreamManager> {
+  for (;;) {
+    const left = deadline - Date.now();
+    try {
+      return await jetstreamManager(nc, { timeout: Math.max(1_000, Math.min(5_000, left)) });
+    } catch (err) {
+      if (!isJetStreamUnavailable(err) || Date.now() + RETRY_PAUSE_MS >= deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
+    }
+  }
+}
+
+/** A request timeout or "no responders" (503): JetStream is between leaders or not up yet, not refused. */
+function isJetStreamUnavailable(err: unknown): boolean {
+  const text = err instanceof Error ? `${err.name} ${err.message} ${String((err as { code?: unknown }).code ?? '')}` : String(err);
+  return /timeout|no responders|503/i.test(text);
 }
 
 /**

@@ -134,7 +134,7 @@ export class RabbitPublisher {
           if (pc.returned.delete(eventId)) reject(new QueueNotFoundError('rabbitmq', queue));
           else resolve();
         } else if (pc.serverError) {
-          reject(this.refusal(queue, eventId, pc.serverError));
+          reject(this.refusal(queue, eventId, message.body.byteLength, pc.serverError));
         } else if (err instanceof Error && err.message === 'message nacked') {
           this.retire(pc);
           reject(new PublishNackedError(err.message));
@@ -161,7 +161,7 @@ export class RabbitPublisher {
         if (err instanceof RangeError) {
           reject(new MessageTooLargeError('rabbitmq', headerBytes(message.headers), AMQP_MAX_HEADER_BYTES));
         } else if (pc.serverError) {
-          reject(this.refusal(queue, eventId, pc.serverError));
+          reject(this.refusal(queue, eventId, message.body.byteLength, pc.serverError));
         } else {
           // amqplib throws synchronously on a channel already closed: the connection went away.
           reject(new ChannelLostError(String(err)));
@@ -183,11 +183,16 @@ export class RabbitPublisher {
     });
   }
 
-  private refusal(queue: string, eventId: string, serverError: Error & { code?: unknown }): Error {
+  /**
+   * Why the broker's channel error failed this publish. The error closes the channel for every publish on it,
+   * but only one message was too large: the others were caught by the close, and are sent again.
+   */
+  private refusal(queue: string, eventId: string, bodyBytes: number, serverError: Error & { code?: unknown }): Error {
     const detail = this.conn.redact(serverError.message);
     if (serverError.code === 404) return new QueueNotFoundError('rabbitmq', queue);
     // A broker configured below the default says so: "message size 5242880 is larger than configured max size 1048576".
     const sizes = /message size (\d+) is larger than configured max size (\d+)/i.exec(detail);
+    if (sizes && Number(sizes[1]) !== bodyBytes && bodyBytes <= Number(sizes[2])) return new ChannelLostError(`channel closed by another publish: ${detail}`);
     if (sizes) return new MessageTooLargeError('rabbitmq', Number(sizes[1]), Number(sizes[2]));
     if (/max.*size|larger than/i.test(detail)) {
       return new Error(`the rabbitmq broker at ${this.conn.address.display} refused event ${eventId} as too large: ${detail}`);

@@ -86,6 +86,8 @@ export class Intake implements Subscription {
    */
   accept(message: ReceivedMessage, onSettled?: OnSettled): void {
     this.heldCount += 1;
+    // Every delivery in hand, also one still buffered: a consumer that dies holding it uses up an attempt.
+    this.ctx.logger?.debug({ eventId: message.eventId, queue: this.ctx.queue, brokerDeliveries: message.brokerDeliveries }, 'delivery received');
     const delivery = new SharedDelivery(
       message,
       this.ctx,
@@ -123,6 +125,7 @@ export class Intake implements Subscription {
           if (next.done) return { value: undefined, done: true };
           if (next.value.isLive) return { value: next.value, done: false };
           // Its channel died while it waited here: the broker has given it to someone else already.
+          this.ctx.logger?.debug({ eventId: next.value.eventId, queue: this.ctx.queue }, 'delivery dropped: its channel died');
           next.value.forget();
         }
       },
@@ -160,6 +163,7 @@ export class Intake implements Subscription {
   private async deadLetterOverLimit(delivery: SharedDelivery, message: ReceivedMessage): Promise<void> {
     try {
       await delivery.deadLetterOverLimit();
+      this.ctx.logger?.debug({ eventId: delivery.eventId, queue: this.ctx.queue }, 'delivery over the limit dead-lettered');
     } catch (err) {
       this.ctx.logger?.error(
         { eventId: delivery.eventId, queue: this.ctx.queue, err: describeError(err) },

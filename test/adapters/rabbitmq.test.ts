@@ -758,6 +758,32 @@ describe('private RabbitMQ node', () => {
     expect(await b.depth(q)).toBe(1);
   });
 
+  test('a message over the limit among others in flight: only it is refused; the others, caught by the closed channel, are stored', async () => {
+    const b = await privateBroker();
+    const q = uniqueQueue();
+    await b.declareQueue({ name: q });
+    cleanups.push(() => b.deleteQueue(q));
+    const small = Array.from({ length: 50 }, (_, i) => `s${i}`);
+    const sends = [
+      ...small.slice(0, 25).map((id) => b.publish(q, { body: enc(id), eventId: id })),
+      b.publish(q, { body: new Uint8Array(NODE_MAX_MESSAGE_BYTES + 1), eventId: 'big' }),
+      ...small.slice(25).map((id) => b.publish(q, { body: enc(id), eventId: id })),
+    ];
+    const settled = await Promise.allSettled(sends);
+    const refused = settled.flatMap((r, i) => (r.status === 'rejected' ? [{ i, err: r.reason as unknown }] : []));
+    expect(refused.map((r) => r.i)).toEqual([25]);
+    expect(refused[0]!.err).toBeInstanceOf(MessageTooLargeError);
+    // Every small one arrives (one sent again after the close may arrive twice: at-least-once).
+    const rx = new Receiver(await b.consume(q, { prefetch: 100 }));
+    const seen = new Set<string>();
+    while (seen.size < small.length) {
+      const d = await rx.next(10_000);
+      seen.add(d.eventId);
+      await d.ack();
+    }
+    expect([...seen].sort()).toEqual([...small].sort());
+  });
+
   test('a token-only user ("" + token, as the Python client sends) and a user without policy rights', async () => {
     const token = `tok-${randomUUID()}`;
     // A user without tags may use its vhost but not write policies.

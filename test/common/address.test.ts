@@ -44,6 +44,15 @@ describe('resolveAddress: URLs', () => {
     expect(resolveAddress({ address: 'nats://h' }).password).toBeUndefined();
   });
 
+  test('NATS: a lone name beside an auth token is the user (a user and password written for a pilot and read back)', () => {
+    const written = formatBrokerAddress(parseBrokerAddress('nats://chaos:pw@127.0.0.1:4222'));
+    expect(written).not.toContain('pw');
+    expect(resolveAddress({ address: written, type: 'nats', authToken: 'pw' })).toMatchObject({ username: 'chaos', password: 'pw' });
+    expect(resolveAddress({ address: parseBrokerAddress('nats://chaos@h'), authToken: 'pw' })).toMatchObject({ username: 'chaos', password: 'pw' });
+    // Alone, the name stays a token.
+    expect(resolveAddress({ address: written, type: 'nats' })).toMatchObject({ username: undefined, password: 'chaos' });
+  });
+
   test('NATS: nats://<token>@host is a token (as nats.js reads it), never a user name', () => {
     expect(resolveAddress({ address: 'nats://s3cr3t-token@h' })).toMatchObject({ username: undefined, password: 's3cr3t-token' });
     expect(resolveAddress({ address: 'nats://user:pw@h' })).toMatchObject({ username: 'user', password: 'pw' });

@@ -27,6 +27,23 @@ forEachTarget('basics', (target) => {
     await d.ack();
   });
 
+  test('every delivery taken in is logged at debug level with its event id, also one still in the prefetch buffer', async () => {
+    // What a pilot's log must show for a crash to be accounted: which events it held, buffered ones included.
+    const lines: Array<{ msg: string | undefined; obj: object }> = [];
+    const record = (obj: object, msg?: string) => lines.push({ obj, msg });
+    const broker = await res.connect({ logger: { debug: record, info: () => undefined, warn: () => undefined, error: () => undefined } });
+    const q = await res.queue(broker);
+    for (const id of ['held-1', 'held-2', 'held-3']) await broker.publish(q, { body: enc(id), eventId: id });
+    const rx = await res.consume(broker, q, { prefetch: 3 });
+    const first = await rx.next();
+    expect(first.eventId).toBe('held-1');
+    // Not yet taken from the subscription: the other two are in the buffer, and in the log.
+    const received = () => lines.filter((l) => l.msg === 'delivery received').map((l) => (l.obj as { eventId?: string }).eventId);
+    await eventually('three deliveries logged', async () => received(), (ids) => ids.length === 3);
+    expect(received().sort()).toEqual(['held-1', 'held-2', 'held-3']);
+    await first.ack();
+  });
+
   test('publish without an event id: a generated id is returned and delivered, not leaked into headers', async () => {
     const broker = await res.connect();
     const q = await res.queue(broker);

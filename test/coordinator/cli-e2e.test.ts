@@ -13,20 +13,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import { Workflow } from '../../coordinator/index.js';
-import { BROKER_NAMES, brokerOptions, freshId, startEchoPilot, type BrokerName } from './helpers.js';
+import { BROKER_NAMES, brokerOptions, cliEnv, freshId, startEchoPilot, type BrokerName } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../../dist/coordinator/cli.js', import.meta.url));
 const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-
-function cliEnv(name: BrokerName): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
-  if (name === 'rabbitmq') Object.assign(env, { EWMS_BROKER_URL: 'amqp://guest@127.0.0.1:5672', EWMS_BROKER_TOKEN: 'guest' });
-  else env.EWMS_BROKER_URL = 'nats://127.0.0.1:4222';
-  return env;
-}
 
 function ewms(name: BrokerName, args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

@@ -270,3 +270,44 @@ describe('condor backend with stand-in tools', () => {
     expect(readdirSync(standinDir)).toContain('calls.jsonl');
   });
 });
+
+describe('a workflow graph on the condor backend', () => {
+  test('one pilot cluster per task, each on its own queues, with the workflow priority as the job priority', async () => {
+    const { Workflow } = await import('../../coordinator/index.js');
+    const workDir = mkdtempSync(join(tmpdir(), 'ewms-condor-graph-'));
+    const wf = await Workflow.create({
+      broker: { address: 'amqp://guest@127.0.0.1:5672', authToken: 'guest' },
+      id: `cg${Date.now().toString(36)}`,
+      tasks: [
+        { task_name: 'reco', task_args: 'reco {{INFILE}} {{OUTFILE}}', task_image: '/cvmfs/img/reco.sif', input_queue_aliases: ['in'], output_queue_aliases: ['hits'], n_workers: 2 },
+        { task_name: 'fit', task_args: 'fit {{INFILE}} {{OUTFILE}}', task_image: '/cvmfs/img/fit.sif', input_queue_aliases: ['hits'], output_queue_aliases: ['out'], n_workers: 4, pilot_config: { environment: { EWMS_PILOT_MAX_CONCURRENT_TASKS: 2 } } },
+      ],
+      publicQueues: ['in', 'out'],
+      priority: 5,
+      pilots: { backend: 'condor', condor: { binDir: STAND_INS, workDir } },
+    });
+    try {
+      const pilots = await wf.startPilots();
+      const submits = calls().filter((c) => c.tool === 'condor_submit');
+      expect(submits).toHaveLength(2);
+      for (const s of submits) {
+        expect(s.errors).toEqual([]);
+        expect(s.submit).toMatch(/^priority\s+= 5$/m);
+      }
+      expect(submits[0]?.submit).toMatch(/\nqueue 2\n$/);
+      expect(submits[1]?.submit).toMatch(/\nqueue 4\n$/);
+      const reco = readFileSync(join(workDir, 'reco', 'ewms_htcondor_envfile.sh'), 'utf8');
+      const fit = readFileSync(join(workDir, 'fit', 'ewms_htcondor_envfile.sh'), 'utf8');
+      expect(reco).toContain(`EWMS_PILOT_QUEUE_INCOMING='${wf.layout.queue('in')}'`);
+      expect(reco).toContain(`EWMS_PILOT_QUEUE_OUTGOING='${wf.layout.queue('hits')}'`);
+      expect(reco).toContain("EWMS_PILOT_TASK_NAME='reco'");
+      expect(fit).toContain(`EWMS_PILOT_QUEUE_INCOMING='${wf.layout.queue('hits')}'`);
+      expect(fit).toContain("EWMS_PILOT_MAX_CONCURRENT_TASKS='2'");
+      expect(fit).toContain("EWMS_PILOT_FILTER_MARKERS='true'");
+      expect((await pilots.status()).total).toBe(6);
+      await pilots.remove();
+    } finally {
+      await wf.close({ deleteQueues: true });
+    }
+  });
+});

@@ -128,6 +128,37 @@ describe.skipIf(skipReason !== undefined)('EWMS end to end (stand-in WMS, per-qu
     expect((await settledRefusals()).slice(before)).toEqual([]);
   }, 180_000);
 
+  test('a two-task graph: sent to the WMS as it is, pilots on ;-separated per-queue tokens, provenance through both tasks, a dead letter at the first passed on', async () => {
+    wms = await standIn(30);
+    const before = (await settledRefusals()).length;
+    const events = Array.from({ length: 12 }, (_, i) => (i === 4 ? 'poison pixel' : `pixel ${i}`));
+    const outcomes: WorkflowOutcome[] = [];
+    const report = await runWorkflow({
+      events,
+      maxDeliveries: 1,
+      tasks: [
+        { task_name: 'upper', task_image: TASK_IMAGE, task_args: TASK_ARGS, input_queue_aliases: ['pixels'], output_queue_aliases: ['upper'] },
+        { task_name: 'copy', task_image: TASK_IMAGE, task_args: 'cp {{INFILE}} {{OUTFILE}}', input_queue_aliases: ['upper'], output_queue_aliases: ['results'] },
+      ],
+      publicQueues: ['pixels', 'results'],
+      pilots: {
+        backend: 'ewms',
+        count: 1,
+        pilotEnv: PILOT_SETTINGS,
+        ewms: { url: wms.url, locations: ['sub-2'], clientCredentials: { issuerUrl: wms.issuerUrl, clientId: wms.clientId, clientSecret: wms.clientSecret }, pollSeconds: 0.2 },
+      },
+      onOutcome: (o) => void outcomes.push(o),
+      progress: false,
+      idleTimeoutMs: 90_000,
+    });
+    expect(report).toMatchObject({ settled: 12, results: 11, deadLetters: 1, deadLetterRoute: 'outgoing' });
+    for (const r of outcomes.filter((o) => o.kind === 'result')) expect(r.provenance.map((step) => step.task_name)).toEqual(['upper', 'copy']);
+    expect(outcomes.find((o) => o.kind === 'dead-letter')).toMatchObject({ task: 'upper', data: 'poison pixel' });
+    const recorded = wms.requests.find((r) => r.method === 'POST' && r.path === '/v1/workflows');
+    expect(JSON.stringify(recorded?.body)).not.toContain('task_name');
+    expect((await settledRefusals()).slice(before)).toEqual([]);
+  }, 180_000);
+
   test('a queue the token does not cover is refused with the permission named: the coordinator and a pilot that would declare <queue>.dlq', async () => {
     wms = await startWmsStandIn({ broker });
     const refusedBefore = (await settledRefusals()).length;

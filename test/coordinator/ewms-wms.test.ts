@@ -8,6 +8,7 @@ import { Ajv } from 'ajv';
 import { afterEach, describe, expect, test } from 'vitest';
 import { attachEwmsWorkflow, provisionEwmsWorkflow, REQUEST_ID_VARIABLE, WmsClient, workflowRequestBody, type WorkflowRequestBody } from '../../coordinator/backends/ewms.js';
 import { singleTaskPlan } from '../../coordinator/backends/plan.js';
+import { checkGraph, plannedTasks } from '../../coordinator/graph.js';
 import { CoordinatorConfigError, WmsAuthError, WmsError, WmsWorkflowUnconfirmedError } from '../../coordinator/errors.js';
 import type { EwmsWmsOptions, PilotRequest } from '../../coordinator/types.js';
 import { wmsAuthFromEnv, wmsTokenSource } from '../../coordinator/wms-auth.js';
@@ -103,6 +104,35 @@ describe('POST /v1/workflows body', () => {
     expect(() => body(pilotRequest({ ...base, workerConfig: { n_gpus: 1 } }))).toThrow(/worker_config has no field 'n_gpus'/);
     expect(() => body(pilotRequest({ ...base, pilotTag: '1' }))).toThrow(/pilot tag '1'/);
     expect(() => body(pilotRequest(base, { task: { args: 'x' } }))).toThrow(/needs an image/);
+  });
+});
+
+describe('a workflow graph sent to the WMS', () => {
+  test('every task as it is, with its aliases and settings; task_name and autoscale never sent; the priority at the top', () => {
+    const ewms: EwmsWmsOptions = { url: 'http://x', locations: ['sub-2'] };
+    const graph = checkGraph(
+      [
+        { task_name: 'reco', task_image: '/cvmfs/img/reco:1', task_args: 'reco {{INFILE}} {{OUTFILE}}', input_queue_aliases: ['in'], output_queue_aliases: ['a', 'b'], n_workers: 5 },
+        { task_name: 'fit-a', task_image: '/cvmfs/img/fit:1', task_args: 'fit {{INFILE}} {{OUTFILE}}', input_queue_aliases: ['a'], output_queue_aliases: ['out'], worker_config: { n_cores: 4 }, cluster_locations: ['sub-3'], autoscale: { min: 0, max: 3 } },
+        { task_image: '/cvmfs/img/fit:1', task_args: 'fit {{INFILE}} {{OUTFILE}}', input_queue_aliases: ['b'], output_queue_aliases: ['out'], pilot_config: { environment: { EWMS_PILOT_MAX_CONCURRENT_TASKS: 2 } } },
+      ],
+      ['in', 'out'],
+    );
+    const b = workflowRequestBody({ tasks: plannedTasks(graph, { backend: 'ewms', ewms, count: 1 }), publicQueues: ['in', 'out'], maxDeliveries: 3, wireFormat: 'mqclient', priority: 9, graph: true }, ewms, 'req-2');
+    expect(validate(b), JSON.stringify(validate.errors)).toBe(true);
+    expect(WMS_HANDLER_CHECKS(b as unknown as { tasks: Array<Record<string, unknown>> }, ['sub-2', 'sub-3'])).toBeUndefined();
+    expect(b.priority).toBe(9);
+    expect(b.public_queue_aliases).toEqual(['in', 'out']);
+    expect(b.tasks.map((t) => [t.input_queue_aliases, t.output_queue_aliases, t.n_workers])).toEqual([
+      [['in'], ['a', 'b'], 5],
+      [['a'], ['out'], 1],
+      [['b'], ['out'], 1],
+    ]);
+    expect(b.tasks[1]).toMatchObject({ cluster_locations: ['sub-3'], worker_config: { n_cores: 4 } });
+    expect(b.tasks[2]?.pilot_config?.environment).toMatchObject({ EWMS_PILOT_MAX_CONCURRENT_TASKS: '2', EWMS_PILOT_TASK_NAME: 'task-2' });
+    // The pilots name their task for provenance through their own setting; task_name is no field of the request.
+    expect(b.tasks[1]?.pilot_config?.environment).toMatchObject({ EWMS_PILOT_TASK_NAME: 'fit-a', EWMS_PILOT_FILTER_MARKERS: 'true' });
+    expect(JSON.stringify(b)).not.toMatch(/task_name|autoscale/);
   });
 });
 

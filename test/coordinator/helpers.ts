@@ -19,6 +19,14 @@ export function brokerUrl(name: BrokerName): string {
   return name === 'rabbitmq' ? 'amqp://guest:guest@127.0.0.1:5672' : 'nats://127.0.0.1:4222';
 }
 
+/** The environment an `ewms` command line gets in the tests: the broker from EWMS_BROKER_URL/TOKEN, nothing else. */
+export function cliEnv(name: BrokerName): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
+  if (name === 'rabbitmq') Object.assign(env, { EWMS_BROKER_URL: 'amqp://guest@127.0.0.1:5672', EWMS_BROKER_TOKEN: 'guest' });
+  else env.EWMS_BROKER_URL = 'nats://127.0.0.1:4222';
+  return env;
+}
+
 export function freshId(prefix = 't'): string {
   return `${prefix}${randomUUID().replace(/-/g, '').slice(0, 10)}`;
 }

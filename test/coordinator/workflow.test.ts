@@ -63,7 +63,7 @@ describe.each(BROKER_NAMES)('Workflow on %s', (name) => {
     const outcomes = await all(wf.collect({ expected: ids, idleTimeoutMs: 20_000 }));
     await pilot.stop();
     const dead = outcomes.filter((o) => o.kind === 'dead-letter');
-    expect(dead).toEqual([{ kind: 'dead-letter', inputEventId: poisonId, reason: 'task exited with code 3', details: expect.objectContaining({ stderr: 'bad pixel' }), data: 'POISON' }]);
+    expect(dead).toEqual([{ kind: 'dead-letter', inputEventId: poisonId, reason: 'task exited with code 3', details: expect.objectContaining({ stderr: 'bad pixel' }), data: 'POISON', provenance: [], outcomeId: poisonId }]);
 
     // collect acked the dead letter: the queue is empty again. Put it back for listing and requeueing.
     expect(await wf.deadLetters().list()).toEqual([]);

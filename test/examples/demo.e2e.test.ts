@@ -103,8 +103,9 @@ describe('npm run demo', () => {
     expect(checkWellFormed(readFileSync(join(out, 'skymap.svg'), 'utf8'))[0]).toBe('svg');
 
     const id = workflowId(run.stdout);
-    expect(await queueExists(`ewms-${id}-in`)).toBe(false);
-    expect(await queueExists(`ewms-${id}-out`)).toBe(false);
+    // Two tasks, each with its own queues: the whole-sky pass and the refinement reading coarse results.
+    expect(run.stdout).toContain('tasks coarse and refine');
+    for (const alias of ['sky-pixels', 'coarse-results', 'refine-requests', 'refined-results']) expect(await queueExists(`ewms-${id}-${alias}`)).toBe(false);
     expect(processesUnder(join(out, 'pilots'))).toEqual([]);
   }, 150_000);
 
@@ -121,14 +122,13 @@ describe('npm run demo', () => {
     while (!stdout.includes('round 1:') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     await new Promise((r) => setTimeout(r, 1_500));
     const id = workflowId(stdout);
-    expect(await queueExists(`ewms-${id}-in`)).toBe(true);
+    expect(await queueExists(`ewms-${id}-sky-pixels`)).toBe(true);
     expect(processesUnder(join(out, 'pilots')).length).toBeGreaterThan(0);
     child.kill('SIGINT');
     const code = await exited;
     expect(code, `stdout:\n${stdout}\nstderr:\n${stderr}`).toBe(130);
     expect(stderr).toContain('SIGINT: stopping the pilots and removing the queues');
-    expect(await queueExists(`ewms-${id}-in`)).toBe(false);
-    expect(await queueExists(`ewms-${id}-out`)).toBe(false);
+    for (const alias of ['sky-pixels', 'coarse-results', 'refine-requests', 'refined-results']) expect(await queueExists(`ewms-${id}-${alias}`)).toBe(false);
     expect(processesUnder(join(out, 'pilots'))).toEqual([]);
     expect(existsSync(join(out, 'skymap.json'))).toBe(false);
   }, 90_000);

@@ -196,17 +196,26 @@ function readCmdline(pid: number): string {
   }
 }
 
-/** A TCP port nothing listens on right now (the kernel's pick, released at once). */
+/**
+ * A TCP port nothing listens on right now, for a private broker that binds it a moment later. Picked at
+ * random below the kernel's ephemeral range (32768-60999 here): a port the kernel handed out and took back
+ * is soon reused for the next outgoing connection or listen(0) of a test running in parallel, and the
+ * broker's bind then fails with "address already in use".
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await canListen(port)) return port;
+  }
+  throw new Error('no free TCP port found in 20000-31999');
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
     server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => (port ? resolve(port) : reject(new Error('no port assigned'))));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
 }
 

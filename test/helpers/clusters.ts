@@ -111,6 +111,8 @@ export interface RabbitMQClusterOptions {
 export interface NatsClusterOptions {
   /** Servers (default 3). */
   size?: number;
+  /** Require this token from clients (`authorization { token }`; routes stay open between the servers). */
+  token?: string;
   /** Give up waiting for the cluster after this long (default 30 s). */
   readyTimeoutMs?: number;
 }
@@ -409,7 +411,7 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
   const clusterName = `ewms-c${randomUUID().slice(0, 8)}`;
   const ports: Array<{ client: number; route: number; http: number }> = [];
   for (let i = 0; i < size; i++) ports.push({ client: await freePort(), route: await freePort(), http: await freePort() });
-  const nodes = ports.map((p, i) => new NatsNode(`n${i + 1}`, clusterName, p, ports.filter((_, j) => j !== i).map((o) => o.route), readyTimeoutMs));
+  const nodes = ports.map((p, i) => new NatsNode(`n${i + 1}`, clusterName, p, ports.filter((_, j) => j !== i).map((o) => o.route), readyTimeoutMs, options.token));
   const address = `nats://${nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`;
   const dispose = async () => {
     await Promise.all(nodes.map((n) => n.dispose()));
@@ -433,7 +435,7 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
         const running = nodes.filter((n) => n.isRunning);
         if (running.length > 0) {
           try {
-            const nc = await natsConnect({ servers: running.map((n) => `127.0.0.1:${n.port}`), timeout: 2_000, reconnect: false });
+            const nc = await natsConnect({ servers: running.map((n) => `127.0.0.1:${n.port}`), timeout: 2_000, reconnect: false, token: options.token });
             try {
               const jsm = await jetstreamManager(nc, { timeout: 2_000 });
               const info = await jsm.streams.info(streamName(queue));
@@ -470,6 +472,7 @@ class NatsNode implements ClusterNode {
     private readonly ports: { client: number; route: number; http: number },
     peerRoutes: number[],
     private readonly readyTimeoutMs: number,
+    token: string | undefined,
   ) {
     this.dir = mkdtempSync(join(tmpdir(), 'ewms-nats-node-'));
     recordPids(this.dir, undefined);
@@ -482,6 +485,7 @@ class NatsNode implements ClusterNode {
         `listen: 127.0.0.1:${ports.client}`,
         `http: 127.0.0.1:${ports.http}`,
         `jetstream { store_dir: "${join(this.dir, 'js')}", max_memory_store: 256MB, max_file_store: 2GB }`,
+        ...(token !== undefined ? [`authorization { token: "${token}" }`] : []),
         // Route URLs in an array need commas (measured: space-separated is a parse error).
         `cluster { name: ${clusterName}, listen: 127.0.0.1:${ports.route}, routes: [${peerRoutes.map((p) => `nats://127.0.0.1:${p}`).join(',')}] }`,
         '',

@@ -4,9 +4,11 @@
 durable quorum queues on the default exchange with only {"x-queue-type": "quorum"}.
 
   python_mqclient_rabbitmq.py produce AMQP_URL QUEUE     # JSON values on stdin, one per line -> events
-  python_mqclient_rabbitmq.py consume AMQP_URL QUEUE N TIMEOUT_S
+  python_mqclient_rabbitmq.py consume AMQP_URL QUEUE N TIMEOUT_S [amqp-headers]
                                                          # -> {"headers":..,"data":..} per line on stdout;
-                                                         #    exit 1 if fewer than N arrived in time
+                                                         #    exit 1 if fewer than N arrived in time;
+                                                         #    with amqp-headers also "amqp_headers": the
+                                                         #    message's AMQP header table as pika reads it
 """
 import json
 import sys
@@ -43,16 +45,19 @@ def produce(url, queue):
     print(f"produced {count}", file=sys.stderr)
 
 
-def consume(url, queue, n, timeout_s):
+def consume(url, queue, n, timeout_s, with_amqp_headers=False):
     connection, channel = channel_for(url, queue)
     got = 0
     deadline = time.time() + timeout_s
     while got < n and time.time() < deadline:
-        method, _props, body = channel.basic_get(queue)
+        method, props, body = channel.basic_get(queue)
         if method is None:
             time.sleep(0.05)
             continue
-        print(json.dumps(decode(body)), flush=True)
+        envelope = decode(body)
+        if with_amqp_headers:
+            envelope["amqp_headers"] = {k: (v.decode("utf-8") if isinstance(v, bytes) else v) for k, v in (props.headers or {}).items()}
+        print(json.dumps(envelope), flush=True)
         channel.basic_ack(method.delivery_tag)
         got += 1
     connection.close()
@@ -63,8 +68,8 @@ def main(argv):
     if len(argv) == 4 and argv[1] == "produce":
         produce(argv[2], argv[3])
         return 0
-    if len(argv) == 6 and argv[1] == "consume":
-        return consume(argv[2], argv[3], int(argv[4]), float(argv[5]))
+    if len(argv) in (6, 7) and argv[1] == "consume":
+        return consume(argv[2], argv[3], int(argv[4]), float(argv[5]), len(argv) == 7 and argv[6] == "amqp-headers")
     print(__doc__, file=sys.stderr)
     return 2
 

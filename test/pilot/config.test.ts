@@ -62,6 +62,7 @@ const EVERY_VARIABLE: Record<string, [string, (c: PilotConfig) => unknown, unkno
   EWMS_PILOT_DATA_DIR_PARENT_PATH_ON_HOST: ['scratch/', (c) => c.dataDir, '/work/scratch/ewms-pilot-data'],
   EWMS_PILOT_INFILE_EXT: ['json', (c) => c.infileExt, '.json'],
   EWMS_PILOT_OUTFILE_EXT: ['.txt', (c) => c.outfileExt, '.txt'],
+  EWMS_PILOT_OUTFILE_EVENTS: ['JSONL', (c) => c.outfileEvents, 'jsonl'],
   EWMS_PILOT_EXTERNAL_DIRECTORIES: ['/cvmfs, /data/sim,', (c) => c.externalDirectories, ['/cvmfs', '/data/sim']],
   EWMS_PILOT_KEEP_ALL_TASK_FILES: ['yes', (c) => c.keepAllTaskFiles, true],
   EWMS_PILOT_DUMP_TASK_OUTPUT: ['True', (c) => c.dumpTaskOutput, true],
@@ -86,6 +87,9 @@ const EVERY_VARIABLE: Record<string, [string, (c: PilotConfig) => unknown, unkno
   EWMS_PILOT_QUEUE_MONITOR: ['wf-monitor', (c) => c.settings.monitor?.queue, 'wf-monitor'],
   EWMS_PILOT_HEARTBEAT_INTERVAL: ['5', (c) => c.settings.monitor?.intervalSeconds, 5],
   EWMS_PILOT_TASK_NAME: ['reco', (c) => c.settings.taskName, 'reco'],
+  EWMS_PILOT_QUEUE_INCOMING_URGENT: ['in-q.urgent', (c) => c.settings.incoming.urgent, 'in-q.urgent'],
+  EWMS_PILOT_QUEUE_OUTGOING_URGENT: ['out-q.urgent', (c) => c.settings.outgoing.urgent, 'out-q.urgent'],
+  EWMS_PILOT_FILTER_MARKERS: ['true', (c) => c.settings.filterMarkers, true],
 };
 
 /** What a variable needs beside it to matter: the init variables an init command, an init image a task image. */
@@ -406,5 +410,47 @@ describe('the task command, checked at start', () => {
     expect(() => host('scan {{INFILE}} {{OUTFILE}}', { EWMS_PILOT_INIT_ARGS: 'no-such-init' })).toThrow(/EWMS_PILOT_INIT_ARGS: runs 'no-such-init'/);
     expect(host('pyhton3 {{INFILE}} {{OUTFILE}}', { EWMS_PILOT_TASK_IMAGE: '/cvmfs/img' }).runtime).toBe('apptainer');
     expect(load({ EWMS_PILOT_TASK_ARGS: 'pyhton3 {{INFILE}} {{OUTFILE}}' }).task.args[0]).toBe('pyhton3');
+  });
+});
+
+describe('several queues (`;`-separated, as the EWMS TMS writes them)', () => {
+  test('two input and two output queues, one broker for all: each read, defaults per queue', () => {
+    const c = load({ EWMS_PILOT_QUEUE_INCOMING: 'a;b', EWMS_PILOT_QUEUE_OUTGOING: 'x;y' });
+    expect([c.settings.incoming.queue, ...(c.settings.moreIncoming ?? []).map((e) => e.queue)]).toEqual(['a', 'b']);
+    expect([c.settings.outgoing.queue, ...(c.settings.moreOutgoing ?? []).map((e) => e.queue)]).toEqual(['x', 'y']);
+    expect(c.settings.deadLetterQueue).toBe('a.dlq');
+    expect(c.settings.moreIncoming?.[0]?.deadLetterQueue).toBe('b.dlq');
+    expect(c.settings.moreIncoming?.[0]?.broker).toEqual(c.settings.incoming.broker);
+    expect(c.settings.moreOutgoing?.[0]?.broker).toEqual(c.settings.incoming.broker);
+  });
+
+  test('one token and address per queue, in order; each token is a secret of its own', () => {
+    const c = load({
+      EWMS_PILOT_QUEUE_INCOMING: 'a;b',
+      EWMS_PILOT_QUEUE_INCOMING_AUTH_TOKEN: 'tok-a;tok-b',
+      EWMS_PILOT_QUEUE_INCOMING_BROKER_ADDRESS: 'h1:5672;h2:5672',
+    });
+    expect(c.settings.incoming.broker.authToken).toBe('tok-a');
+    expect(c.settings.moreIncoming?.[0]?.broker.authToken).toBe('tok-b');
+    expect(c.settings.moreIncoming?.[0]?.broker.address).toEqual(parseBrokerAddress('h2:5672', 'rabbitmq'));
+    expect(c.secrets).toEqual(expect.arrayContaining(['tok-a', 'tok-b']));
+  });
+
+  test('a per-queue list of the wrong length is refused, naming the variable and both counts', () => {
+    const err = configError({ EWMS_PILOT_QUEUE_INCOMING: 'a;b;c', EWMS_PILOT_QUEUE_INCOMING_AUTH_TOKEN: 'tok-a;tok-b' });
+    expect(err.problems.map((p) => p.name)).toContain('EWMS_PILOT_QUEUE_INCOMING_AUTH_TOKEN');
+    expect(err.message).toMatch(/2 `;`-separated entries for 3 queues/);
+    expect(err.message).not.toContain('tok-a');
+  });
+
+  test('urgent twins are positional, an empty entry meaning none', () => {
+    const c = load({ EWMS_PILOT_QUEUE_INCOMING: 'a;b', EWMS_PILOT_QUEUE_INCOMING_URGENT: ';b.urgent' });
+    expect(c.settings.incoming.urgent).toBeUndefined();
+    expect(c.settings.moreIncoming?.[0]?.urgent).toBe('b.urgent');
+    expect(configError({ EWMS_PILOT_QUEUE_INCOMING: 'a;b', EWMS_PILOT_QUEUE_INCOMING_URGENT: 'a.urgent' }).problems.map((p) => p.name)).toEqual(['EWMS_PILOT_QUEUE_INCOMING_URGENT']);
+  });
+
+  test('an empty queue name in the list is refused', () => {
+    expect(configError({ EWMS_PILOT_QUEUE_INCOMING: 'a;;b' }).problems.map((p) => p.name)).toContain('EWMS_PILOT_QUEUE_INCOMING');
   });
 });

@@ -6,6 +6,7 @@
 import { describe, expect, test } from 'vitest';
 import { pino } from 'pino';
 import type { DeadLetterReason, Delivery, OutgoingMessage, Subscription } from '../../mq-adapters/types.js';
+import { MessageTooLargeError } from '../../mq-adapters/errors.js';
 import { EventLoop, type EventProcessor, type TaskOutcome } from '../../pilot/event-loop.js';
 import { PilotStats } from '../../pilot/stats.js';
 
@@ -115,7 +116,7 @@ describe('event loop', () => {
     const log: string[] = [];
     const sub = new FakeSubscription();
     const processor: EventProcessor = {
-      process: async (d) => ({ kind: 'success', durationMs: 1, output: { body: d.body, eventId: `out-${d.eventId}` } }),
+      process: async (d) => ({ kind: 'success', durationMs: 1, outputs: [{ body: d.body, eventId: `out-${d.eventId}` }] }),
     };
     const { loop, stats } = makeLoop(sub, processor, {}, log);
     sub.push(new FakeDelivery('a', 1, log), new FakeDelivery('b', 1, log));
@@ -125,13 +126,37 @@ describe('event loop', () => {
     expect(stats.snapshot().succeeded).toBe(2);
   });
 
+  test('several outputs: every one confirmed before the ack; one not confirmed releases the event, unacked', async () => {
+    const log: string[] = [];
+    const sub = new FakeSubscription();
+    const processor: EventProcessor = {
+      process: async (d) => ({ kind: 'success', durationMs: 1, outputs: [0, 1, 2].map((i) => ({ body: d.body, eventId: `${d.eventId}-${i}` })) }),
+    };
+    // Confirms come back in reverse order, the first output's last.
+    const publishOutput = async (m: OutgoingMessage) => {
+      const i = Number(m.eventId?.slice(-1));
+      await sleep(30 - 10 * i);
+      if (m.eventId === 'b-1') throw new Error('connection lost');
+      log.push(`confirmed:${m.eventId}`);
+    };
+    const { loop, stats } = makeLoop(sub, processor, { publishOutput }, log);
+    const a = new FakeDelivery('a', 1, log);
+    const b = new FakeDelivery('b', 1, log);
+    sub.push(a, b);
+    const result = await loop.run();
+    expect(log.slice(0, 4)).toEqual(['confirmed:a-2', 'confirmed:a-1', 'confirmed:a-0', 'ack:a']);
+    expect(b.settled).toBe('release');
+    expect(result.stopReason).toBe('broker-error');
+    expect(stats.snapshot().succeeded).toBe(1);
+  });
+
   test('a task that writes no outfile is a success with nothing published, counted and logged as such', async () => {
     const log: string[] = [];
     const lines: string[] = [];
     const sub = new FakeSubscription();
     const processor: EventProcessor = {
       process: async (d) =>
-        d.eventId === 'quiet' ? { kind: 'success', durationMs: 1, output: undefined } : { kind: 'success', durationMs: 1, output: { body: d.body, eventId: `out-${d.eventId}` } },
+        d.eventId === 'quiet' ? { kind: 'success', durationMs: 1, outputs: [] } : { kind: 'success', durationMs: 1, outputs: [{ body: d.body, eventId: `out-${d.eventId}` }] },
     };
     const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
     const { loop, stats } = makeLoop(sub, processor, { logger }, log);
@@ -151,7 +176,7 @@ describe('event loop', () => {
       publishOutput: async () => {
         throw new Error('connection lost');
       },
-      processor: { process: async () => ({ kind: 'success', durationMs: 1, output: { body: new Uint8Array(1) } }) },
+      processor: { process: async () => ({ kind: 'success', durationMs: 1, outputs: [{ body: new Uint8Array(1) }] }) },
       maxConcurrentTasks: 1,
       maxDeliveries: 3,
       stopOnTaskError: false,
@@ -169,6 +194,36 @@ describe('event loop', () => {
     expect(String(result.brokerError)).toMatch(/connection lost/);
   });
 
+  test('an output the broker refuses as too large dead-letters its event at once, and the pilot carries on', async () => {
+    // Released instead, the event would come back to every pilot and stop each one with a "broker failure".
+    const sub = new FakeSubscription();
+    const big = new FakeDelivery('big');
+    const next = new FakeDelivery('next');
+    const log: string[] = [];
+    const { loop, stats } = makeLoop(
+      sub,
+      { process: async (d) => ({ kind: 'success', durationMs: 1, outputs: [{ body: d.body, eventId: `out-${d.eventId}` }] }) },
+      {
+        stopOnTaskError: true,
+        version: '9.9.9',
+        publishOutput: async (m: OutgoingMessage) => {
+          if (m.eventId === 'out-big') throw new MessageTooLargeError('nats', 2_000_000, 1_048_576);
+          log.push(`publish:${m.eventId}`);
+        },
+      },
+      log,
+    );
+    sub.push(big, next);
+    const result = await loop.run();
+    expect(big.settled).toBe('dead-letter');
+    expect(big.deadLetterReason?.reason).toMatch(/output is too large for the broker: message of 2000000 bytes exceeds the nats limit of 1048576 bytes/);
+    expect(big.deadLetterReason?.details).toMatchObject({ 'error-type': 'InvalidDataFromOutfileException', attempt: '1', 'pilot-version': '9.9.9' });
+    expect(next.settled).toBe('ack');
+    // Not the node's fault: no fail-fast, no broker failure.
+    expect(result.stopReason).toBe('idle-timeout');
+    expect(stats.snapshot()).toMatchObject({ succeeded: 1, failed: 1, deadLettered: 1 });
+  });
+
   test('never runs more than maxConcurrentTasks at once', async () => {
     const sub = new FakeSubscription();
     let running = 0;
@@ -179,7 +234,7 @@ describe('event loop', () => {
         peak = Math.max(peak, running);
         await sleep(15);
         running -= 1;
-        return { kind: 'success', durationMs: 15, output: undefined };
+        return { kind: 'success', durationMs: 15, outputs: [] };
       },
     };
     const { loop, stats } = makeLoop(sub, processor, { maxConcurrentTasks: 3 });
@@ -217,7 +272,7 @@ describe('event loop', () => {
       process: async (d) => {
         if (d.eventId === 'bad') return failure('boom');
         await sleep(50);
-        return { kind: 'success', durationMs: 50, output: undefined };
+        return { kind: 'success', durationMs: 50, outputs: [] };
       },
     };
     const { loop } = makeLoop(sub, processor, { stopOnTaskError: true, maxConcurrentTasks: 2 });
@@ -239,7 +294,7 @@ describe('event loop', () => {
     const sub = new FakeSubscription();
     const { loop, stats } = makeLoop(
       sub,
-      { process: async (d) => (d.eventId === 'x' ? failure('known flake', true) : { kind: 'success', durationMs: 1, output: undefined }) },
+      { process: async (d) => (d.eventId === 'x' ? failure('known flake', true) : { kind: 'success', durationMs: 1, outputs: [] }) },
       { stopOnTaskError: true },
     );
     sub.push(new FakeDelivery('x'), new FakeDelivery('y'));
@@ -270,7 +325,7 @@ describe('event loop', () => {
       // Ends once renewed three times; a loop that never renews leaves the task running until the test times out.
       process: async () => {
         while (d.leaseRenewals < 3) await sleep(10);
-        return { kind: 'success', durationMs: 110, output: undefined };
+        return { kind: 'success', durationMs: 110, outputs: [] };
       },
     });
     sub.push(d);
@@ -305,7 +360,7 @@ describe('event loop with a slot-aware processor (slot held around the task proc
         track.running -= 1;
         slots?.release();
         await sleep(5);
-        return { kind: 'success', durationMs: 20, output: { body: d.body, eventId: `out-${d.eventId}` } };
+        return { kind: 'success', durationMs: 20, outputs: [{ body: d.body, eventId: `out-${d.eventId}` }] };
       },
     };
   }
@@ -376,7 +431,7 @@ describe('a processor that throws (its contract says it never does)', () => {
     const processor: EventProcessor = {
       process: async (d) => {
         if (d.eventId === 'bad') throw new Error('disk on fire');
-        return { kind: 'success', durationMs: 1, output: undefined };
+        return { kind: 'success', durationMs: 1, outputs: [] };
       },
     };
     const logger = pino({ level: 'error' }, { write: (line: string) => lines.push(line) });

@@ -71,7 +71,8 @@ async function processOne(
 const mq = (data: JsonValue) => encodeEnvelope(data);
 function outputData(outcome: TaskOutcome): JsonValue | undefined {
   if (outcome.kind !== 'success') throw new Error(`expected success, got ${JSON.stringify(outcome)}`);
-  return outcome.output ? decodeEnvelope(outcome.output.body).data : undefined;
+  expect(outcome.outputs.length).toBeLessThanOrEqual(1);
+  return outcome.outputs[0] ? decodeEnvelope(outcome.outputs[0].body).data : undefined;
 }
 
 describe('TaskProcessor', () => {
@@ -98,7 +99,7 @@ describe('TaskProcessor', () => {
     const first = await processor.process(delivery(mq('first'), 'a'), new AbortController().signal);
     expect(outputData(first)).toBe('first');
     const second = await processor.process(delivery(mq('second'), 'b'), new AbortController().signal);
-    expect(second).toMatchObject({ kind: 'success', output: undefined }); // not the first event's outfile
+    expect(second).toMatchObject({ kind: 'success', outputs: [] }); // not the first event's outfile
     expect(readdirSync(join(dataDir, 'slot-1', 'task-io'))).toEqual([]);
   });
 
@@ -106,8 +107,8 @@ describe('TaskProcessor', () => {
     const { outcome, dataDir } = await processOne('sh -c \'printf "%s %s" "$GREETING" "$(cat {{INFILE}})" > {{OUTFILE}}\'', mq('world'));
     expect(outputData(outcome)).toBe('hi world');
     if (outcome.kind !== 'success') return;
-    expect(outcome.output?.headers).toEqual({ [HEADERS.inputEventId]: 'ev-1' });
-    expect(outcome.output?.eventId).toBe(outputEventId('ev-1'));
+    expect(outcome.outputs[0]?.headers).toEqual({ [HEADERS.inputEventId]: 'ev-1' });
+    expect(outcome.outputs[0]?.eventId).toBe(outputEventId('ev-1'));
     expect(outputEventId('ev-1')).not.toBe(outputEventId('ev-2'));
     // No directory of the event's own: a reused slot directory, left empty for the next event.
     expect(readdirSync(dataDir).sort()).toEqual(['data-hub', 'slot-1']);
@@ -144,7 +145,26 @@ describe('TaskProcessor', () => {
   test('raw wire format: bytes pass through untouched', async () => {
     const bytes = Uint8Array.from([0, 255, 10, 13, 128]);
     const { outcome } = await processOne('cp {{INFILE}} {{OUTFILE}}', bytes, { wireFormat: 'raw' });
-    expect(outcome.kind === 'success' && Buffer.from(outcome.output!.body)).toEqual(Buffer.from(bytes));
+    expect(outcome.kind === 'success' && Buffer.from(outcome.outputs[0]!.body)).toEqual(Buffer.from(bytes));
+  });
+
+  test('EWMS_PILOT_OUTFILE_EVENTS=jsonl: one output per non-empty line, ids derived from the input\'s and the index', async () => {
+    const write = (text: string) => `sh -c 'printf ${JSON.stringify(text).replace(/'/g, "'\\''")} > {{OUTFILE}}'`;
+    const three = await processOne(write('{"piece": 1}\r\n\n"two"\n  \n[3]'), mq('x'), { outfileEvents: 'jsonl' });
+    if (three.outcome.kind !== 'success') throw new Error(JSON.stringify(three.outcome));
+    expect(three.outcome.outputs.map((o) => decodeEnvelope(o.body).data)).toEqual([{ piece: 1 }, 'two', [3]]);
+    expect(three.outcome.outputs.map((o) => o.eventId)).toEqual([outputEventId('ev-1', 0), outputEventId('ev-1', 1), outputEventId('ev-1', 2)]);
+    expect(new Set([outputEventId('ev-1'), outputEventId('ev-1', 0), outputEventId('ev-1', 1), outputEventId('ev-2', 0)]).size).toBe(4);
+    for (const o of three.outcome.outputs) expect(o.headers).toEqual({ [HEADERS.inputEventId]: 'ev-1' });
+    // No line at all (an empty outfile, or none): no output, a filtered event.
+    expect((await processOne(write('\n'), mq('x'), { outfileEvents: 'jsonl' })).outcome).toMatchObject({ kind: 'success', outputs: [] });
+    expect((await processOne('true', mq('x'), { outfileEvents: 'jsonl' })).outcome).toMatchObject({ kind: 'success', outputs: [] });
+    // Raw: each line's bytes, without its newline.
+    const raw = await processOne(write('a b\nc'), Uint8Array.from([1]), { outfileEvents: 'jsonl', wireFormat: 'raw' });
+    expect(raw.outcome.kind === 'success' && raw.outcome.outputs.map((o) => Buffer.from(o.body).toString())).toEqual(['a b', 'c']);
+    // A line that is not JSON fails the event, naming the line.
+    const bad = await processOne(write('1\nnot json\n'), mq('x'), { outfileEvents: 'jsonl' });
+    expect(bad.outcome.kind === 'failure' && bad.outcome.reason.reason).toMatch(/line 2 of the outfile is not valid JSON/);
   });
 
   test('a binary outfile cannot travel as mqclient JSON: a failure that says what to do', async () => {
