@@ -37,6 +37,8 @@ export interface ProvenanceStep {
   host: string;
   /** The task image as configured (absent: the task ran on the pilot's host). */
   image?: string;
+  /** The image's content digest, when the container runtime reports one (docker, podman). */
+  image_digest?: string;
   /** The attempt that succeeded (or failed, on a dead letter): 1 for the first. */
   attempt: number;
   /** ISO 8601 times of the task run. */

@@ -71,7 +71,7 @@ export async function runConfiguredPilot(config: PilotConfig, options: AssembleO
           version,
           logger,
           spawner,
-        }), { taskName: config.settings.taskName ?? DEFAULT_TASK_NAME, version, image: config.task.image, wireFormat: config.wireFormat, filterMarkers: config.settings.filterMarkers ?? false }),
+        }), { taskName: config.settings.taskName ?? DEFAULT_TASK_NAME, version, image: config.task.image, imageDigest: taskImage.digest, wireFormat: config.wireFormat, filterMarkers: config.settings.filterMarkers ?? false }),
     });
   } finally {
     await spawner.close();

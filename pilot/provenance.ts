@@ -18,6 +18,8 @@ export interface StepIdentity {
   version: string;
   /** The task image as configured; undefined on the host. */
   image: string | undefined;
+  /** Its content digest, when the runtime reported one. */
+  imageDigest?: string | undefined;
   wireFormat: WireFormat;
   /** Publish markers for filtered events and pass received ones on. */
   filterMarkers: boolean;
@@ -52,6 +54,7 @@ export function withProvenance(processor: EventProcessor, identity: StepIdentity
         pilot_version: identity.version,
         host,
         ...(identity.image !== undefined ? { image: identity.image } : {}),
+        ...(identity.imageDigest !== undefined ? { image_digest: identity.imageDigest } : {}),
         attempt: delivery.deliveryCount,
         start: start.toISOString(),
         end: new Date().toISOString(),

@@ -95,8 +95,9 @@ export function createOciRuntime(engine: OciEngine, options: RuntimeOptions, hos
     const inspect = await runTool(engine, ['image', 'inspect', reference], { env, timeoutMs: 120_000 });
     if (inspect.spawnError?.code === 'ENOENT') throw engineMissing();
     if (inspect.code === 0) {
-      options.logger.info({ engine, image: reference }, 'image present');
-      return { reference, runnable: reference };
+      const digest = imageDigest(inspect.stdout);
+      options.logger.info({ engine, image: reference, ...(digest ? { digest } : {}) }, 'image present');
+      return { reference, runnable: reference, ...(digest ? { digest } : {}) };
     }
     options.logger.info({ engine, image: reference }, 'pulling the image');
     const started = Date.now();
@@ -108,8 +109,10 @@ export function createOciRuntime(engine: OciEngine, options: RuntimeOptions, hos
         `Check the image name, the registry credentials (${engine} login) and that the ${engine} service is reachable from this node.`,
       );
     }
-    options.logger.info({ engine, image: reference, seconds: (Date.now() - started) / 1000 }, 'image pulled');
-    return { reference, runnable: reference };
+    const pulled = await runTool(engine, ['image', 'inspect', reference], { env, timeoutMs: 120_000 });
+    const digest = pulled.code === 0 ? imageDigest(pulled.stdout) : undefined;
+    options.logger.info({ engine, image: reference, seconds: (Date.now() - started) / 1000, ...(digest ? { digest } : {}) }, 'image pulled');
+    return { reference, runnable: reference, ...(digest ? { digest } : {}) };
   }
 
   async function containerExists(name: string): Promise<boolean> {
@@ -156,4 +159,29 @@ export function createOciRuntime(engine: OciEngine, options: RuntimeOptions, hos
       options.logger.warn({ engine, container: name }, `could not remove the container; remove it by hand: ${engine} rm -f ${name}`);
     },
   };
+}
+
+/**
+ * The digest in `<engine> image inspect` output: the registry digest of the first `RepoDigests` entry (what
+ * `<name>@sha256:…` pulls again), else podman's `Digest`, else the local image id (an image built or imported
+ * here has no registry digest). Undefined when the output is not what docker and podman print.
+ */
+export function imageDigest(inspectOutput: string): string | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(inspectOutput);
+  } catch {
+    return undefined;
+  }
+  const image = Array.isArray(parsed) ? (parsed[0] as Record<string, unknown> | undefined) : undefined;
+  if (!image || typeof image !== 'object') return undefined;
+  const repoDigests = Array.isArray(image.RepoDigests) ? image.RepoDigests.filter((d): d is string => typeof d === 'string') : [];
+  const fromRepo = repoDigests.map((d) => d.slice(d.lastIndexOf('@') + 1)).find((d) => /^sha256:[0-9a-f]{64}$/.test(d));
+  if (fromRepo) return fromRepo;
+  if (typeof image.Digest === 'string' && /^sha256:[0-9a-f]{64}$/.test(image.Digest)) return image.Digest;
+  if (typeof image.Id === 'string') {
+    const id = image.Id.startsWith('sha256:') ? image.Id : `sha256:${image.Id}`;
+    if (/^sha256:[0-9a-f]{64}$/.test(id)) return id;
+  }
+  return undefined;
 }

@@ -42,6 +42,11 @@ export interface PreparedImage {
   reference: string | undefined;
   /** What to hand to the runtime's run command (e.g. the sandbox directory apptainer built). */
   runnable: string | undefined;
+  /**
+   * The image's content digest (`sha256:…`) when the runtime reports one (docker/podman: the registry digest,
+   * else the local image id); recorded in every result's provenance.
+   */
+  digest?: string;
 }
 
 /** A private file a launch command reads; see `LaunchCommand.files`. */

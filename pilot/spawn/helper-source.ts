@@ -22,7 +22,6 @@ SIGDEF = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
 running = {}
 found = {}
 envs = {}
-cwd = [None]
 def send(obj):
     try:
         os.write(1, (json.dumps(obj, separators=(',', ':')) + '\n').encode())
@@ -46,15 +45,13 @@ def start(req):
     try:
         env = envs[req['env']]
         exe = resolve(req['file'], env.get('PATH'))
-        if req['cwd'] != cwd[0]:
-            os.chdir(req['cwd'])
-            cwd[0] = req['cwd']
+        # Every time (one cheap call): a directory removed and made again under the same name is another one.
+        os.chdir(req['cwd'])
         fa = [(os.POSIX_SPAWN_OPEN, 0, '/dev/null', os.O_RDONLY, 0),
               (os.POSIX_SPAWN_OPEN, 1, req['stdout'], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
               (os.POSIX_SPAWN_OPEN, 2, req['stderr'], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)]
         pid = os.posix_spawn(exe, [req['file']] + req['args'], env, file_actions=fa, setpgroup=0, setsigdef=SIGDEF, setsigmask=())
     except OSError as e:
-        cwd[0] = None
         send({'id': rid, 'error': errno.errorcode.get(e.errno, 'EIO'), 'message': e.strerror or str(e)})
         return
     except Exception as e:

@@ -66,7 +66,8 @@ describe.each([
     const outputs = await drainOutputs(broker, queues.outgoing, EVENTS * 2, 5_000);
     // Each input answered; a second copy (an ack lost with the leader) is what the coordinator deduplicates.
     expect(new Set(outputs.map((o) => o.inputEventId))).toEqual(new Set(ids));
-    expect(outputs.length - EVENTS).toBeLessThanOrEqual(4);
+    // At most the pilot's prefetch window (3 × 2 tasks + 2: running, prepared, being acked) was in flight.
+    expect(outputs.length - EVENTS).toBeLessThanOrEqual(3 * 2 + 2);
     expect(await broker.depth(`${queues.incoming}.dlq`)).toBe(0);
   }, 240_000);
 });

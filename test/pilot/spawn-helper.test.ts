@@ -3,7 +3,7 @@
  * do not outlive the pilot (its end of the helper's stdin closing is how the helper learns the pilot is
  * gone, however it died), and a helper that dies under running tasks fails them rather than hanging.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
@@ -78,6 +78,27 @@ describe('spawn helper', () => {
         expect(r.exitCode).toBe(0);
         expect(readFileSync(out, 'utf8')).toBe(value);
       }
+    } finally {
+      await helper.close();
+    }
+  });
+
+  test('the working directory is the one given each time: a directory made again under the same name, or none', async () => {
+    const helper = await HelperSpawner.start({ killGraceMs: 500 });
+    const base = mkdtempSync(join(tmpdir(), 'ewms-helper-'));
+    const cwd = join(base, 'run');
+    const run = (out: string) => runProcess({ file: 'sh', args: ['-c', 'ls'], env: { PATH } }, { cwd, stdoutPath: join(base, out), stderrPath: join(base, 'err'), timeoutMs: undefined, killGraceMs: 100, spawner: helper });
+    try {
+      mkdirSync(cwd);
+      writeFileSync(join(cwd, 'first'), '');
+      expect((await run('out1')).exitCode).toBe(0);
+      rmSync(cwd, { recursive: true });
+      mkdirSync(cwd);
+      writeFileSync(join(cwd, 'second'), '');
+      expect((await run('out2')).exitCode).toBe(0);
+      expect(readFileSync(join(base, 'out2'), 'utf8')).toBe('second\n');
+      rmSync(cwd, { recursive: true });
+      expect((await run('out3')).spawnError).toMatch(/ENOENT/);
     } finally {
       await helper.close();
     }

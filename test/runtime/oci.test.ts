@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { createOciRuntime, type OciEngine } from '../../pilot/runtime/oci.js';
+import { createOciRuntime, imageDigest, type OciEngine } from '../../pilot/runtime/oci.js';
 import { removeLaunchFiles, writeLaunchFiles } from '../../pilot/runtime/launch-files.js';
 import { RuntimeSetupError, type PreparedImage } from '../../pilot/runtime/types.js';
 import { GOLDEN_TASK_ARGS, GOLDEN_TASK_ENV, pathWithStandIns, taskRequest, testOptions } from './helpers.js';
@@ -109,12 +109,14 @@ describe.each<OciEngine>(['docker', 'podman'])('%s prepare() and stop() with a s
     expect(calls()).toEqual([['image', 'inspect', 'ghcr.io/example/task:1']]);
   });
 
-  test('a missing image is pulled once, however often prepare() is called', async () => {
+  test('a missing image is pulled once, however often prepare() is called, then inspected for its digest', async () => {
     const { runtime, calls } = standIn(engine, { OCI_STANDIN_PULLABLE: 'ghcr.io/example/task:1' });
     await Promise.all([runtime.prepare('ghcr.io/example/task:1'), runtime.prepare('ghcr.io/example/task:1')]);
     expect(calls()).toEqual([
       ['image', 'inspect', 'ghcr.io/example/task:1'],
       ['pull', 'ghcr.io/example/task:1'],
+      // Once more, for the pulled image's digest.
+      ['image', 'inspect', 'ghcr.io/example/task:1'],
     ]);
   });
 
@@ -191,5 +193,18 @@ describe.skipIf(dockerMissing !== undefined)('the real docker CLI accepts the co
     const err = await runtime.prepare('ghcr.io/example/task:1').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RuntimeSetupError);
     expect((err as Error).message).toMatch(/could not pull ghcr.io\/example\/task:1 with docker: .*Cannot connect to the Docker daemon/s);
+  });
+});
+
+describe('imageDigest (what `image inspect` says the image is)', () => {
+  const sha = (c: string) => `sha256:${c.repeat(64)}`;
+  test('the registry digest first, then podman\'s Digest, then the local id; nothing from output it does not know', () => {
+    expect(imageDigest(JSON.stringify([{ Id: sha('a'), RepoDigests: [`ghcr.io/x/task@${sha('b')}`] }]))).toBe(sha('b'));
+    expect(imageDigest(JSON.stringify([{ Id: 'c'.repeat(64), Digest: sha('d'), RepoDigests: [] }]))).toBe(sha('d'));
+    expect(imageDigest(JSON.stringify([{ Id: 'e'.repeat(64) }]))).toBe(sha('e'));
+    expect(imageDigest(JSON.stringify([{ Id: sha('f') }]))).toBe(sha('f'));
+    expect(imageDigest('Error: no such image')).toBeUndefined();
+    expect(imageDigest(JSON.stringify([{ Id: 'not-a-digest' }]))).toBeUndefined();
+    expect(imageDigest('[]')).toBeUndefined();
   });
 });

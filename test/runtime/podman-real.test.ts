@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { drainOutputs, PILOT_CLI, pilotEnv, publishEvents, startPilot, TestQueues } from '../pilot-integration/run-pilot.js';
+import { PROVENANCE_HEADERS, readProvenance } from '../../common/provenance.js';
 import { createOciRuntime } from '../../pilot/runtime/oci.js';
 import { RuntimeSetupError, type LaunchRequest, type PreparedImage } from '../../pilot/runtime/types.js';
 import { launch, testOptions } from './helpers.js';
@@ -71,7 +72,10 @@ describe.skipIf(unavailable !== undefined)('podman runtime, real containers', ()
   });
 
   test('the image is found locally, not pulled; an unknown image is a start-up error', async () => {
-    expect(image).toEqual({ reference: imageTag, runnable: imageTag });
+    // The manifest digest podman gives the image (what `<name>@sha256:…` names).
+    const digest = podman('image', 'inspect', '--format', '{{.Digest}}', imageTag).stdout.trim();
+    expect(digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(image).toEqual({ reference: imageTag, runnable: imageTag, digest });
     expect(options.logs.some((l) => l.msg === 'image present')).toBe(true);
     const err = await runtime.prepare('localhost:1/ewms/does-not-exist:1').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RuntimeSetupError);
@@ -149,6 +153,12 @@ describe.skipIf(unavailable !== undefined || pilotMissing !== undefined)('the pi
     expect(code, pilot.stderr().slice(-3000)).toBe(0);
     const outputs = await drainOutputs(broker, queues.outgoing, 2);
     const byInput = new Map(outputs.map((o) => [o.inputEventId, String(o.data)]));
+    // Every result's provenance names the image and its digest as podman reports it.
+    const digest = podman('image', 'inspect', '--format', '{{.Digest}}', imageTag).stdout.trim();
+    for (const output of outputs) {
+      const [step] = readProvenance(output.delivery.headers[PROVENANCE_HEADERS.provenance]);
+      expect(step).toMatchObject({ image: imageTag, image_digest: digest });
+    }
     ['event zero', 'event one'].forEach((text, i) => {
       const [infileText, received, infilePath] = byInput.get(ids[i]!)!.split('|');
       expect(infileText).toBe(text);
