@@ -35,6 +35,26 @@ function delivery(body: Uint8Array, eventId = 'ev-1', deliveryCount = 1): Delive
   return { body, headers: {}, eventId, deliveryCount, ack: fail, nack: fail, release: fail, deadLetter: fail, extendLease: fail };
 }
 
+/** The options every test's processor starts from: a host task, mqclient events, the spawn helper. */
+function processorOptions(args: string, files: TaskFiles, env: Record<string, string> = {}): TaskProcessorOptions {
+  return {
+    task: { args: splitShellWords(args), image: undefined, env, timeoutSeconds: undefined },
+    runtime: createHostRuntime({ baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }),
+    image: { reference: undefined, runnable: undefined },
+    files,
+    wireFormat: 'mqclient',
+    infileExt: '.in',
+    outfileExt: '.out',
+    killGraceSeconds: 1,
+    okayErrors: [],
+    keepAllTaskFiles: false,
+    dumpTaskOutput: false,
+    version: '9.9.9',
+    logger: pino({ level: 'silent' }),
+    spawner,
+  };
+}
+
 async function processOne(
   args: string,
   body: Uint8Array,
@@ -47,21 +67,11 @@ async function processOne(
   await files.prepare();
   let dumped = '';
   const processor = new TaskProcessor({
-    task: { args: splitShellWords(args), image: undefined, env: { GREETING: 'hi' }, timeoutSeconds: undefined },
-    runtime: createHostRuntime({ baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }),
-    image: { reference: undefined, runnable: undefined },
-    files,
+    ...processorOptions(args, files, { GREETING: 'hi' }),
     wireFormat: options.wireFormat ?? 'mqclient',
     infileExt,
     outfileExt,
-    killGraceSeconds: 1,
-    okayErrors: [],
-    keepAllTaskFiles: false,
-    dumpTaskOutput: false,
-    version: '9.9.9',
-    logger: pino({ level: 'silent' }),
     dumpTo: new Writable({ write: (chunk: Buffer, _e, cb) => ((dumped += chunk.toString()), cb()) }),
-    spawner,
     ...options,
   });
   const outcome = await processor.process(delivery(body), new AbortController().signal);
@@ -80,22 +90,9 @@ describe('TaskProcessor', () => {
     const dataDir = join(mkdtempSync(join(tmpdir(), 'ewms-proc-')), 'ewms-pilot-data');
     const files = new TaskFiles(dataDir, '.in', '.out');
     await files.prepare();
-    const processor = new TaskProcessor({
-      task: { args: splitShellWords('sh -c \'if [ "$(cat {{INFILE}})" = first ]; then cp {{INFILE}} {{OUTFILE}}; mkdir "$(dirname {{INFILE}})/sub"; touch "$(dirname {{INFILE}})/left-over"; fi\''), image: undefined, env: {}, timeoutSeconds: undefined },
-      runtime: createHostRuntime({ baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }),
-      image: { reference: undefined, runnable: undefined },
-      files,
-      wireFormat: 'mqclient',
-      infileExt: '.in',
-      outfileExt: '.out',
-      killGraceSeconds: 1,
-      okayErrors: [],
-      keepAllTaskFiles: false,
-      dumpTaskOutput: false,
-      version: '9.9.9',
-      logger: pino({ level: 'silent' }),
-      spawner,
-    });
+    const processor = new TaskProcessor(
+      processorOptions('sh -c \'if [ "$(cat {{INFILE}})" = first ]; then cp {{INFILE}} {{OUTFILE}}; mkdir "$(dirname {{INFILE}})/sub"; touch "$(dirname {{INFILE}})/left-over"; fi\'', files),
+    );
     const first = await processor.process(delivery(mq('first'), 'a'), new AbortController().signal);
     expect(outputData(first)).toBe('first');
     const second = await processor.process(delivery(mq('second'), 'b'), new AbortController().signal);
