@@ -46,7 +46,7 @@ export interface ChaosOptions {
   brokerDisruptions?: boolean;
   /** Attempts per event (default 3, the product's default). */
   maxDeliveries?: number;
-  /** Tasks per pilot at once, and its prefetch (default 2). */
+  /** Tasks per pilot at once (default 2); pilots use the automatic prefetch (3 × tasks + 2). */
   concurrency?: number;
   /** A task's timeout (default 2 s): `hang` events end by it. */
   taskTimeoutSeconds?: number;
@@ -173,7 +173,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       task: { args: `/bin/sh ${taskPath} {{INFILE}} {{OUTFILE}}`, timeoutSeconds: options.taskTimeoutSeconds ?? 2 },
       pilotEnv: {
         EWMS_PILOT_MAX_CONCURRENT_TASKS: String(concurrency),
-        EWMS_PILOT_PREFETCH: String(concurrency),
+        EWMS_PILOT_PREFETCH: 'auto',
         EWMS_PILOT_TASK_KILL_GRACE: String(killGraceSeconds),
         // NATS: a SIGKILLed pilot's deliveries come back after this (renewed while a task runs).
         EWMS_PILOT_LEASE_TIMEOUT: '5',

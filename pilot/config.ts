@@ -362,7 +362,10 @@ function build(r: Reader, cwd: string): PilotConfig | undefined {
   const outgoing = outgoings[0] ?? { queue: undefined, broker: undefined };
 
   const maxDeliveries = r.integer('EWMS_PILOT_MAX_DELIVERIES', 1) ?? 3;
-  const prefetch = r.integer('EWMS_PILOT_PREFETCH', 0) ?? 1;
+  // `auto` (the default) keeps the next event in hand beside every task; a number is taken as given (the Python
+  // pilot's meaning), which a user with long tasks on RabbitMQ needs: events waiting in a pilot count towards
+  // the server's consumer_timeout from the moment they are delivered.
+  const prefetch: number | 'auto' = r.string('EWMS_PILOT_PREFETCH')?.trim().toLowerCase() === 'auto' ? 'auto' : (r.integer('EWMS_PILOT_PREFETCH', 0) ?? 'auto');
   const maxConcurrentTasks = r.integer('EWMS_PILOT_MAX_CONCURRENT_TASKS', 1) ?? 1;
   const stopOnTaskError = r.boolean('EWMS_PILOT_STOP_LISTENING_ON_TASK_ERROR');
   const quarantineSeconds = r.seconds('EWMS_PILOT_QUARANTINE_TIME') ?? 0;

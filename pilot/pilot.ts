@@ -46,7 +46,8 @@ export interface PilotSettings {
    */
   deadLetterRoute: 'queue' | 'outgoing';
   maxDeliveries: number;
-  prefetch: number;
+  /** `auto`: room for one event prepared beside each task and for finished ones being acked; else as given. */
+  prefetch: number | 'auto';
   maxConcurrentTasks: number;
   stopOnTaskError: boolean;
   quarantineSeconds: number;
@@ -163,7 +164,7 @@ export async function runPilot(settings: PilotSettings, parts: PilotParts): Prom
     // for finished events being published and acked, and one more, so the next event is always in hand.
     const lookahead = settings.maxConcurrentTasks;
     const subscription = await queues.consume({
-      prefetch: Math.max(settings.prefetch, 3 * settings.maxConcurrentTasks + 2),
+      prefetch: settings.prefetch === 'auto' ? 3 * settings.maxConcurrentTasks + 2 : Math.max(settings.prefetch, settings.maxConcurrentTasks),
       maxDeliveries: settings.maxDeliveries,
       leaseMs: settings.leaseSeconds * 1000,
     });

@@ -154,7 +154,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
           EWMS_PILOT_INFILE_EXT: '.json',
           EWMS_PILOT_OUTFILE_EXT: '.json',
           EWMS_PILOT_MAX_CONCURRENT_TASKS: String(options.tasksPerPilot),
-          EWMS_PILOT_PREFETCH: String(options.tasksPerPilot),
+          EWMS_PILOT_PREFETCH: 'auto',
           // The pilots serve both rounds: they must not take the short pause between them for the end.
           EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE: '600',
           EWMS_PILOT_TIMEOUT_QUEUE_INCOMING: '600',

@@ -139,7 +139,7 @@ describe('defaults (those of the Python ewms-pilot 1.x where it has the variable
     expect(c.settings).toMatchObject({
       deadLetterQueue: 'in-q.dlq',
       maxDeliveries: 3,
-      prefetch: 1,
+      prefetch: 'auto',
       maxConcurrentTasks: 1,
       stopOnTaskError: true,
       quarantineSeconds: 0,
@@ -156,7 +156,9 @@ describe('defaults (those of the Python ewms-pilot 1.x where it has the variable
   });
 
   test('an empty variable counts as unset, as in the Python pilot', () => {
-    expect(load({ EWMS_PILOT_PREFETCH: '', EWMS_PILOT_INFILE_EXT: '' }).settings.prefetch).toBe(1);
+    expect(load({ EWMS_PILOT_PREFETCH: '', EWMS_PILOT_INFILE_EXT: '' }).settings.prefetch).toBe('auto');
+    expect(load({ EWMS_PILOT_PREFETCH: ' Auto ' }).settings.prefetch).toBe('auto');
+    expect(load({ EWMS_PILOT_PREFETCH: '1' }).settings.prefetch).toBe(1);
   });
 
   test('the old EWMS_PILOT_SUBPROC_TIMEOUT is read when TASK_TIMEOUT is not set', () => {
