@@ -59,7 +59,7 @@ def start(req):
         return
     running[pid] = rid
     send({'id': rid, 'pid': pid})
-def reap():
+def reap(report=True):
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -68,7 +68,7 @@ def reap():
         if pid == 0:
             return
         rid = running.pop(pid, None)
-        if rid is None:
+        if rid is None or not report:
             continue
         if os.WIFSIGNALED(status):
             send({'id': rid, 'signal': os.WTERMSIG(status)})
@@ -87,19 +87,10 @@ def shutdown(sel):
     deadline = time.monotonic() + GRACE
     while time.monotonic() < deadline and any(killpg(g, 0) for g in groups):
         sel.select(0.05)
-        reap_quiet()
+        reap(report=False)  # the pilot is gone: nobody to tell
     for g in groups:
         killpg(g, signal.SIGKILL)
     os._exit(0)
-def reap_quiet():
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        running.pop(pid, None)
 def main():
     r, w = os.pipe()
     os.set_blocking(r, False)
