@@ -11,6 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { encodeEvent } from '../coordinator/codec.js';
@@ -99,8 +100,6 @@ export interface ChaosReport {
   /** The run's directory, when kept. */
   keptDir: string | undefined;
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Shares of the expected outcomes at which the broker is disrupted. */
 const DISRUPTIONS: ReadonlyArray<{ at: number; signal: DisruptionSignal }> = [

@@ -5,6 +5,7 @@
  * pilots wrote for it.
  */
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConnectOptions } from '../mq-adapters/types.js';
 import type { CutWindow } from './pilot-logs.js';
 import { startPrivateNats, startPrivateRabbitMQ, type PrivateBroker } from '../test/helpers/brokers.js';
@@ -51,8 +52,6 @@ export const SINGLE_BROKER_MAX_MESSAGE_BYTES = 512 * 1024;
 /** A NATS server's own default `max_payload` (the cluster helper keeps it). */
 const NATS_DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 const USER = 'chaos';
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Start the broker(s) of one target. */
 export async function startTarget(type: ChaosBrokerType, cluster: boolean): Promise<ChaosTarget> {
