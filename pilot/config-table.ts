@@ -14,6 +14,8 @@ export type VariableType =
   | 'secret'
   /** A whole number >= 0. */
   | 'integer'
+  /** `auto` (the pilot chooses) or a whole number >= 0. */
+  | 'integer-or-auto'
   /** A number of seconds >= 0 (fractions allowed). */
   | 'seconds'
   /** `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`; any case). */
@@ -127,7 +129,7 @@ export const VARIABLES: readonly VariableDefinition[] = [
   v('EWMS_PILOT_QUEUE_MONITOR', 'string', undefined, 'The workflow\'s monitoring queue, on the outgoing broker: heartbeats go there (declared bounded: the newest 20,000, none older than an hour; never dead-lettered). Set by the coordinator; unset: no heartbeats.', { origin: 'ours' }),
   v('EWMS_PILOT_MAX_DELIVERIES', 'integer', '3', 'Attempts an event gets before it is dead-lettered (>= 1).', { origin: 'ours' }),
   v('EWMS_PILOT_WIRE_FORMAT', 'choice', 'mqclient', '`mqclient`: zstd-compressed JSON envelope, interoperable with the Python MQClient; `raw`: bodies are the files\' bytes as they are.', { origin: 'ours', choices: ['mqclient', 'raw'] }),
-  v('EWMS_PILOT_PREFETCH', 'integer', 'auto', 'Events the broker may push ahead of need. `auto`: 3 × concurrent tasks + 2, so the next event is in hand (prepared) when a task slot frees while finished ones are published and acked — best for short tasks. A number is taken as given (at least one per task slot), as in the Python pilot (default 1 there): set `1` for tasks of minutes or more on RabbitMQ, where every event a pilot holds counts towards the server\'s `consumer_timeout` from its delivery.'),
+  v('EWMS_PILOT_PREFETCH', 'integer-or-auto', 'auto', 'Events the broker may push ahead of need. `auto`: 3 × concurrent tasks + 2, so the next event is in hand (prepared) when a task slot frees while finished ones are published and acked — best for short tasks. A number is taken as given (at least one per task slot), as in the Python pilot (default 1 there): set `1` for tasks of minutes or more on RabbitMQ, where every event a pilot holds counts towards the server\'s `consumer_timeout` from its delivery.'),
   v('EWMS_PILOT_LEASE_TIMEOUT', 'seconds', '60', 'How long the broker waits for an ack before it gives an event to another pilot: NATS AckWait, renewed every third of it while a task runs, so long tasks keep their events. Not applied on RabbitMQ (no per-message lease: `consumer_timeout` on the server) nor on Pulsar (its ack timeout cannot be renewed, so it stays off and an event returns when its pilot disconnects).', { origin: 'ours' }),
   v('EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE', 'seconds', undefined, 'Seconds to wait for the first event before ending with exit 0.', { defaultText: 'EWMS_PILOT_TIMEOUT_QUEUE_INCOMING' }),
   v('EWMS_PILOT_TIMEOUT_QUEUE_INCOMING', 'seconds', '1', 'Seconds with nothing to do, once events have flowed, before the pilot ends with exit 0 (the queue has drained).'),
@@ -190,6 +192,8 @@ export function typeLabel(variable: VariableDefinition): string {
       return 'JSON object';
     case 'secret':
       return 'secret';
+    case 'integer-or-auto':
+      return 'auto | integer';
     default:
       return variable.type;
   }
