@@ -13,6 +13,11 @@ import type { PilotRequest, WorkflowQueues } from './types.js';
 /** The suffix of an urgent twin: `<queue>.urgent`. */
 export const URGENT_SUFFIX = '.urgent';
 
+/** The queue a graph's alias names in workflow `id`, where the backend chose no other name. */
+export function graphQueueName(id: string, alias: string): string {
+  return `ewms-${id}-${alias}`;
+}
+
 /** One task: the aliases it reads and writes, and its pilots (when known at create time). */
 export interface LayoutTask {
   name: string;
@@ -65,7 +70,7 @@ export class QueueLayout {
     named: Readonly<Record<string, string>> = {},
   ): QueueLayout {
     const names = new Map<string, string>();
-    for (const t of tasks) for (const alias of [...t.inputs, ...t.outputs]) names.set(alias, named[alias] ?? `ewms-${id}-${alias}`);
+    for (const t of tasks) for (const alias of [...t.inputs, ...t.outputs]) names.set(alias, named[alias] ?? graphQueueName(id, alias));
     return new QueueLayout(tasks, publicInputs, publicOutputs, names, new Map(), urgent, true);
   }
 

@@ -9,6 +9,7 @@ import { defaultDeadLetterQueue } from '../../mq-adapters/types.js';
 import { checkGraph, readWorkflowFile } from '../graph.js';
 import { DeadLetters, type DeadLetter } from '../dead-letters.js';
 import { LineWriter } from '../event-files.js';
+import { graphQueueName } from '../queue-layout.js';
 import { InputProblems, wholeNumber } from './input.js';
 import { readBrokerWorkflow, type BrokerWorkflow } from './open.js';
 import { brokerOptions, checkWritable, defined, EXIT, type Args, type CommandContext, type EwmsCommand } from './shared.js';
@@ -41,7 +42,7 @@ async function workflowsOf(p: InputProblems, args: Args, workflow: BrokerWorkflo
   const task = graph.tasks.find((t) => t.task_name === taskName);
   if (!task) return p.add('--task', `'${taskName}' is not a task of ${file}`, `its tasks: ${graph.tasks.map((t) => t.task_name).join(', ')}`) ?? [];
   return task.input_queue_aliases.map((alias) => {
-    const incoming = `ewms-${workflow.id}-${alias}`;
+    const incoming = graphQueueName(workflow.id, alias);
     return { ...workflow, queues: { incoming, outgoing: incoming, deadLetter: defaultDeadLetterQueue(incoming) } };
   });
 }

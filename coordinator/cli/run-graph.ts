@@ -13,6 +13,8 @@ import type { Logger } from 'pino';
 import { LineWriter, outcomeLine, readEvents, scanEvents, type EventsSummary } from '../event-files.js';
 import { checkGraph, plannedTasks, readWorkflowFile, WorkflowGraphError, type WorkflowDescription, type WorkflowTask } from '../graph.js';
 import type { WorkflowTarget } from '../pilot-env.js';
+import { defaultDeadLetterQueue } from '../../mq-adapters/types.js';
+import { graphQueueName } from '../queue-layout.js';
 import { runWorkflow } from '../run-workflow.js';
 import type { EventData, PilotDefaults, WireFormat, WorkflowOutcome } from '../types.js';
 import { checkWorkflowId, workflowQueues } from '../workflow.js';
@@ -102,7 +104,7 @@ export async function cmdRunGraph(args: Args, logger: Logger, context: CommandCo
         maxDeliveries,
         wireFormat,
         depth: async () => 0,
-        task: { name: task.task_name, inputs: task.input_queue_aliases.map((a) => ({ queue: `ewms-${id}-${a}`, deadLetter: `ewms-${id}-${a}.dlq` })), outputs: task.output_queue_aliases.map((a) => ({ queue: `ewms-${id}-${a}` })), filterMarkers: true },
+        task: { name: task.task_name, inputs: task.input_queue_aliases.map((a) => ({ queue: graphQueueName(id, a), deadLetter: defaultDeadLetterQueue(graphQueueName(id, a)) })), outputs: task.output_queue_aliases.map((a) => ({ queue: graphQueueName(id, a) })), filterMarkers: true },
       };
       const sub = new InputProblems(`task '${task.task_name}'`);
       const checked = checkPilots(sub, request, target, { cwd, workDir: join(localWorkDir ?? tmpdir(), task.task_name) });
