@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { encodeEnvelope, type WireFormat } from '../common/wire.js';
 import { PROVENANCE_HEADERS as P, readProvenance, readShare, splitShare, writeProvenance, writeShare, type ProvenanceStep } from '../common/provenance.js';
 import { HEADERS, type Delivery, type OutgoingMessage } from '../mq-adapters/types.js';
-import type { EventProcessor, TaskOutcome } from './event-loop.js';
+import type { EventProcessor, TaskOutcome, TaskSlots } from './event-loop.js';
 import { outputEventId } from './task-io.js';
 
 /** Who ran the step. */
@@ -32,7 +32,9 @@ export const DEAD_LETTER_TASK_DETAIL = 'task-name';
 export function withProvenance(processor: EventProcessor, identity: StepIdentity): EventProcessor {
   const host = hostname();
   return {
-    async process(delivery: Delivery, signal: AbortSignal): Promise<TaskOutcome> {
+    // The wrapped processor takes its task slot around the task process only: keep it so.
+    slotAware: processor.slotAware,
+    async process(delivery: Delivery, signal: AbortSignal, slots?: TaskSlots): Promise<TaskOutcome> {
       if (delivery.headers[HEADERS.deadLetterReason] !== undefined) {
         // A dead letter from upstream riding the queues (no dead-letter queue of its own, as under EWMS): it
         // already is its event's outcome; pass it on, untouched, towards the coordinator.
@@ -43,7 +45,7 @@ export function withProvenance(processor: EventProcessor, identity: StepIdentity
         return { kind: 'success', outputs: identity.filterMarkers ? [marker(delivery, delivery.headers[P.filtered] ?? identity.taskName, identity.wireFormat)] : [], durationMs: 0 };
       }
       const start = new Date();
-      const outcome = await processor.process(delivery, signal);
+      const outcome = await processor.process(delivery, signal, slots);
       if (outcome.kind === 'failure') {
         return { ...outcome, reason: { ...outcome.reason, details: { ...outcome.reason.details, [DEAD_LETTER_TASK_DETAIL]: identity.taskName } } };
       }
