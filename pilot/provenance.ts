@@ -44,7 +44,7 @@ export function withProvenance(processor: EventProcessor, identity: StepIdentity
         // Filtered upstream: nothing for this task to do, but the coordinator must still hear of it.
         return { kind: 'success', outputs: identity.filterMarkers ? [marker(delivery, delivery.headers[P.filtered] ?? identity.taskName, identity.wireFormat)] : [], durationMs: 0 };
       }
-      const start = new Date();
+      const called = Date.now();
       const outcome = await processor.process(delivery, signal, slots);
       if (outcome.kind === 'failure') {
         return { ...outcome, reason: { ...outcome.reason, details: { ...outcome.reason.details, [DEAD_LETTER_TASK_DETAIL]: identity.taskName } } };
@@ -58,8 +58,8 @@ export function withProvenance(processor: EventProcessor, identity: StepIdentity
         ...(identity.image !== undefined ? { image: identity.image } : {}),
         ...(identity.imageDigest !== undefined ? { image_digest: identity.imageDigest } : {}),
         attempt: delivery.deliveryCount,
-        start: start.toISOString(),
-        end: new Date().toISOString(),
+        // The task run's own times: a slot-aware processor may have waited for its slot inside the call.
+        ...runTimes(called, outcome.durationMs),
         duration_s: Math.round(outcome.durationMs) / 1000,
       };
       const outputs = outcome.outputs.length > 0 ? outcome.outputs : identity.filterMarkers ? [marker(delivery, identity.taskName, identity.wireFormat)] : [];
@@ -90,4 +90,10 @@ function marker(delivery: Delivery, taskName: string, wireFormat: WireFormat): O
     eventId: outputEventId(delivery.eventId),
     headers: { [HEADERS.inputEventId]: delivery.eventId, ...carried(delivery), [P.filtered]: taskName, ...(delivery.headers[P.provenance] !== undefined ? { [P.provenance]: delivery.headers[P.provenance] } : {}) },
   };
+}
+
+/** When the task ran: it ended now, after running `durationMs` (never before the call began). */
+function runTimes(called: number, durationMs: number): { start: string; end: string } {
+  const end = Date.now();
+  return { start: new Date(Math.max(called, end - durationMs)).toISOString(), end: new Date(end).toISOString() };
 }

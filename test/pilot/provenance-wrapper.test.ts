@@ -31,6 +31,22 @@ describe('withProvenance', () => {
     expect(step).toMatchObject({ task_name: 'fit', input_event_id: 'ev-1', pilot_version: '1.2.3', image: 'img:1', image_digest: identity.imageDigest, attempt: 2, duration_s: 0.005 });
   });
 
+  test("the step's start and end are the task run's, not the wait for a slot inside the call", async () => {
+    const inner: EventProcessor = {
+      slotAware: true,
+      process: async () => {
+        await new Promise((r) => setTimeout(r, 200)); // waiting for a slot, preparing files
+        return { kind: 'success', outputs: [{ body: Buffer.from('y'), eventId: 'ev-1.out' }], durationMs: 20 };
+      },
+    };
+    const before = Date.now();
+    const outcome = await withProvenance(inner, identity).process(delivery, new AbortController().signal);
+    if (outcome.kind !== 'success') throw new Error(`expected success, got ${outcome.kind}`);
+    const [step] = readProvenance(outcome.outputs[0]?.headers?.[PROVENANCE_HEADERS.provenance]);
+    expect(Date.parse(step!.end) - Date.parse(step!.start)).toBe(20);
+    expect(Date.parse(step!.start)).toBeGreaterThanOrEqual(before + 150);
+  });
+
   test('a processor that is not slot-aware stays so (the loop then holds the slot for the whole call)', () => {
     const inner: EventProcessor = { process: async () => ({ kind: 'aborted', durationMs: undefined }) };
     expect(withProvenance(inner, identity).slotAware).toBeUndefined();
